@@ -1,0 +1,43 @@
+"""chainrule: backpropagation you can read.
+
+A scalar autograd engine (:class:`Value`), function transforms for derivatives of any
+order (:func:`grad`), finite-difference checks (:func:`numerical_grad`,
+:func:`gradcheck`), and a small neural-network library on top (``chainrule.nn``).
+
+>>> from chainrule import Value
+>>> x = Value(3.0)
+>>> y = 3 * x**2 - 4 * x + 5
+>>> y.backward()
+>>> y.data, x.grad
+(20.0, 14.0)
+"""
+
+from chainrule.engine import Value, enable_grad, is_grad_enabled, no_grad, topological_order
+from chainrule.errors import (
+    ChainruleError,
+    DivisionByZeroError,
+    DomainError,
+    GradcheckError,
+    NumericOverflowError,
+)
+from chainrule.functional import grad, gradcheck, numerical_grad, value_and_grad
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ChainruleError",
+    "DivisionByZeroError",
+    "DomainError",
+    "GradcheckError",
+    "NumericOverflowError",
+    "Value",
+    "__version__",
+    "enable_grad",
+    "grad",
+    "gradcheck",
+    "is_grad_enabled",
+    "no_grad",
+    "numerical_grad",
+    "topological_order",
+    "value_and_grad",
+]

@@ -1,0 +1,36 @@
+"""The exceptions chainrule raises.
+
+Each one also subclasses the built-in exception a Python programmer would expect
+(``ValueError``, ``ZeroDivisionError``, ``OverflowError``), so existing ``except``
+clauses keep working, and every message names the operation and its operands.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ChainruleError",
+    "DivisionByZeroError",
+    "DomainError",
+    "GradcheckError",
+    "NumericOverflowError",
+]
+
+
+class ChainruleError(Exception):
+    """Base class of every error chainrule raises on purpose."""
+
+
+class DomainError(ChainruleError, ValueError):
+    """An operand outside an operation's domain, such as ``log`` of a negative number."""
+
+
+class DivisionByZeroError(ChainruleError, ZeroDivisionError):
+    """Division by zero, or zero raised to a negative power."""
+
+
+class NumericOverflowError(ChainruleError, OverflowError):
+    """A result too large for a float (it would be ``inf``)."""
+
+
+class GradcheckError(ChainruleError, RuntimeError):
+    """Analytic and numerical gradients disagree (raised by :func:`chainrule.gradcheck`)."""

@@ -1,0 +1,56 @@
+"""Every operation of the engine, once, with its PyTorch twin and inputs in its domain.
+
+The OpInfo-style table that ``test_ops.py`` sweeps: adding an op to the engine means
+adding one row here, and every check runs on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class OpCase:
+    name: str
+    ours: Callable[..., Any]  # takes and returns chainrule Values
+    torch: Callable[..., Any]  # the same function on float64 tensors
+    samples: tuple[tuple[float, ...], ...]  # points well inside the domain
+
+    @property
+    def arity(self) -> int:
+        return len(self.samples[0])
+
+
+OPS: tuple[OpCase, ...] = (
+    OpCase("add", lambda a, b: a + b, lambda a, b: a + b, ((2.0, -3.0), (0.5, 0.25))),
+    OpCase("radd", lambda a: 2.5 + a, lambda a: 2.5 + a, ((-1.5,), (3.0,))),
+    OpCase("sub", lambda a, b: a - b, lambda a, b: a - b, ((2.0, -3.0), (-0.5, 4.0))),
+    OpCase("rsub", lambda a: 2.5 - a, lambda a: 2.5 - a, ((-1.5,), (3.0,))),
+    OpCase("mul", lambda a, b: a * b, lambda a, b: a * b, ((2.0, -3.0), (0.7, 0.7))),
+    OpCase("rmul", lambda a: -1.5 * a, lambda a: -1.5 * a, ((2.0,),)),
+    OpCase("square_by_reuse", lambda a: a * a, lambda a: a * a, ((-1.3,), (2.0,))),
+    OpCase("div", lambda a, b: a / b, lambda a, b: a / b, ((2.0, -3.0), (-0.5, 0.8))),
+    OpCase("rdiv", lambda a: 3.0 / a, lambda a: 3.0 / a, ((-1.5,), (0.4,))),
+    OpCase("neg", lambda a: -a, lambda a: -a, ((2.0,), (-0.1,))),
+    OpCase("pow_int", lambda a: a**3, lambda a: a**3, ((-1.2,), (0.9,))),
+    OpCase("pow_negative", lambda a: a**-2, lambda a: a**-2, ((-1.2,), (0.9,))),
+    OpCase("pow_half", lambda a: a**0.5, lambda a: a**0.5, ((2.0,), (0.3,))),
+    OpCase("pow_zero", lambda a: a**0, lambda a: a**0, ((2.0,), (-0.3,))),
+    OpCase("pow_value", lambda a, b: a**b, lambda a, b: a**b, ((1.5, 2.5), (0.6, -1.3))),
+    OpCase("rpow", lambda a: 2.0**a, lambda a: 2.0**a, ((1.5,), (-0.7,))),
+    OpCase("exp", lambda a: a.exp(), torch.exp, ((0.5,), (-2.0,), (3.0,))),
+    OpCase("log", lambda a: a.log(), torch.log, ((0.5,), (3.0,))),
+    OpCase("tanh", lambda a: a.tanh(), torch.tanh, ((0.5,), (-2.0,), (0.8814,))),
+    OpCase("relu", lambda a: a.relu(), torch.relu, ((0.5,), (-2.0,))),
+    OpCase("sigmoid", lambda a: a.sigmoid(), torch.sigmoid, ((0.5,), (-3.0,), (40.0,))),
+    OpCase(
+        "composite_neuron",
+        lambda x, w, b: (x * w + b).tanh(),
+        lambda x, w, b: torch.tanh(x * w + b),
+        ((2.0, -3.0, 6.8813735870195432),),
+    ),
+)

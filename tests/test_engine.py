@@ -1,0 +1,223 @@
+"""The engine: worked numbers, deep graphs, conversions, accumulation and bad inputs."""
+
+from __future__ import annotations
+
+import gc
+import math
+import sys
+
+import numpy as np
+import pytest
+
+from chainrule import (
+    ChainruleError,
+    DivisionByZeroError,
+    DomainError,
+    NumericOverflowError,
+    Value,
+    is_grad_enabled,
+    no_grad,
+)
+
+
+def reference_readme_expression() -> tuple[Value, Value, Value]:
+    a = Value(-4.0)
+    b = Value(2.0)
+    c = a + b
+    d = a * b + b**3
+    c += c + 1
+    c += 1 + c + (-a)
+    d += d * 2 + (b + a).relu()
+    d += 3 * d + (b - a).relu()
+    e = c - d
+    f = e**2
+    g = f / 2.0
+    g += 10.0 / f
+    return a, b, g
+
+
+def test_reference_readme_example() -> None:
+    a, b, g = reference_readme_expression()
+    g.backward()
+    assert f"{g.data:.4f}" == "24.7041"
+    assert f"{a.grad:.4f}" == "138.8338"
+    assert f"{b.grad:.4f}" == "645.5773"
+
+
+def test_lecture_expression_L() -> None:
+    a, b, c, f = Value(2.0, "a"), Value(-3.0, "b"), Value(10.0, "c"), Value(-2.0, "f")
+    e = a * b
+    d = e + c
+    L = d * f
+    L.backward()
+    assert L.data == -8.0
+    assert (a.grad, b.grad, c.grad, f.grad, e.grad, d.grad) == (6.0, -4.0, -2.0, 4.0, -2.0, -2.0)
+
+
+def test_million_node_chain_without_recursion() -> None:
+    limit = sys.getrecursionlimit()
+    x = Value(0.5)
+    y = x
+    for _ in range(999_999):  # x plus 999,999 additions: 1,000,000 nodes
+        y = y + x
+    y.backward()
+    assert x.grad == 1_000_000.0
+    assert y.data == 500_000.0
+    assert sys.getrecursionlimit() == limit
+
+
+def test_value_used_twice_accumulates() -> None:
+    a = Value(3.0)
+    b = a + a
+    b.backward()
+    assert a.grad == 2.0
+    x = Value(-2.0)
+    y = Value(3.0)
+    z = (x * y) + (x + y) * x  # x reached by three paths
+    z.backward()
+    assert x.grad == y.data + (x.data + y.data) + x.data
+    assert y.grad == x.data + x.data
+
+
+def test_backward_accumulates_into_leaves_like_pytorch() -> None:
+    x = Value(3.0)
+    h = x * x  # intermediate
+    out = h * 2.0
+    out.backward()
+    out.backward()
+    assert x.grad == 2 * 12.0  # leaves accumulate across calls
+    assert h.grad == 2.0  # intermediates hold this pass's gradient
+    x.grad = 0.0
+    out.backward()
+    assert x.grad == 12.0
+
+
+def test_attributes_and_graph_structure() -> None:
+    a = Value(2.0, label="a")
+    b = a * a
+    assert b._op == "*"
+    assert b._prev == (a, a)  # inputs in order, duplicates kept
+    assert a._op == "" and a._prev == ()
+    c = a + 1
+    assert c._prev[0] is a and c._prev[1].data == 1.0
+    a.data -= 0.5
+    a.grad = 4
+    a.label = "alpha"
+    assert (a.data, a.grad, a.label) == (1.5, 4, "alpha")
+
+
+def test_repr() -> None:
+    assert repr(Value(2.0)) == "Value(data=2.0, grad=0.0)"
+    assert repr(Value(-1, label="w")) == "Value(data=-1.0, grad=0.0, label='w')"
+
+
+@pytest.mark.parametrize(
+    "raw", [3, True, np.float64(2.5), np.float32(0.5), np.int64(7), np.bool_(True)]
+)
+def test_numbers_become_python_floats(raw: object) -> None:
+    v = Value(raw)  # type: ignore[arg-type]
+    assert type(v.data) is float
+    assert v.data == float(raw)  # type: ignore[arg-type]
+    w = v * raw + raw  # type: ignore[operator]
+    assert type(w.data) is float
+    assert isinstance(raw * v, Value)  # NumPy scalars on the left defer to Value
+
+
+@pytest.mark.parametrize("bad", ["2.0", None, [1.0], 1 + 2j, object()])
+def test_non_numeric_data_is_a_type_error_naming_the_type(bad: object) -> None:
+    with pytest.raises(TypeError, match=type(bad).__name__):
+        Value(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", ["2", None, [1.0]])
+def test_operators_reject_other_types(bad: object) -> None:
+    with pytest.raises(TypeError, match=type(bad).__name__):
+        Value(1.0) + bad  # type: ignore[operator]
+    with pytest.raises(TypeError, match=type(bad).__name__):
+        bad - Value(1.0)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan])
+def test_non_finite_data_is_refused(bad: float) -> None:
+    with pytest.raises(DomainError, match="finite"):
+        Value(bad)
+
+
+def test_label_must_be_a_string() -> None:
+    with pytest.raises(TypeError, match="label must be a str"):
+        Value(1.0, label=3)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        (lambda: Value(-2.0).log(), DomainError, r"log: operand must be positive, got log\(-2.0\)"),
+        (lambda: Value(0.0).log(), DomainError, r"log\(0.0\)"),
+        (lambda: Value(3.0) / 0, DivisionByZeroError, r"/: division by zero: 3.0 / 0.0"),
+        (lambda: 1.0 / Value(0.0), DivisionByZeroError, r"1.0 / 0.0"),
+        (lambda: Value(0.0) ** -1, DivisionByZeroError, r"0.0 cannot be raised .* -1.0"),
+        (lambda: Value(0.0) ** Value(-2.0), DivisionByZeroError, r"negative power -2.0"),
+        (lambda: Value(-4.0) ** 0.5, DomainError, r"-4.0 \*\* 0.5 has no real value"),
+        (lambda: Value(-4.0) ** Value(2.0), DomainError, r"negative base"),
+        (lambda: Value(1000.0).exp(), NumericOverflowError, r"exp: overflow: exp\(1000.0\)"),
+        (lambda: Value(1e200) * 1e200, NumericOverflowError, r"\*: overflow: 1e\+200 \* 1e\+200"),
+        (lambda: Value(1e308) + 1e308, NumericOverflowError, r"\+: overflow"),
+        (lambda: Value(10.0) ** 400, NumericOverflowError, r"\*\*: overflow: 10.0 \*\* 400"),
+        (lambda: Value(10**400), NumericOverflowError, r"too large for a float"),
+    ],
+)
+def test_bad_inputs_get_clear_errors(make, error, message) -> None:
+    with pytest.raises(error, match=message) as info:
+        make()
+    assert isinstance(info.value, ChainruleError)
+    assert isinstance(info.value, (ValueError, ArithmeticError))
+
+
+def test_undefined_derivative_is_an_error_not_inf() -> None:
+    x = Value(0.0)
+    y = x**0.5  # defined, but its slope at 0 is infinite
+    with pytest.raises(DomainError, match=r"derivative of \*\* is undefined at 0.0 \*\* 0.5"):
+        y.backward()
+
+
+def test_no_grad_records_no_graph() -> None:
+    w = Value(2.0)
+    with no_grad():
+        assert not is_grad_enabled()
+        y = (w * 3.0).tanh()
+    assert is_grad_enabled()
+    assert y._prev == () and y._op == ""
+    assert y.data == math.tanh(6.0)
+    y.backward()
+    assert w.grad == 0.0
+
+
+def test_no_grad_as_decorator_and_restored_after_errors() -> None:
+    @no_grad()
+    def infer(x: Value) -> Value:
+        return x * x
+
+    assert infer(Value(3.0))._prev == ()
+    with pytest.raises(DomainError), no_grad():
+        Value(-1.0).log()
+    assert is_grad_enabled()
+
+
+def test_graphs_are_freed_without_the_cycle_collector() -> None:
+    """No closures, no cycles: dropping the output frees every node at once."""
+
+    def live_values() -> int:
+        return sum(type(o) is Value for o in gc.get_objects())
+
+    gc.collect()
+    gc.disable()
+    try:
+        before = live_values()
+        x = Value(1.0)
+        y = (x * 2.0 + 1.0).tanh() * x
+        y.backward()
+        assert live_values() == before + 7  # x, two constants, four results
+        del x, y
+        assert live_values() == before  # freed by reference counting alone
+    finally:
+        gc.enable()
