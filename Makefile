@@ -1,5 +1,5 @@
 # chainrule: two commands set up everything.
-#   make demo   create .venv, install chainrule, run the main job
+#   make demo   create .venv, install chainrule, train the reference demo (runs/demo/)
 #   make test   install the dev extras, run ruff, mypy and the whole test suite
 PYTHON ?= python3
 VENV   := .venv
@@ -20,7 +20,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	@touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(BIN)/python examples/quickstart.py
+	$(BIN)/chainrule demo
 
 test: lint typecheck pytest
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from chainrule import dot, sum_values
+
 
 @dataclass(frozen=True)
 class OpCase:
@@ -47,6 +49,24 @@ OPS: tuple[OpCase, ...] = (
     OpCase("tanh", lambda a: a.tanh(), torch.tanh, ((0.5,), (-2.0,), (0.8814,))),
     OpCase("relu", lambda a: a.relu(), torch.relu, ((0.5,), (-2.0,))),
     OpCase("sigmoid", lambda a: a.sigmoid(), torch.sigmoid, ((0.5,), (-3.0,), (40.0,))),
+    OpCase(
+        "dot",
+        lambda w0, w1, x0, x1, b: dot([w0, w1], [x0, x1], b),
+        lambda w0, w1, x0, x1, b: w0 * x0 + w1 * x1 + b,
+        ((0.5, -1.5, 2.0, 3.0, 0.1), (1.0, 1.0, -1.0, 0.25, -2.0)),
+    ),
+    OpCase(
+        "dot_reused",  # the same Value as weight and input: Σ p² (the L2 penalty)
+        lambda p, q: dot([p, q], [p, q]),
+        lambda p, q: p * p + q * q,
+        ((0.5, -1.5),),
+    ),
+    OpCase(
+        "sum",
+        lambda a, b, c: sum_values([a, b, c, a]),
+        lambda a, b, c: a + b + c + a,
+        ((0.5, -1.5, 2.0),),
+    ),
     OpCase(
         "composite_neuron",
         lambda x, w, b: (x * w + b).tanh(),

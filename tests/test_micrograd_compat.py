@@ -22,8 +22,10 @@ def micrograd_nn_on(value_module: str) -> types.ModuleType:
     source = inspect.getsource(micrograd.nn)
     assert IMPORT_LINE in source
     module = types.ModuleType(f"nn_on_{value_module}")
-    exec(compile(source.replace(IMPORT_LINE, f"from {value_module} import Value"), "nn", "exec"),
-         module.__dict__)  # fmt: skip
+    exec(
+        compile(source.replace(IMPORT_LINE, f"from {value_module} import Value"), "nn", "exec"),
+        module.__dict__,
+    )
     return module
 
 

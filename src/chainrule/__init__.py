@@ -12,7 +12,15 @@ order (:func:`grad`), finite-difference checks (:func:`numerical_grad`,
 (20.0, 14.0)
 """
 
-from chainrule.engine import Value, enable_grad, is_grad_enabled, no_grad, topological_order
+from chainrule.engine import (
+    Value,
+    dot,
+    enable_grad,
+    is_grad_enabled,
+    no_grad,
+    sum_values,
+    topological_order,
+)
 from chainrule.errors import (
     ChainruleError,
     DivisionByZeroError,
@@ -32,12 +40,14 @@ __all__ = [
     "NumericOverflowError",
     "Value",
     "__version__",
+    "dot",
     "enable_grad",
     "grad",
     "gradcheck",
     "is_grad_enabled",
     "no_grad",
     "numerical_grad",
+    "sum_values",
     "topological_order",
     "value_and_grad",
 ]

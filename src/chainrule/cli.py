@@ -1,0 +1,346 @@
+"""The ``chainrule`` command: train, predict, find a learning rate, draw a graph.
+
+    chainrule demo                       the reference demo: moons, MLP 2-16-16-1, 100 steps
+    chainrule train --dataset spiral --classes 3 --optimizer adam --lr 0.05 --steps 300
+    chainrule predict --model runs/demo/model.json --input 0.5,0.25
+    chainrule lr-find --dataset moons
+    chainrule graph "3*x**2 - 4*x + 5" --at x=3
+
+Every bad argument or file gets one line saying what is wrong and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from chainrule import __version__
+from chainrule._io import atomic_write_text
+from chainrule.errors import ChainruleError
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A bad argument, reported as one line with exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but errors are one line (``chainrule train: error: ...``), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: error: {message} (see --help)")
+
+
+# -- argument types -----------------------------------------------------------------------
+
+
+def _number(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(x):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return x
+
+
+def _positive(text: str) -> float:
+    x = _number(text)
+    if x <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+    return x
+
+
+def _non_negative(text: str) -> float:
+    x = _number(text)
+    if x < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return x
+
+
+def _count(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if n < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} must be at least {minimum}")
+        return n
+
+    parse.__name__ = "whole number"
+    return parse
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of layer sizes, e.g. 16,16"
+        ) from None
+    if not sizes or any(n < 1 for n in sizes):
+        raise argparse.ArgumentTypeError(f"layer sizes must be positive, got {text!r}")
+    return sizes
+
+
+def _row(text: str) -> list[float]:
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        return [_number(p) for p in parts]
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(
+            f"--input must be comma-separated numbers, e.g. 0.5,0.25 ({exc})"
+        ) from None
+
+
+# -- commands -----------------------------------------------------------------------------
+
+
+def _training_flags(p: argparse.ArgumentParser, out: str) -> None:
+    from chainrule.data import DATASETS
+    from chainrule.nn import ACTIVATIONS, INITS
+    from chainrule.optim import SCHEDULES
+    from chainrule.training import LOSSES, OPTIMIZERS, TrainConfig
+
+    d = TrainConfig()
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", choices=tuple(DATASETS), default=d.dataset, help="%(default)s")
+    g.add_argument("--samples", type=_count(2), default=d.samples, help="points (%(default)s)")
+    g.add_argument("--noise", type=_non_negative, default=d.noise, help="noise (%(default)s)")
+    g.add_argument(
+        "--classes", type=_count(2), default=d.classes, help="classes, blobs/spiral (%(default)s)"
+    )
+    g.add_argument(
+        "--test-fraction",
+        type=_non_negative,
+        default=d.test_fraction,
+        help="share of the data held out for testing (%(default)s)",
+    )
+    g = p.add_argument_group("model")
+    g.add_argument(
+        "--layers",
+        dest="hidden",
+        type=_sizes,
+        default=d.hidden,
+        help="hidden layer sizes, comma-separated (16,16)",
+    )
+    g.add_argument("--activation", choices=ACTIVATIONS, default=d.activation, help="%(default)s")
+    g.add_argument("--init", choices=INITS, default=d.init, help="weights (%(default)s)")
+    g = p.add_argument_group("training")
+    g.add_argument(
+        "--loss",
+        choices=LOSSES,
+        default=d.loss,
+        help="auto: hinge for 2 classes, softmax cross-entropy for more (%(default)s)",
+    )
+    g.add_argument("--l2", type=_non_negative, default=d.l2, help="L2 weight (%(default)s)")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="%(default)s")
+    g.add_argument("--lr", type=_positive, default=d.lr, help="learning rate (%(default)s)")
+    g.add_argument("--momentum", type=_non_negative, default=d.momentum, help="SGD (%(default)s)")
+    g.add_argument("--schedule", choices=SCHEDULES, default=d.schedule, help="%(default)s")
+    g.add_argument("--steps", type=_count(1), default=d.steps, help="steps (%(default)s)")
+    g.add_argument("--batch-size", type=_count(1), default=None, help="examples per step (all)")
+    g.add_argument("--seed", type=int, default=d.seed, help="random seed (%(default)s)")
+    p.add_argument("--out", type=Path, default=Path(out), help="output folder (%(default)s)")
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from chainrule.training import TrainConfig
+
+    fields = TrainConfig.__dataclass_fields__
+    return TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+
+
+def _run_training(config: Any, out: Path, progress: bool) -> int:
+    from chainrule import nn
+    from chainrule.plots import plot_decision_boundary, plot_history
+    from chainrule.training import train
+
+    config.validate()
+    result = train(config, progress=progress)
+    metrics = result.metrics()
+    files = [
+        atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1)),
+        nn.save(
+            result.model,
+            out / "model.json",
+            metadata={"task": result.task.to_json(), "dataset": config.dataset},
+        ),
+        plot_history(
+            result.history.loss, result.history.accuracy, out / "loss.png", title=config.dataset
+        ),
+        plot_decision_boundary(
+            result.model,
+            result.task.predict,
+            result.X,
+            result.y,
+            out / "decision_boundary.png",
+            title=f"{config.dataset}: {metrics['accuracy']:.0%} training accuracy",
+        ),
+    ]
+    test = f", test accuracy {metrics['test_accuracy']:.1%}" if "test_accuracy" in metrics else ""
+    print(
+        f"trained {metrics['parameters']} parameters for {metrics['steps']} steps in "
+        f"{metrics['seconds']:.1f} s: loss {metrics['loss']:.4f}, "
+        f"training accuracy {metrics['accuracy']:.1%}{test}"
+    )
+    print("wrote " + ", ".join(str(f) for f in files))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from chainrule.training import demo_config
+
+    return _run_training(demo_config(), args.out, progress=not args.no_progress)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    return _run_training(_config(args), args.out, progress=not args.no_progress)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from chainrule.engine import no_grad
+    from chainrule.nn import load_with_metadata
+    from chainrule.training import Task
+
+    model, metadata = load_with_metadata(args.model)
+    task_info = metadata.get("task", {})
+    outputs = model.nouts[-1]
+    default_loss = "softmax" if outputs > 1 else "hinge"
+    try:
+        task = Task(str(task_info.get("loss", default_loss)), int(task_info.get("classes", 2)))
+    except (TypeError, ValueError):
+        raise UsageError(f"{args.model}: the model file's task metadata is invalid") from None
+    for row in args.input:
+        if len(row) != model.nin:
+            raise UsageError(
+                f"--input {','.join(map(str, row))}: the model takes {model.nin} numbers, "
+                f"got {len(row)}"
+            )
+        with no_grad():
+            cls, score = task.predict(model(row))
+        print(f"class {cls}  score {score:.6g}")
+    return 0
+
+
+def cmd_lr_find(args: argparse.Namespace) -> int:
+    from chainrule.plots import plot_lr_find
+    from chainrule.training import lr_find
+
+    if not args.min_lr < args.max_lr:
+        raise UsageError("--min-lr must be below --max-lr")
+    config = _config(args)
+    config.validate()
+    found = lr_find(config, args.min_lr, args.max_lr, args.num, args.run_steps)
+    for lr, loss in zip(found.lrs, found.losses, strict=True):
+        shown = f"{loss:.4f}" if math.isfinite(loss) else "diverged"
+        print(f"lr {lr:10.4g}   loss after {args.run_steps} steps: {shown}")
+    low, high = found.suggested
+    path = plot_lr_find(found.lrs, found.losses, args.out / "lr_find.png", found.suggested)
+    print(f"suggested learning rates: {low:.3g} to {high:.3g}")
+    print(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="chainrule",
+        description="Train small neural networks on chainrule's autograd engine, "
+        "predict with them, and draw computational graphs.",
+    )
+    parser.add_argument("--version", action="version", version=f"chainrule {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser(
+        "demo",
+        help="train the reference demo (moons, MLP 2-16-16-1) and write metrics, model, plots",
+        description="The reference demo exactly: 100 moons points (noise 0.1, seed 1337), "
+        "MLP 2-16-16-1 ReLU, hinge loss + 1e-4 L2, SGD with lr decaying linearly from "
+        "1.0 to 0.1, 100 full-batch steps. Writes metrics.json, model.json, loss.png "
+        "and decision_boundary.png.",
+    )
+    p.add_argument(
+        "--out", type=Path, default=Path("runs/demo"), help="output folder (%(default)s)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "train",
+        help="train a classifier with every choice a flag",
+        description="Train an MLP classifier on a generated 2-D dataset. Multi-class data "
+        "uses softmax cross-entropy. Writes the same files as `demo`.",
+    )
+    _training_flags(p, "runs/train")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "predict",
+        help="classify points with a saved model",
+        description="Print the class and score the model gives each input.",
+    )
+    p.add_argument("--model", type=Path, required=True, help="a model.json written by train/demo")
+    p.add_argument(
+        "--input",
+        type=_row,
+        action="append",
+        required=True,
+        metavar="X1,X2",
+        help="comma-separated input numbers; repeat for several points "
+        "(write --input=-1,0.5 when the first number is negative)",
+    )
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "lr-find",
+        help="short runs over exponentially spaced learning rates; plot and suggestion",
+        description="Train briefly at each of several learning rates from the same start, "
+        "plot the final loss against the learning rate, and suggest a range.",
+    )
+    _training_flags(p, "runs/lr-find")
+    p.add_argument("--min-lr", type=_positive, default=1e-3, help="smallest lr (%(default)s)")
+    p.add_argument("--max-lr", type=_positive, default=1e3, help="largest lr (%(default)s)")
+    p.add_argument("--num", type=_count(2), default=13, help="learning rates (%(default)s)")
+    p.add_argument("--run-steps", type=_count(1), default=20, help="steps each (%(default)s)")
+    p.set_defaults(func=cmd_lr_find)
+
+    for extra in _EXTRA_COMMANDS:
+        extra(sub)
+    return parser
+
+
+#: Functions that add more subcommands (kept here so every command shares one parser).
+_EXTRA_COMMANDS: list[Callable[[Any], None]] = []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code (0 ok, 2 bad input or file)."""
+    parser = build_parser()
+    args: argparse.Namespace | None = None
+    try:
+        args = parser.parse_args(argv)
+        code: int = args.func(args)
+        return code
+    except (UsageError, ChainruleError, ValueError, OSError) as exc:
+        message = str(exc)
+        if not message.startswith("chainrule"):  # parser errors already name the command
+            command = getattr(args, "command", None)
+            message = f"chainrule {command}: error: {message}" if command else message
+        print(message.splitlines()[0] if message else repr(exc), file=sys.stderr)
+    except KeyboardInterrupt:
+        print("chainrule: interrupted", file=sys.stderr)
+        return 130
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

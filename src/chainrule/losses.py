@@ -1,0 +1,124 @@
+"""Loss functions: how far predictions are from targets, as one Value to minimise.
+
+Each loss averages over the examples it is given (``reduction="mean"``) or adds them up
+(``"sum"``, as the lecture does). Targets are plain numbers; predictions are Values (or
+numbers). This module needs only the standard library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Literal, TypeAlias
+
+from chainrule.engine import Value, dot, sum_values
+
+__all__ = [
+    "accuracy",
+    "binary_cross_entropy_with_logits",
+    "hinge",
+    "l2",
+    "mse",
+    "softmax_cross_entropy",
+]
+
+Reduction: TypeAlias = Literal["mean", "sum"]
+Scalar: TypeAlias = "Value | float"
+
+
+def _reduce(terms: list[Value], reduction: Reduction, who: str) -> Value:
+    if not terms:
+        raise ValueError(f"{who}: no examples given")
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"{who}: reduction must be 'mean' or 'sum', got {reduction!r}")
+    total = sum_values(terms)  # one node for the whole sum
+    return total * (1.0 / len(terms)) if reduction == "mean" else total
+
+
+def _pairs(
+    preds: Sequence[Scalar], targets: Sequence[float], who: str
+) -> list[tuple[Value, float]]:
+    if len(preds) != len(targets):
+        raise ValueError(f"{who}: {len(preds)} predictions but {len(targets)} targets")
+    return [
+        (p if isinstance(p, Value) else Value(p), float(t))
+        for p, t in zip(preds, targets, strict=True)
+    ]
+
+
+def mse(preds: Sequence[Scalar], targets: Sequence[float], reduction: Reduction = "mean") -> Value:
+    """Mean squared error: the average of ``(prediction - target)²``."""
+    return _reduce([(p - t) ** 2 for p, t in _pairs(preds, targets, "mse")], reduction, "mse")
+
+
+def hinge(
+    scores: Sequence[Scalar], labels: Sequence[float], reduction: Reduction = "mean"
+) -> Value:
+    """The SVM max-margin loss ``max(0, 1 - y·score)`` for labels ``y`` of -1 or +1."""
+    pairs = _pairs(scores, labels, "hinge")
+    if any(y not in (-1.0, 1.0) for _, y in pairs):
+        raise ValueError("hinge: labels must be -1 or +1 (see chainrule.data.to_signed)")
+    return _reduce([(1.0 - y * s).relu() for s, y in pairs], reduction, "hinge")
+
+
+def binary_cross_entropy_with_logits(
+    logits: Sequence[Scalar], labels: Sequence[float], reduction: Reduction = "mean"
+) -> Value:
+    """Cross-entropy of ``sigmoid(logit)`` against labels 0 or 1, computed stably.
+
+    ``-[y log σ(z) + (1-y) log(1-σ(z))] = max(z, 0) - z·y + log(1 + e^-|z|)``: the
+    exponent is never positive, so large logits neither overflow nor lose precision.
+    """
+    pairs = _pairs(logits, labels, "binary_cross_entropy_with_logits")
+    if any(y not in (0.0, 1.0) for _, y in pairs):
+        raise ValueError("binary_cross_entropy_with_logits: labels must be 0 or 1")
+    terms = []
+    for z, y in pairs:
+        if z.data >= 0:  # max(z, 0) = z and -|z| = -z
+            terms.append(z * (1.0 - y) + ((-z).exp() + 1.0).log())
+        else:  # max(z, 0) = 0 and -|z| = z
+            terms.append(-y * z + (z.exp() + 1.0).log())
+    return _reduce(terms, reduction, "binary_cross_entropy_with_logits")
+
+
+def log_softmax(logits: Sequence[Scalar]) -> list[Value]:
+    """``z_i - log Σ exp(z_j)``, shifting by the largest logit so that nothing overflows."""
+    zs = [z if isinstance(z, Value) else Value(z) for z in logits]
+    if not zs:
+        raise ValueError("log_softmax: no logits given")
+    shift = max(z.data for z in zs)  # a constant: the result does not depend on it
+    log_total = sum_values([(z - shift).exp() for z in zs]).log() + shift
+    return [z - log_total for z in zs]
+
+
+def softmax_cross_entropy(
+    logits: Sequence[Sequence[Scalar]], labels: Sequence[int], reduction: Reduction = "mean"
+) -> Value:
+    """Cross-entropy of the softmax of each row of ``logits`` against class ``labels``."""
+    if len(logits) != len(labels):
+        raise ValueError(
+            f"softmax_cross_entropy: {len(logits)} rows of logits but {len(labels)} labels"
+        )
+    terms = []
+    for row, label in zip(logits, labels, strict=True):
+        k = len(row)
+        if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < k:
+            raise ValueError(
+                f"softmax_cross_entropy: label {label!r} is not a class index 0..{k - 1}"
+            )
+        terms.append(-log_softmax(row)[label])
+    return _reduce(terms, reduction, "softmax_cross_entropy")
+
+
+def l2(params: Iterable[Value]) -> Value:
+    """``Σ p²`` over ``params``: multiply by a small factor and add to the loss."""
+    ps = list(params)
+    if not ps:
+        raise ValueError("l2: no parameters given")
+    return dot(ps, ps)  # Σ p·p as one node; each p receives 2p
+
+
+def accuracy(predicted: Sequence[int | float], labels: Sequence[int | float]) -> float:
+    """The fraction of predictions equal to their labels."""
+    if len(predicted) != len(labels) or not labels:
+        raise ValueError("accuracy: need as many predictions as labels, and at least one")
+    return sum(p == y for p, y in zip(predicted, labels, strict=True)) / len(labels)

@@ -1,0 +1,433 @@
+"""Neural networks on the engine: ``Module``, ``Neuron``, ``Layer``, ``MLP``, model files.
+
+A neuron computes ``act(w · x + b)``; a layer is a list of neurons that see the same
+inputs; a multi-layer perceptron feeds each layer's outputs to the next. Names follow
+PyTorch (``parameters()``, ``zero_grad()``, ``state_dict()``).
+
+This module needs only the standard library. Model files are JSON (never pickle):
+:func:`save` writes atomically, :func:`load` validates everything before building.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeAlias
+
+from chainrule._io import atomic_write_text
+from chainrule.engine import Value, _is_real, _to_float, dot
+from chainrule.errors import ChainruleError
+
+__all__ = [
+    "ACTIVATIONS",
+    "INITS",
+    "MLP",
+    "Layer",
+    "ModelFileError",
+    "Module",
+    "Neuron",
+    "load",
+    "save",
+]
+
+Activation: TypeAlias = Literal["tanh", "relu", "sigmoid", "linear"]
+Init: TypeAlias = Literal["uniform", "xavier", "he"]
+Input: TypeAlias = "Sequence[Value | float]"
+
+ACTIVATIONS: tuple[str, ...] = ("tanh", "relu", "sigmoid", "linear")
+INITS: tuple[str, ...] = ("uniform", "xavier", "he")
+
+FORMAT = "chainrule.model"
+VERSION = 1
+
+
+class ModelFileError(ChainruleError, ValueError):
+    """A model file that cannot be read: truncated, tampered, wrong version or shape."""
+
+
+def _check_choice(name: str, value: object, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+
+
+def _check_size(name: str, n: object) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"{name} must be a positive integer, got {n!r}")
+    return n
+
+
+def _as_inputs(x: Input, expected: int, who: str) -> list[Value]:
+    """Check the size of an input row and make every entry a Value."""
+    if isinstance(x, (str, bytes)) or not isinstance(x, Iterable):
+        raise TypeError(f"{who}: expected a sequence of {expected} numbers, got {type(x).__name__}")
+    xs = list(x)
+    if len(xs) != expected:
+        raise ValueError(f"{who}: expected {expected} inputs, got {len(xs)}")
+    return [v if isinstance(v, Value) else Value(v) for v in xs]
+
+
+class Module:
+    """Base class of everything with parameters."""
+
+    def parameters(self) -> list[Value]:
+        """Every trainable Value, in a fixed order."""
+        return [p for _, p in self.named_parameters()]
+
+    def named_parameters(self) -> list[tuple[str, Value]]:
+        """``(name, parameter)`` pairs, e.g. ``("layers.0.neurons.3.w.1", Value)``."""
+        return []
+
+    def zero_grad(self) -> None:
+        """Set every parameter's gradient to zero (gradients accumulate otherwise)."""
+        for p in self.parameters():
+            p.grad = 0.0
+
+    def state_dict(self) -> dict[str, float]:
+        """Every parameter's value by name: a plain, JSON-ready copy."""
+        return {name: p.data for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        """Set parameters from :meth:`state_dict` output; names must match exactly.
+
+        Everything is checked before any parameter changes, so a bad dict leaves the
+        model as it was.
+        """
+        named = self.named_parameters()
+        expected = [name for name, _ in named]
+        missing = [n for n in expected if n not in state]
+        unexpected = [n for n in state if n not in set(expected)]
+        if missing or unexpected:
+            raise KeyError(
+                f"state_dict does not fit this model: missing {missing[:5]}, "
+                f"unexpected {unexpected[:5]}"
+            )
+        values = {name: _to_float(state[name], f"state_dict[{name!r}]") for name in expected}
+        for name, p in named:
+            p.data = values[name]
+
+    def num_parameters(self) -> int:
+        """How many scalars the model learns."""
+        return len(self.named_parameters())
+
+
+def _draw_weight(init: str, nin: int, nout: int, rng: Any) -> float:
+    """One initial weight: the lecture's U(-1, 1), or Xavier/He scaled to the fan-in."""
+    if init == "uniform":
+        return float(rng.uniform(-1.0, 1.0))
+    if init == "xavier":  # Glorot: U(-a, a), a = sqrt(6 / (fan_in + fan_out))
+        a = math.sqrt(6.0 / (nin + nout))
+        return float(rng.uniform(-a, a))
+    return float(rng.gauss(0.0, math.sqrt(2.0 / nin)))  # He: N(0, 2 / fan_in), for ReLU
+
+
+class Neuron(Module):
+    """``act(w · x + b)`` with ``nin`` weights ``w`` and a bias ``b``.
+
+    Weights start as the ``init`` scheme draws them from ``rng`` (the ``random``
+    module by default, so ``random.seed`` reproduces them); the bias starts at 0.
+    """
+
+    def __init__(
+        self,
+        nin: int,
+        activation: Activation = "tanh",
+        *,
+        init: Init = "uniform",
+        rng: random.Random | None = None,
+        fan_out: int = 1,
+    ) -> None:
+        _check_size("nin", nin)
+        _check_choice("activation", activation, ACTIVATIONS)
+        _check_choice("init", init, INITS)
+        draw: Any = rng if rng is not None else random  # the module's functions share one state
+        self.w = [Value(_draw_weight(init, nin, fan_out, draw)) for _ in range(nin)]
+        self.b = Value(0.0)
+        self.activation: str = activation
+
+    def __call__(self, x: Input) -> Value:
+        xs = _as_inputs(x, len(self.w), "Neuron")
+        return self._forward(xs)
+
+    def _forward(self, xs: Sequence[Value]) -> Value:
+        return _activate(dot(self.w, xs, self.b), self.activation)  # w · x + b: one node
+
+    def named_parameters(self) -> list[tuple[str, Value]]:
+        return [*((f"w.{i}", w) for i, w in enumerate(self.w)), ("b", self.b)]
+
+    def __repr__(self) -> str:
+        return f"Neuron({len(self.w)}, activation={self.activation!r})"
+
+
+def _activate(v: Value, activation: str) -> Value:
+    if activation == "tanh":
+        return v.tanh()
+    if activation == "relu":
+        return v.relu()
+    if activation == "sigmoid":
+        return v.sigmoid()
+    return v
+
+
+class Layer(Module):
+    """``nout`` neurons that all see the same ``nin`` inputs."""
+
+    def __init__(
+        self,
+        nin: int,
+        nout: int,
+        activation: Activation = "tanh",
+        *,
+        init: Init = "uniform",
+        rng: random.Random | None = None,
+    ) -> None:
+        _check_size("nout", nout)
+        self.neurons = [
+            Neuron(nin, activation, init=init, rng=rng, fan_out=nout) for _ in range(nout)
+        ]
+
+    def __call__(self, x: Input) -> Value | list[Value]:
+        out = self._forward(_as_inputs(x, self.nin, "Layer"))
+        return out[0] if len(out) == 1 else out
+
+    def _forward(self, xs: Sequence[Value]) -> list[Value]:
+        return [n._forward(xs) for n in self.neurons]
+
+    @property
+    def nin(self) -> int:
+        return len(self.neurons[0].w)
+
+    @property
+    def nout(self) -> int:
+        return len(self.neurons)
+
+    @property
+    def activation(self) -> str:
+        return self.neurons[0].activation
+
+    def named_parameters(self) -> list[tuple[str, Value]]:
+        return [
+            (f"neurons.{i}.{name}", p)
+            for i, n in enumerate(self.neurons)
+            for name, p in n.named_parameters()
+        ]
+
+    def __repr__(self) -> str:
+        return f"Layer({self.nin}, {self.nout}, activation={self.activation!r})"
+
+
+class MLP(Module):
+    """A multi-layer perceptron: ``nin`` inputs, then one layer per entry of ``nouts``.
+
+    ``activation`` applies to the hidden layers, ``output_activation`` to the last
+    (``None`` or ``"linear"``: none). ``MLP(3, [4, 4, 1], activation="tanh",
+    output_activation="tanh")`` is the lecture's network (41 parameters).
+    """
+
+    def __init__(
+        self,
+        nin: int,
+        nouts: Sequence[int],
+        activation: Activation = "relu",
+        output_activation: Activation | None = None,
+        *,
+        init: Init = "uniform",
+        rng: random.Random | None = None,
+    ) -> None:
+        _check_size("nin", nin)
+        nouts = list(nouts) if not isinstance(nouts, int) else [nouts]
+        if not nouts:
+            raise ValueError("nouts must list at least one layer size")
+        for n in nouts:
+            _check_size("each layer size in nouts", n)
+        _check_choice("activation", activation, ACTIVATIONS)
+        if output_activation is not None:
+            _check_choice("output_activation", output_activation, ACTIVATIONS)
+        sizes = [nin, *nouts]
+        last = len(nouts) - 1
+        self.layers = [
+            Layer(
+                sizes[i],
+                sizes[i + 1],
+                activation if i < last else (output_activation or "linear"),
+                init=init,
+                rng=rng,
+            )
+            for i in range(len(nouts))
+        ]
+        self.nin = nin
+        self.nouts = nouts
+        self.activation: str = activation
+        self.output_activation: str | None = output_activation
+        self.init: str = init
+
+    def __call__(self, x: Input) -> Value | list[Value]:
+        xs = _as_inputs(x, self.nin, "MLP")
+        for layer in self.layers:
+            xs = layer._forward(xs)
+        return xs[0] if len(xs) == 1 else xs
+
+    def named_parameters(self) -> list[tuple[str, Value]]:
+        return [
+            (f"layers.{i}.{name}", p)
+            for i, layer in enumerate(self.layers)
+            for name, p in layer.named_parameters()
+        ]
+
+    def architecture(self) -> dict[str, Any]:
+        """What it takes to build this model again (the model file's header)."""
+        return {
+            "type": "MLP",
+            "nin": self.nin,
+            "nouts": list(self.nouts),
+            "activation": self.activation,
+            "output_activation": self.output_activation,
+        }
+
+    def __repr__(self) -> str:
+        inner = ",\n".join(f"  {layer!r}" for layer in self.layers)
+        return f"MLP(\n{inner}\n)  # {self.num_parameters()} parameters"
+
+
+# -- model files ------------------------------------------------------------------------
+
+
+def save(model: MLP, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` to ``path`` as a versioned JSON file, atomically.
+
+    The file holds the architecture, every parameter (layer by layer: ``weights[j][i]``
+    is neuron ``j``'s weight for input ``i``) and optional JSON-ready ``metadata``
+    (the command line stores the task there). It is written to a temporary file in the
+    same folder and renamed into place, so a crash never leaves half a file. A model
+    with a non-finite parameter is refused rather than saved.
+    """
+    if not isinstance(model, MLP):
+        raise TypeError(f"save: expected an MLP, got {type(model).__name__}")
+    layers = []
+    for i, layer in enumerate(model.layers):
+        weights = [[w.data for w in n.w] for n in layer.neurons]
+        biases = [n.b.data for n in layer.neurons]
+        if not all(math.isfinite(v) for row in [*weights, biases] for v in row):
+            raise ValueError(
+                f"save: layer {i} has a non-finite parameter (training diverged?); "
+                "not writing the model"
+            )
+        layers.append({"weights": weights, "biases": biases})
+    document = {
+        "format": FORMAT,
+        "version": VERSION,
+        "architecture": model.architecture(),
+        "layers": layers,
+        "metadata": metadata or {},
+    }
+    return atomic_write_text(path, json.dumps(document, allow_nan=False, indent=1))
+
+
+def _reject_constant(name: str) -> float:
+    raise ModelFileError(f"non-finite number {name} in the model file")
+
+
+def load(path: str | os.PathLike[str]) -> MLP:
+    """Read a model written by :func:`save`; raise :class:`ModelFileError` if anything is off.
+
+    Checks the format name and version, the architecture, every layer's shape and that
+    every number is finite, before building the model: a bad file never yields a
+    half-built model.
+    """
+    model, _ = load_with_metadata(path)
+    return model
+
+
+def load_with_metadata(path: str | os.PathLike[str]) -> tuple[MLP, dict[str, Any]]:
+    """Like :func:`load`, and also return the file's metadata dictionary."""
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ModelFileError(f"{source}: no such model file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{source}: cannot read the model file ({exc})") from None
+    try:
+        doc = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise ModelFileError(
+            f"{source}: not a valid model file (truncated or corrupt JSON: {exc.msg} "
+            f"at line {exc.lineno} column {exc.colno})"
+        ) from None
+    except ModelFileError as exc:
+        raise ModelFileError(f"{source}: {exc}") from None
+    try:
+        return _build(doc)
+    except ModelFileError as exc:
+        raise ModelFileError(f"{source}: {exc}") from None
+
+
+def _build(doc: Any) -> tuple[MLP, dict[str, Any]]:
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ModelFileError(f"not a chainrule model file (expected format {FORMAT!r})")
+    version = doc.get("version")
+    if version != VERSION:
+        raise ModelFileError(
+            f"unknown model file version {version!r}; this chainrule reads version {VERSION}"
+        )
+    arch = doc.get("architecture")
+    if not isinstance(arch, dict) or arch.get("type") != "MLP":
+        raise ModelFileError("the architecture must be an object with type 'MLP'")
+    try:
+        model = MLP(
+            arch["nin"],
+            arch["nouts"],
+            activation=arch["activation"],
+            output_activation=arch.get("output_activation"),
+            rng=random.Random(0),  # every parameter is overwritten below
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"invalid architecture {arch!r}: {exc}") from None
+    layers = doc.get("layers")
+    if not isinstance(layers, list) or len(layers) != len(model.layers):
+        raise ModelFileError(
+            f"the architecture has {len(model.layers)} layers but the file holds "
+            f"{len(layers) if isinstance(layers, list) else 'no list of'} layers"
+        )
+    state: dict[str, float] = {}
+    for i, (entry, layer) in enumerate(zip(layers, model.layers, strict=True)):
+        if not isinstance(entry, dict):
+            raise ModelFileError(f"layer {i} must be an object with weights and biases")
+        weights, biases = entry.get("weights"), entry.get("biases")
+        shape_ok = (
+            isinstance(weights, list)
+            and len(weights) == layer.nout
+            and all(isinstance(row, list) and len(row) == layer.nin for row in weights)
+            and isinstance(biases, list)
+            and len(biases) == layer.nout
+        )
+        if not shape_ok:
+            raise ModelFileError(
+                f"layer {i}: expected {layer.nout}x{layer.nin} weights and "
+                f"{layer.nout} biases; the file's shapes differ"
+            )
+        assert isinstance(weights, list) and isinstance(biases, list)
+        for j in range(layer.nout):
+            for k in range(layer.nin):
+                state[f"layers.{i}.neurons.{j}.w.{k}"] = _number(weights[j][k], i)
+            state[f"layers.{i}.neurons.{j}.b"] = _number(biases[j], i)
+    model.load_state_dict(state)
+    metadata = doc.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise ModelFileError("metadata must be an object")
+    return model, metadata
+
+
+def _number(x: object, layer: int) -> float:
+    if isinstance(x, bool) or not _is_real(x):
+        raise ModelFileError(f"layer {layer}: parameters must be numbers, found {x!r:.40}")
+    try:
+        f = float(x)  # type: ignore[arg-type]
+    except OverflowError:
+        f = math.inf
+    if not math.isfinite(f):
+        raise ModelFileError(f"layer {layer}: non-finite parameter {f}")
+    return f

@@ -1,0 +1,59 @@
+"""Datasets: shapes, labels, seeds, and the reference demo's moons exactly."""
+
+from __future__ import annotations
+
+import pytest
+
+from chainrule import data
+
+
+@pytest.mark.parametrize("name", list(data.DATASETS))
+def test_generators_are_seeded_and_well_formed(name: str) -> None:
+    X, y = data.make(name, 60, 0.1, seed=3, classes=3 if name in data.MULTICLASS else 2)
+    assert len(X) == len(y) == 60
+    assert all(len(row) == 2 and all(type(v) is float for v in row) for row in X)
+    assert set(y) == set(range(max(y) + 1))
+    assert data.make(name, 60, 0.1, seed=3, classes=3 if name in data.MULTICLASS else 2) == (X, y)
+    assert data.make(name, 60, 0.1, seed=4, classes=3 if name in data.MULTICLASS else 2) != (X, y)
+
+
+def test_moons_match_the_reference_demo_dataset() -> None:
+    """scikit-learn's make_moons(100, noise=0.1) after np.random.seed(1337), as recorded."""
+    X, y = data.moons(100, noise=0.1, seed=1337)
+    assert X[0] == pytest.approx([1.12211461, 0.08147717], abs=1e-8)
+    assert X[1] == pytest.approx([-0.81882941, 0.05879006], abs=1e-8)
+    assert X[2] == pytest.approx([1.61370966, -0.1246459], abs=1e-8)
+    assert y[:10] == [0, 0, 1, 0, 1, 1, 1, 1, 1, 0]
+    assert y.count(0) == y.count(1) == 50
+
+
+def test_spiral_classes_and_lecture_set() -> None:
+    X, y = data.spiral(90, classes=3)
+    assert [y.count(k) for k in range(3)] == [30, 30, 30]
+    X, t = data.lecture()
+    assert len(X) == 4 and all(len(r) == 3 for r in X) and t == [1.0, -1.0, -1.0, 1.0]
+
+
+def test_split_and_signed_labels() -> None:
+    X, y = data.moons(40)
+    Xtr, _ytr, Xte, _yte = data.train_test_split(X, y, 0.25, seed=1)
+    assert len(Xtr) == 30 and len(Xte) == 10
+    assert sorted(map(tuple, Xtr + Xte)) == sorted(map(tuple, X))
+    assert data.to_signed([0, 1, 1]) == [-1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: data.moons(1), "n_samples must be an integer >= 2"),
+        (lambda: data.moons(10, noise=-1), "noise must be a finite number >= 0"),
+        (lambda: data.spiral(10, classes=1), "classes must be an integer >= 2"),
+        (lambda: data.make("iris", 10, 0.1, 0), "unknown dataset 'iris'"),
+        (lambda: data.make("moons", 10, 0.1, 0, classes=3), "has 2 classes"),
+        (lambda: data.train_test_split([[1.0]], [0, 1]), "1 rows but y has 2"),
+        (lambda: data.to_signed([2]), "labels must be 0 or 1"),
+    ],
+)
+def test_bad_arguments(call, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        call()

@@ -1,0 +1,73 @@
+"""Training end to end: the reference demo, the lecture's set, spiral, lr-find."""
+
+from __future__ import annotations
+
+import math
+import random
+
+from chainrule.data import lecture
+from chainrule.losses import mse
+from chainrule.nn import MLP
+from chainrule.optim import SGD
+from chainrule.training import TrainConfig, demo_config, lr_find, train
+
+
+def test_reference_demo_reaches_full_training_accuracy() -> None:
+    result = train(demo_config())
+    metrics = result.metrics()
+    assert metrics["accuracy"] == 1.0
+    assert metrics["steps"] == 100
+    assert result.history.lr[0] == 1.0 and math.isclose(result.history.lr[-1], 1.0 - 0.9 * 0.99)
+    assert result.history.loss[-1] < 0.05 < result.history.loss[0]
+
+
+def test_lecture_set_mse_below_001_within_200_steps_at_lr_005() -> None:
+    X, y = lecture()
+    model = MLP(3, [4, 4, 1], activation="tanh", output_activation="tanh", rng=random.Random(0))
+    opt = SGD(model.parameters(), lr=0.05)
+    history = []
+    for _ in range(200):
+        loss = mse([model(x) for x in X], y)
+        history.append(loss.data)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert min(history) < 0.01
+    assert history[-1] < 0.01
+    assert history[0] > 0.5  # it really learned
+
+
+def test_spiral_three_classes_with_softmax_and_adam() -> None:
+    config = TrainConfig(
+        dataset="spiral",
+        classes=3,
+        samples=120,
+        noise=0.2,
+        hidden=(16, 16),
+        optimizer="adam",
+        lr=0.05,
+        schedule="cosine",
+        steps=250,
+        l2=0.0,
+    )
+    result = train(config)
+    assert result.task.loss == "softmax" and result.model.nouts[-1] == 3
+    assert result.metrics()["accuracy"] >= 0.95
+
+
+def test_minibatches_and_held_out_data() -> None:
+    config = TrainConfig(steps=30, batch_size=16, test_fraction=0.25, lr=0.5, samples=80)
+    metrics = train(config).metrics()
+    assert len(metrics["history"]["loss"]) == 30
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0
+    assert metrics["accuracy"] > 0.75
+
+
+def test_lr_find_shows_divergence_at_large_learning_rates() -> None:
+    found = lr_find(demo_config(), lr_min=1e-2, lr_max=1e4, num=7, steps=10)
+    assert found.lrs[0] == 1e-2 and math.isclose(found.lrs[-1], 1e4)
+    assert math.isinf(found.losses[-1])  # the largest rate blows up
+    finite = [v for v in found.losses if math.isfinite(v)]
+    assert finite and min(finite) < found.losses[0] + 1e-12
+    low, high = found.suggested
+    assert low < high <= 1e4 and math.isfinite(found.losses[found.lrs.index(high)])
