@@ -170,3 +170,89 @@ def test_help_and_version() -> None:
     train_help = run("train", "--help").stdout
     for flag in ("--dataset", "--layers", "--optimizer", "--schedule", "--batch-size", "--seed"):
         assert flag in train_help
+
+
+# -- chainrule graph ----------------------------------------------------------------------
+
+
+def test_graph_prints_value_and_gradient_and_writes_svg(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "poly.svg"
+    assert main(["graph", "3*x**2 - 4*x + 5", "--at", "x=3", "-o", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == ["3*x**2 - 4*x + 5 = 20", "d/dx = 14"]
+    svg = out.read_text()
+    assert svg.lstrip().startswith("<?xml") and "<svg" in svg
+    assert "data 3.0000" in svg and "grad 14.0000" in svg and "**2" in svg
+
+
+def test_graph_default_file_other_formats_and_layout(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["graph", "tanh(a*b + c)", "--at", "a=2,b=-3", "--at=c=6.88"]) == 0
+    assert (tmp_path / "graph.svg").exists()
+    assert main(["graph", "a/b", "--at", "a=1,b=2", "--format", "dot", "--rankdir", "TB"]) == 0
+    assert "rankdir=TB" in (tmp_path / "graph.dot").read_text()
+    assert main(["graph", "exp(x)", "--at", "x=1", "-o", "e.png"]) == 0
+    assert (tmp_path / "e.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "d/da = -1.50291" in capsys.readouterr().out  # (1 - tanh²) * b
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("__import__('os').system('id')", "attribute access"),
+        ("os.system('id')", "attribute access `os.system`"),
+        ("x.real", "attribute access `x.real`"),
+        ("open('f')", "unknown function `open`"),
+        ("eval('1')", "unknown function `eval`"),
+        ("lambda: 1", "lambda"),
+        ("[x for x in y]", "not allowed"),
+        ("a_b + 1", "underscores"),
+        ("x +", "invalid syntax"),
+        ("log(0)", "log: operand must be positive"),
+        ("y * 2", "no value for `y`"),
+    ],
+)
+def test_graph_refuses_with_one_line_and_runs_nothing(
+    expression: str, message: str, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    calls: list[object] = []
+    monkeypatch.setattr(os, "system", lambda *a: calls.append(a) or 0)
+    monkeypatch.setattr("builtins.open", lambda *a, **k: calls.append(a))
+    monkeypatch.chdir(tmp_path)
+    assert main(["graph", expression, "--at", "x=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("chainrule graph: error: ") and err.count("\n") == 1
+    assert message in err
+    assert calls == [] and not list(tmp_path.iterdir())
+
+
+def test_graph_bad_assignments(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["graph", "x*2", "--at", "x=1,z=2"]) == 2
+    assert "no variable `z`" in capsys.readouterr().err
+    assert main(["graph", "x*2", "--at", "x=abc"]) == 2
+    assert "must be a number" in capsys.readouterr().err
+    assert main(["graph", "x*2", "--at", "x=1", "--at", "x=2"]) == 2
+    assert "gives `x` twice" in capsys.readouterr().err
+
+
+def test_graph_without_the_dot_program(tmp_path: Path) -> None:
+    """SVG needs Graphviz's `dot`: a clear hint when it is missing; --format dot still works."""
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent)}
+    svg = subprocess.run(
+        [sys.executable, "-m", "chainrule.cli", "graph", "x*x", "--at", "x=2"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert svg.returncode == 2 and svg.stderr.count("\n") == 1
+    assert "install Graphviz" in svg.stderr and "Traceback" not in svg.stderr
+    dot = subprocess.run(
+        [sys.executable, "-m", "chainrule.cli", "graph", "x*x", "--at", "x=2", "--format", "dot"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert dot.returncode == 0 and (tmp_path / "graph.dot").read_text().startswith("digraph")

@@ -2,7 +2,9 @@
 
 A scalar autograd engine (:class:`Value`), function transforms for derivatives of any
 order (:func:`grad`), finite-difference checks (:func:`numerical_grad`,
-:func:`gradcheck`), and a small neural-network library on top (``chainrule.nn``).
+:func:`gradcheck`), drawings of the graph (:func:`draw_dot`, loaded on first use so
+that ``import chainrule`` needs only the standard library), and a small
+neural-network library on top (``chainrule.nn``).
 
 >>> from chainrule import Value
 >>> x = Value(3.0)
@@ -32,6 +34,16 @@ from chainrule.functional import grad, gradcheck, numerical_grad, value_and_grad
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    """``draw_dot`` and ``trace`` load ``chainrule.graph`` (and graphviz) on first use."""
+    if name in ("draw_dot", "trace"):
+        from chainrule import graph
+
+        return getattr(graph, name)
+    raise AttributeError(f"module 'chainrule' has no attribute {name!r}")
+
+
 __all__ = [
     "ChainruleError",
     "DivisionByZeroError",
@@ -41,6 +53,7 @@ __all__ = [
     "Value",
     "__version__",
     "dot",
+    "draw_dot",
     "enable_grad",
     "grad",
     "gradcheck",
@@ -49,5 +62,6 @@ __all__ = [
     "numerical_grad",
     "sum_values",
     "topological_order",
+    "trace",
     "value_and_grad",
 ]
