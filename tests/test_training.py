@@ -71,3 +71,41 @@ def test_lr_find_shows_divergence_at_large_learning_rates() -> None:
     assert finite and min(finite) < found.losses[0] + 1e-12
     low, high = found.suggested
     assert low < high <= 1e4 and math.isfinite(found.losses[found.lrs.index(high)])
+
+
+def test_fused_engine_matches_the_reference_implementation_on_the_demo() -> None:
+    """Same mathematics: micrograd's own demo step and chainrule's agree to 1e-12."""
+    import micrograd.engine
+    import micrograd.nn
+
+    from chainrule import Value
+    from chainrule.data import moons, to_signed
+
+    X, labels = moons(100, noise=0.1, seed=1337)
+    y = to_signed(labels)
+
+    def run(value_cls, model_cls, steps=3):
+        random.seed(1337)
+        model = model_cls(2, [16, 16, 1])
+        history = []
+        for k in range(steps):
+            scores = [model([value_cls(v) for v in row]) for row in X]
+            losses = [(1 + -yi * si).relu() for yi, si in zip(y, scores, strict=True)]
+            total = sum(losses) * (1.0 / len(losses)) + 1e-4 * sum(
+                p * p for p in model.parameters()
+            )
+            model.zero_grad()
+            total.backward()
+            history.append((total.data, [p.grad for p in model.parameters()]))
+            for p in model.parameters():
+                p.data -= (1.0 - 0.9 * k / 100) * p.grad
+        return history
+
+    ours = run(Value, MLP)
+    theirs = run(micrograd.engine.Value, micrograd.nn.MLP)
+    for (loss, grads), (ref_loss, ref_grads) in zip(ours, theirs, strict=True):
+        assert math.isclose(loss, ref_loss, rel_tol=1e-12)
+        assert all(
+            math.isclose(g, r, rel_tol=1e-12, abs_tol=1e-12)
+            for g, r in zip(grads, ref_grads, strict=True)
+        )

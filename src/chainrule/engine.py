@@ -368,10 +368,13 @@ def dot(w: Sequence[Operand], x: Sequence[Operand], bias: Operand = 0.0) -> Valu
     """
     if len(w) != len(x):
         raise ValueError(f"dot: w has {len(w)} entries but x has {len(x)}")
-    ws, xs = _lift_all(w, "dot"), _lift_all(x, "dot")
-    b = _lift_all((bias,), "dot")[0]
-    data = b.data + sum([wi.data * xi.data for wi, xi in zip(ws, xs, strict=True)])
-    return _node(data, (*ws, *xs, b), "dot")
+    return _dot(_lift_all(w, "dot"), _lift_all(x, "dot"), _lift_all((bias,), "dot")[0])
+
+
+def _dot(w: Sequence[Value], x: Sequence[Value], b: Value) -> Value:
+    """:func:`dot` for inputs already known to be Values of equal length (``nn``'s case)."""
+    data = b.data + sum([wi.data * xi.data for wi, xi in zip(w, x, strict=True)])
+    return _node(data, (*w, *x, b), "dot")
 
 
 def sum_values(values: Sequence[Operand]) -> Value:
@@ -438,18 +441,24 @@ def topological_order(root: Value) -> list[Value]:
     """Every node ``root`` depends on, each after all of its inputs, ``root`` last.
 
     Iterative depth-first search: no recursion, so a chain of a million nodes is fine.
+    A node is pushed again under a ``None`` marker; when the marker comes off the
+    stack, all of the node's inputs are done and the node itself is.
     """
     order: list[Value] = []
     visited: set[Value] = set()
-    stack: list[tuple[Value, bool]] = [(root, False)]
+    stack: list[Value | None] = [root]
+    push, pop, visit, emit = stack.append, stack.pop, visited.add, order.append
     while stack:
-        node, inputs_done = stack.pop()
-        if inputs_done:
-            order.append(node)
+        node = pop()
+        if node is None:
+            emit(pop())  # type: ignore[arg-type]
         elif node not in visited:
-            visited.add(node)
-            stack.append((node, True))
-            stack.extend([(p, False) for p in node._prev if p not in visited])
+            visit(node)
+            push(node)
+            push(None)
+            for p in node._prev:
+                if p not in visited:
+                    push(p)
     return order
 
 

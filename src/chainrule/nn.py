@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
 from chainrule._io import atomic_write_text
-from chainrule.engine import Value, _is_real, _to_float, dot
+from chainrule.engine import Value, _dot, _is_real, _to_float
 from chainrule.errors import ChainruleError
 
 __all__ = [
@@ -153,7 +153,7 @@ class Neuron(Module):
         return self._forward(xs)
 
     def _forward(self, xs: Sequence[Value]) -> Value:
-        return _activate(dot(self.w, xs, self.b), self.activation)  # w · x + b: one node
+        return _activate(_dot(self.w, xs, self.b), self.activation)  # w · x + b: one node
 
     def named_parameters(self) -> list[tuple[str, Value]]:
         return [*((f"w.{i}", w) for i, w in enumerate(self.w)), ("b", self.b)]

@@ -1,0 +1,160 @@
+"""Run every benchmark and print the table: ``make bench`` (or ``python bench/run.py``).
+
+Each figure comes from separate processes, one engine each, the engines alternating
+round by round so that a slow spell of the machine hits them all alike; medians are
+reported. ``--write bench/RESULTS.md`` also records the table with the machine, the
+commit and the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+def work(workload: str, engine: str, *extra: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, str(HERE / "workloads.py"), workload, engine, *extra],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def rotate(engines: list[str], r: int) -> list[str]:
+    return engines[r % len(engines) :] + engines[: r % len(engines)]
+
+
+def demo(rounds: int) -> dict[str, float]:
+    times: dict[str, list[float]] = {"chainrule": [], "micrograd": [], "torch": []}
+    losses: dict[str, list[float]] = {}
+    for r in range(rounds):
+        for engine in rotate(list(times), r):
+            result = work("demo", engine)
+            times[engine] += result["seconds"][1:]  # the first step warms up
+            losses[engine] = result["loss"]
+    n = min(len(v) for v in losses.values())
+    for engine in ("micrograd", "torch"):  # the same mathematics in every engine
+        for a, b in zip(losses["chainrule"][:n], losses[engine][:n], strict=True):
+            assert abs(a - b) <= 1e-12 * max(1.0, abs(b)), (engine, a, b)
+    return {e: median(t) for e, t in times.items()}
+
+
+def graphs(rounds: int) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for workload in ("wide", "chain"):
+        runs: dict[str, list[dict[str, Any]]] = {"chainrule": [], "micrograd": []}
+        for r in range(rounds):
+            for engine in rotate(list(runs), r):
+                if engine == "micrograd" and workload == "chain" and runs[engine]:
+                    continue  # it fails the same way every time
+                runs[engine].append(work(workload, engine))
+        for engine, results in runs.items():
+            if "error" in results[0]:
+                out[f"{workload}/{engine}"] = {"error": results[0]["error"]}
+                continue
+            total = median([x["total"] for x in results])
+            out[f"{workload}/{engine}"] = {
+                "nodes": results[0]["nodes"],
+                "total": total,
+                "build": median([x["build"] for x in results]),
+                "backward": median([x["backward"] for x in results]),
+                "rate": results[0]["nodes"] / total,
+            }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (3)")
+    parser.add_argument("--write", type=Path, help="also write the results to this file")
+    args = parser.parse_args()
+
+    step = demo(args.rounds)
+    graph = graphs(args.rounds)
+    mem = {e: work("memory", e) for e in ("chainrule", "micrograd")}
+    infer = [work("inference", "chainrule") for _ in range(args.rounds)]
+    recorded = median([t for x in infer for t in x["recorded"][1:]])
+    bare = median([t for x in infer for t in x["no_grad"][1:]])
+
+    def fmt_graph(key: str) -> str:
+        g = graph[key]
+        if "error" in g:
+            return f"fails: {g['error']}"
+        return f"{g['total']:.2f} s ({g['rate'] / 1e6:.2f} M nodes/s)"
+
+    rows = [
+        "| measure | chainrule | micrograd 0.1.0 | PyTorch (CPU, f64, 1 thread) |",
+        "|---|---|---|---|",
+        f"| demo training step, median | {step['chainrule'] * 1e3:.1f} ms | "
+        f"{step['micrograd'] * 1e3:.0f} ms | {step['torch'] * 1e3:.2f} ms |",
+        f"| demo step: micrograd ÷ engine | **{step['micrograd'] / step['chainrule']:.1f}×** "
+        f"| 1× | {step['micrograd'] / step['torch']:.0f}× |",
+        f"| demo step: engine ÷ PyTorch | {step['chainrule'] / step['torch']:.0f}× | "
+        f"{step['micrograd'] / step['torch']:.0f}× | 1× |",
+        f"| wide random graph, {graph['wide/chainrule']['nodes']:,} nodes, build + backward | "
+        f"{fmt_graph('wide/chainrule')} | {fmt_graph('wide/micrograd')} | |",
+        f"| 1,000,000-node chain, build + backward | {fmt_graph('chain/chainrule')} | "
+        f"{fmt_graph('chain/micrograd')} | |",
+        f"| memory per node (tracemalloc), built | "
+        f"{mem['chainrule']['bytes_per_node']:.0f} B | "
+        f"{mem['micrograd']['bytes_per_node']:.0f} B | |",
+        f"| memory per node, after backward | "
+        f"{mem['chainrule']['bytes_per_node_after_backward']:.0f} B | "
+        f"{mem['micrograd']['bytes_per_node_after_backward']:.0f} B | |",
+        f"| demo forward pass (100 points), graph recorded | {recorded * 1e3:.1f} ms | | |",
+        f"| demo forward pass under `no_grad()` | {bare * 1e3:.1f} ms "
+        f"({recorded / bare:.1f}× faster) | | |",
+    ]
+    table = "\n".join(rows)
+    print(table)
+    if args.write:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src", "bench"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        ).stdout.strip()
+        machine = (
+            f"{os.cpu_count()} cores, {platform.machine()}, {platform.processor() or 'cpu'}, "
+            f"Python {platform.python_version()}, {platform.system()} {platform.release()}"
+        )
+        header = (
+            f"Measured {date.today().isoformat()} on commit `{commit}`"
+            f"{' (with uncommitted changes)' if dirty else ''}; machine: {machine}.\n"
+            f"Command: `make bench` (`python bench/run.py --rounds {args.rounds} "
+            f"--write bench/RESULTS.md`).\n"
+        )
+        text = args.write.read_text() if args.write.exists() else ""
+        start, end = "<!-- results:start -->", "<!-- results:end -->"
+        block = f"{start}\n{header}\n{table}\n{end}"
+        if start in text and end in text:
+            text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
+        else:
+            text = f"# Benchmark results\n\n{block}\n"
+        args.write.write_text(text)
+        print(f"wrote {args.write}")
+
+
+if __name__ == "__main__":
+    main()
