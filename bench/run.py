@@ -34,6 +34,16 @@ def work(workload: str, engine: str, *extra: str) -> dict[str, Any]:
     return result
 
 
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def median(xs: list[float]) -> float:
     return statistics.median(xs)
 
@@ -136,7 +146,7 @@ def main() -> None:
             cwd=ROOT,
         ).stdout.strip()
         machine = (
-            f"{os.cpu_count()} cores, {platform.machine()}, {platform.processor() or 'cpu'}, "
+            f"{os.cpu_count()} cores, {platform.machine()} ({cpu_model()}), "
             f"Python {platform.python_version()}, {platform.system()} {platform.release()}"
         )
         header = (
