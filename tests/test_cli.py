@@ -64,28 +64,9 @@ def test_predict_prints_class_and_score(demo_dir: Path, capsys: pytest.CaptureFi
 
 
 def test_train_multiclass_uses_softmax(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(
-        [
-            "train",
-            "--dataset",
-            "blobs",
-            "--classes",
-            "3",
-            "--samples",
-            "60",
-            "--layers",
-            "8",
-            "--optimizer",
-            "adam",
-            "--lr",
-            "0.05",
-            "--steps",
-            "40",
-            "--out",
-            str(tmp_path),
-            "--no-progress",
-        ]
-    )
+    args = "train --dataset blobs --classes 3 --samples 60 --layers 8 --optimizer adam"
+    args += " --lr 0.05 --steps 40 --no-progress"
+    code = main([*args.split(), "--out", str(tmp_path)])
     assert code == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["config"]["dataset"] == "blobs" and metrics["accuracy"] > 0.9
@@ -96,23 +77,8 @@ def test_train_multiclass_uses_softmax(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_lr_find_writes_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(
-        [
-            "lr-find",
-            "--min-lr",
-            "0.01",
-            "--max-lr",
-            "10000",
-            "--num",
-            "5",
-            "--run-steps",
-            "5",
-            "--samples",
-            "40",
-            "--out",
-            str(tmp_path),
-        ]
-    )
+    args = "lr-find --min-lr 0.01 --max-lr 10000 --num 5 --run-steps 5 --samples 40"
+    code = main([*args.split(), "--out", str(tmp_path)])
     assert code == 0
     out = capsys.readouterr().out
     assert "diverged" in out and "suggested learning rates:" in out

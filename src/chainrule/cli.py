@@ -163,8 +163,7 @@ def _run_training(config: Any, out: Path, progress: bool) -> int:
     from chainrule.plots import plot_decision_boundary, plot_history
     from chainrule.training import train
 
-    config.validate()
-    result = train(config, progress=progress)
+    result = train(config, progress=progress)  # validates the config first
     metrics = result.metrics()
     files = [
         atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1)),
@@ -237,7 +236,6 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     if not args.min_lr < args.max_lr:
         raise UsageError("--min-lr must be below --max-lr")
     config = _config(args)
-    config.validate()
     found = lr_find(config, args.min_lr, args.max_lr, args.num, args.run_steps)
     for lr, loss in zip(found.lrs, found.losses, strict=True):
         shown = f"{loss:.4f}" if math.isfinite(loss) else "diverged"

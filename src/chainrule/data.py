@@ -51,18 +51,9 @@ def moons(n_samples: int = 100, noise: float = 0.1, seed: int | None = 0) -> Dat
     n_out = n_samples // 2
     n_in = n_samples - n_out
     t_out, t_in = np.linspace(0, np.pi, n_out), np.linspace(0, np.pi, n_in)
-    X = np.vstack(
-        [
-            np.append(np.cos(t_out), 1 - np.cos(t_in)),
-            np.append(np.sin(t_out), 1 - np.sin(t_in) - 0.5),
-        ]
-    ).T
-    y = np.hstack([np.zeros(n_out, dtype=int), np.ones(n_in, dtype=int)])
-    order = np.arange(n_samples)
-    rs.shuffle(order)
-    X, y = X[order], y[order]
-    X += rs.normal(scale=noise, size=X.shape)
-    return _finish(X, y)
+    outer = np.column_stack([np.cos(t_out), np.sin(t_out)])
+    inner = np.column_stack([1 - np.cos(t_in), 1 - np.sin(t_in) - 0.5])
+    return _two_classes(rs, outer, inner, noise)
 
 
 def circles(
@@ -77,14 +68,20 @@ def circles(
     n_in = n_samples - n_out
     t_out = np.linspace(0, 2 * np.pi, n_out, endpoint=False)
     t_in = np.linspace(0, 2 * np.pi, n_in, endpoint=False)
-    X = np.vstack(
-        [
-            np.append(np.cos(t_out), factor * np.cos(t_in)),
-            np.append(np.sin(t_out), factor * np.sin(t_in)),
-        ]
-    ).T
-    y = np.hstack([np.zeros(n_out, dtype=int), np.ones(n_in, dtype=int)])
-    order = rs.permutation(n_samples)
+    outer = np.column_stack([np.cos(t_out), np.sin(t_out)])
+    inner = factor * np.column_stack([np.cos(t_in), np.sin(t_in)])
+    return _two_classes(rs, outer, inner, noise)
+
+
+def _two_classes(
+    rs: np.random.RandomState, outer: np.ndarray, inner: np.ndarray, noise: float
+) -> Dataset:
+    """Class 0 from ``outer``, class 1 from ``inner``: shuffled, then Gaussian noise added
+    (in scikit-learn's order of random draws, so ``moons`` matches ``make_moons``)."""
+    X = np.vstack([outer, inner])
+    y = np.hstack([np.zeros(len(outer), dtype=int), np.ones(len(inner), dtype=int)])
+    order = np.arange(len(X))
+    rs.shuffle(order)
     X, y = X[order], y[order]
     X += rs.normal(scale=noise, size=X.shape)
     return _finish(X, y)

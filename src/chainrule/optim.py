@@ -39,6 +39,8 @@ def _positive(name: str, x: float, allow_zero: bool = False) -> float:
 class Optimizer:
     """Base class: the parameters, the learning rate ``lr``, ``zero_grad()``."""
 
+    weight_decay = 0.0  # added to each gradient as weight_decay * p (L2); subclasses set it
+
     def __init__(self, params: Iterable[Value], lr: float) -> None:
         self.params = list(params)
         if not self.params:
@@ -64,8 +66,6 @@ class Optimizer:
                     f"{self.steps} (training diverged); lower the learning rate (lr={self.lr})"
                 )
             p.data = new
-
-    weight_decay = 0.0
 
     def _update(self, i: int, g: float) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
