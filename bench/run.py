@@ -133,6 +133,20 @@ def main() -> None:
         f"| demo forward pass under `no_grad()` | {bare * 1e3:.1f} ms "
         f"({recorded / bare:.1f}× faster) | | |",
     ]
+    ratio = step["micrograd"] / step["chainrule"]
+    mem_ratio = mem["chainrule"]["bytes_per_node"] / mem["micrograd"]["bytes_per_node"]
+    chain_s = graph["chain/chainrule"]["total"]
+    rows += [
+        "",
+        "| target | required | measured | met |",
+        "|---|---|---|---|",
+        f"| demo step vs micrograd, collector on | ≥ 15× (aim 25×) | {ratio:.1f}× | "
+        f"{'yes' if ratio >= 15 else 'NO'} |",
+        f"| memory per node | ≤ ⅓ of micrograd's | {mem_ratio:.2f} of it | "
+        f"{'yes' if mem_ratio <= 1 / 3 else 'NO'} |",
+        f"| 1,000,000-node chain, build + backward | < 3 s | {chain_s:.2f} s | "
+        f"{'yes' if chain_s < 3 else 'NO'} |",
+    ]
     table = "\n".join(rows)
     print(table)
     if args.write:
