@@ -7,6 +7,7 @@ format matplotlib knows, by the file's suffix) and returns the path.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from chainrule._io import atomic_write_bytes
 from chainrule.engine import no_grad
 from chainrule.nn import MLP
 
@@ -24,13 +26,12 @@ __all__ = ["plot_decision_boundary", "plot_history", "plot_lr_find"]
 
 
 def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    """Render ``fig`` in the format of ``path``'s suffix and write it atomically."""
     FigureCanvasAgg(fig)
-    tmp = target.with_name(f".{target.name}.tmp{target.suffix}")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, target)  # never a half-written image
-    return target
+    target = Path(path)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=target.suffix.lstrip(".") or "png", dpi=110, bbox_inches="tight")
+    return atomic_write_bytes(target, buffer.getvalue())  # never a half-written image
 
 
 def plot_history(
