@@ -25,6 +25,8 @@ from chainrule.engine import (
 )
 from chainrule.errors import (
     ChainruleError,
+    CompileError,
+    CompileWarning,
     DivisionByZeroError,
     DomainError,
     GradcheckError,
@@ -36,22 +38,30 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> object:
-    """``draw_dot`` and ``trace`` load ``chainrule.graph`` (and graphviz) on first use."""
+    """``draw_dot`` and ``trace`` load ``chainrule.graph`` (and graphviz), and ``compile``
+    loads ``chainrule.compiler`` (and NumPy), on first use."""
     if name in ("draw_dot", "trace"):
         from chainrule import graph
 
         return getattr(graph, name)
+    if name == "compile":
+        from chainrule.compiler import compile
+
+        return compile
     raise AttributeError(f"module 'chainrule' has no attribute {name!r}")
 
 
 __all__ = [
     "ChainruleError",
+    "CompileError",
+    "CompileWarning",
     "DivisionByZeroError",
     "DomainError",
     "GradcheckError",
     "NumericOverflowError",
     "Value",
     "__version__",
+    "compile",
     "dot",
     "draw_dot",
     "enable_grad",

@@ -281,6 +281,10 @@ class Value:
 
 _new = object.__new__
 
+#: Set by ``chainrule.compile`` while it traces: called with each result computed under
+#: ``no_grad()`` and the inputs it forgot, so that frozen values can be refused.
+_on_detached: Callable[[Value, tuple[Value, ...]], None] | None = None
+
 
 def _node(data: float, prev: tuple[Value, ...], op: str, arg: float | None = None) -> Value:
     """Make the result of an operation; the one place where graph nodes are created."""
@@ -298,6 +302,8 @@ def _node(data: float, prev: tuple[Value, ...], op: str, arg: float | None = Non
     else:
         v._op = ""
         v._prev = ()
+        if _on_detached is not None:  # chainrule.compile is tracing: it checks no_grad() use
+            _on_detached(v, prev)
     v._arg = arg
     return v
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 __all__ = [
     "ChainruleError",
+    "CompileError",
+    "CompileWarning",
     "DivisionByZeroError",
     "DomainError",
     "GradcheckError",
@@ -34,3 +36,15 @@ class NumericOverflowError(ChainruleError, OverflowError):
 
 class GradcheckError(ChainruleError, RuntimeError):
     """Analytic and numerical gradients disagree (raised by :func:`chainrule.gradcheck`)."""
+
+
+class CompileError(ChainruleError, ValueError):
+    """A loss function that :func:`chainrule.compile` cannot replay faithfully.
+
+    The message names the file and line of the code responsible and what to change.
+    """
+
+
+class CompileWarning(UserWarning):
+    """Something :func:`chainrule.compile` did that may surprise: baked-in constants,
+    repeated re-tracing."""
