@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from chainrule import dot, sum_values
+from chainrule import dot, logsumexp, sum_values
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,12 @@ OPS: tuple[OpCase, ...] = (
     OpCase("relu", lambda a: a.relu(), torch.relu, ((0.5,), (-2.0,))),
     OpCase("sigmoid", lambda a: a.sigmoid(), torch.sigmoid, ((0.5,), (-3.0,), (40.0,))),
     OpCase(
+        "softplus",  # far out on both sides: no overflow, and no precision lost at -30
+        lambda a: a.softplus(),
+        torch.nn.functional.softplus,
+        ((0.5,), (-2.0,), (0.0,), (30.0,), (-30.0,), (800.0,), (-800.0,)),
+    ),
+    OpCase(
         "dot",
         lambda w0, w1, x0, x1, b: dot([w0, w1], [x0, x1], b),
         lambda w0, w1, x0, x1, b: w0 * x0 + w1 * x1 + b,
@@ -66,6 +72,18 @@ OPS: tuple[OpCase, ...] = (
         lambda a, b, c: sum_values([a, b, c, a]),
         lambda a, b, c: a + b + c + a,
         ((0.5, -1.5, 2.0),),
+    ),
+    OpCase(
+        "logsumexp",  # the last sample is spread out: exp(800) alone would overflow
+        lambda a, b, c: logsumexp([a, b, c]),
+        lambda a, b, c: torch.logsumexp(torch.stack([a, b, c]), 0),
+        ((0.5, -1.5, 2.0), (0.0, 0.0, 0.0), (800.0, -800.0, 799.0)),
+    ),
+    OpCase(
+        "logsumexp_reused",
+        lambda a, b: logsumexp([a, b, a]),
+        lambda a, b: torch.logsumexp(torch.stack([a, b, a]), 0),
+        ((0.3, -1.2), (-40.0, 25.0)),
     ),
     OpCase(
         "composite_neuron",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import decimal
 import gc
 import math
 import sys
@@ -15,9 +16,12 @@ from chainrule import (
     DomainError,
     NumericOverflowError,
     Value,
+    grad,
     is_grad_enabled,
+    logsumexp,
     no_grad,
 )
+from chainrule.engine import _RULES
 
 
 def reference_readme_expression() -> tuple[Value, Value, Value]:
@@ -171,6 +175,72 @@ def test_bad_inputs_get_clear_errors(make, error, message) -> None:
         make()
     assert isinstance(info.value, ChainruleError)
     assert isinstance(info.value, (ValueError, ArithmeticError))
+
+
+def exact(f, *xs: float) -> float:
+    """``f`` of the floats ``xs``, worked out with 400 significant digits (``decimal``)."""
+    with decimal.localcontext(decimal.Context(prec=400, Emin=-(10**6), Emax=10**6)):
+        return float(f(*[decimal.Decimal(x) for x in xs]))
+
+
+@pytest.mark.parametrize("x", [-700.0, -30.0, -1.0, 0.0, 2.0, 30.0, 710.0, 1e5])
+def test_softplus_keeps_full_precision_on_both_sides(x: float) -> None:
+    """Relative accuracy even where the value or the slope is tiny (no 1 - (1 - ε))."""
+    v = Value(x)
+    out = v.softplus()
+    out.backward()
+    assert out.data == pytest.approx(exact(lambda d: (1 + d.exp()).ln(), x), rel=1e-15, abs=0.0)
+    assert v.grad == pytest.approx(exact(lambda d: 1 / (1 + (-d).exp()), x), rel=1e-13, abs=0.0)
+    assert out._op == "softplus" and out._prev == (v,)
+
+
+def test_softplus_derivatives_of_any_order() -> None:
+    s = 1.0 / (1.0 + math.exp(-0.7))
+    assert grad(grad(Value.softplus))(0.7) == pytest.approx(s * (1 - s), rel=1e-13)
+    third = grad(grad(grad(Value.softplus)))(0.7)
+    assert third == pytest.approx(s * (1 - s) * (1 - 2 * s), rel=1e-12)
+
+
+def test_logsumexp_is_one_stable_node() -> None:
+    a, b = Value(1000.0), Value(1000.0)
+    out = logsumexp([a, b, a, 3])  # duplicates kept, numbers lifted, nothing overflows
+    assert out._op == "logsumexp" and out._prev[:3] == (a, b, a) and len(out._prev) == 4
+    assert out.data == pytest.approx(1000.0 + math.log(3.0), rel=1e-15)
+    out.backward()
+    assert (a.grad, b.grad) == pytest.approx((2 / 3, 1 / 3), rel=1e-13)
+    # one term dominates: the others still count, to full relative precision
+    expected = exact(lambda a, b: (a.exp() + b.exp()).ln(), 0.0, -40.0)
+    assert logsumexp([0.0, -40.0]).data == pytest.approx(expected, rel=1e-15, abs=0.0)
+    assert logsumexp([Value(-2.5)]).data == -2.5
+
+
+def test_logsumexp_bad_inputs_get_clear_errors() -> None:
+    with pytest.raises(ValueError, match="logsumexp: no values given"):
+        logsumexp([])
+    with pytest.raises(TypeError, match="logsumexp: expected Values or real numbers, got str"):
+        logsumexp([Value(1.0), "2"])  # type: ignore[list-item]
+    with pytest.raises(DomainError, match="finite"):
+        logsumexp([1.0, math.nan])
+
+
+@pytest.mark.parametrize(
+    ("op", "inputs"),
+    [
+        ("softplus", [[-800.0, -30.0, 0.0, 0.5, 30.0, 800.0]]),
+        ("logsumexp", [[0.5, 800.0, -3.0], [-1.5, -800.0, -3.0], [2.0, 799.0, -3.0]]),
+    ],
+)
+def test_fused_rules_work_on_numpy_arrays_elementwise(op: str, inputs: list[list[float]]) -> None:
+    """``chainrule.compile`` calls the rule table with one array per input."""
+    columns = list(zip(*inputs, strict=True))  # one example per column
+    outs = []
+    for column in columns:
+        node = Value(column[0]).softplus() if op == "softplus" else logsumexp(list(column))
+        outs.append(node.data)
+    arrays = _RULES[op]([np.array(row) for row in inputs], np.array(outs), None)
+    for j, (column, out) in enumerate(zip(columns, outs, strict=True)):
+        scalar = _RULES[op](list(column), out, None)
+        assert [float(d[j]) for d in arrays] == pytest.approx(list(scalar), rel=1e-14, abs=0.0)
 
 
 def test_undefined_derivative_is_an_error_not_inf() -> None:

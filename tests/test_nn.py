@@ -11,7 +11,16 @@ import pytest
 import torch
 
 from chainrule import Value, dot
-from chainrule.nn import MLP, Layer, ModelFileError, Neuron, load, load_with_metadata, save
+from chainrule.nn import (
+    MLP,
+    Layer,
+    ModelFileError,
+    Module,
+    Neuron,
+    load,
+    load_with_metadata,
+    save,
+)
 
 
 def test_parameter_counts() -> None:
@@ -133,6 +142,64 @@ def test_named_parameters_state_dict_and_zero_grad() -> None:
     with pytest.raises(ValueError, match="finite"):
         other.load_state_dict({**state, "layers.1.neurons.0.b": math.nan})
     assert other.state_dict() == before  # nothing changed
+
+
+def same_values(a: list[Value], b: list[Value]) -> bool:
+    """The same Value objects (not merely equal numbers), in the same order."""
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Neuron(3),
+        lambda: Layer(3, 4),
+        lambda: MLP(2, [16, 16, 1]),
+        lambda: MLP(3, [4, 4, 1], activation="tanh", output_activation="tanh"),
+    ],
+    ids=["Neuron", "Layer", "MLP-2-16-16-1", "MLP-lecture"],
+)
+def test_parameters_are_the_named_parameters_in_order(make) -> None:
+    model = make()
+    assert same_values(model.parameters(), [p for _, p in model.named_parameters()])
+    assert model.num_parameters() == len(model.named_parameters())
+
+
+def test_parameters_are_built_afresh_and_follow_changes_to_the_model() -> None:
+    model = MLP(2, [3, 1], rng=random.Random(0))
+    model.parameters().clear()  # the caller's list is the caller's own
+    assert len(model.parameters()) == 13
+    extra = Value(0.5)
+    model.layers[0].neurons[1].w.append(extra)  # a model mutated by hand: nothing stale
+    assert extra in model.parameters()
+    assert same_values(model.parameters(), [p for _, p in model.named_parameters()])
+
+
+def test_subclasses_that_only_name_their_parameters_still_list_them() -> None:
+    class Scaled(Module):
+        def __init__(self) -> None:
+            self.body = MLP(2, [3, 1], rng=random.Random(0))
+            self.scale = Value(2.0)
+
+        def named_parameters(self) -> list[tuple[str, Value]]:
+            inner = [(f"body.{n}", p) for n, p in self.body.named_parameters()]
+            return [*inner, ("scale", self.scale)]
+
+    class WithTemperature(MLP):  # redefines named_parameters only: MLP's shortcut must not hide it
+        def __init__(self) -> None:
+            super().__init__(2, [3, 1], rng=random.Random(0))
+            self.temperature = Value(1.0)
+
+        def named_parameters(self) -> list[tuple[str, Value]]:
+            return [*super().named_parameters(), ("temperature", self.temperature)]
+
+    for model, extra in ((Scaled(), "scale"), (WithTemperature(), "temperature")):
+        ps = model.parameters()
+        assert same_values(ps, [p for _, p in model.named_parameters()])
+        assert ps[-1] is getattr(model, extra) and len(ps) == 14
+        ps[-1].grad = 1.0
+        model.zero_grad()
+        assert ps[-1].grad == 0.0
 
 
 def test_repr_is_readable() -> None:

@@ -31,6 +31,7 @@ __all__ = [
     "dot",
     "enable_grad",
     "is_grad_enabled",
+    "logsumexp",
     "no_grad",
     "sum_values",
     "topological_order",
@@ -241,6 +242,18 @@ class Value:
             s = e / (1.0 + e)
         return _node(s, (self,), "sigmoid")
 
+    def softplus(self) -> Value:
+        """``log(1 + e^x)``, a smooth relu; its derivative is ``sigmoid(x)``.
+
+        Computed as ``max(x, 0) + log1p(e^-|x|)``: the exponent is never positive, so a
+        large x does not overflow and a very negative x keeps full precision
+        (``softplus(-30) ≈ 9.4e-14``). The branch is inside the float computation, so
+        code built on ``softplus`` has none. PyTorch: ``torch.nn.functional.softplus``
+        (which returns x itself above x = 20).
+        """
+        x = self.data
+        return _node(max(x, 0.0) + math.log1p(math.exp(-abs(x))), (self,), "softplus")
+
     # -- backpropagation ----------------------------------------------------------
 
     def backward(self) -> None:
@@ -391,6 +404,25 @@ def sum_values(values: Sequence[Operand]) -> Value:
     return _node(math.fsum([v.data for v in vs]), vs, "sum")
 
 
+def logsumexp(values: Sequence[Operand]) -> Value:
+    """``log Σ exp(z_i)`` as **one** node, stable for any inputs (``torch.logsumexp``).
+
+    Computed as ``m + log(Σ exp(z_i - m))`` with ``m = max z``: every exponent is at
+    most 0, so nothing overflows, and the sum is at least 1. Each input's local
+    derivative is its softmax weight, ``∂/∂z_i = exp(z_i - out)``. ``log_softmax`` and
+    the cross-entropy losses are built on it without ever reading ``data``.
+    """
+    zs = _lift_all(values, "logsumexp")
+    if not zs:
+        raise ValueError("logsumexp: no values given")
+    data = [z.data for z in zs]
+    m = max(data)
+    # The max's own term is exactly 1: add up the others (rounded once) and use log1p,
+    # so that tiny terms still count when one input dominates.
+    others = math.fsum([*[math.exp(d - m) for d in data], -1.0])
+    return _node(m + math.log1p(others), zs, "logsumexp")
+
+
 def _identity(x: Value) -> Value:
     """A new node equal to ``x``: lets :func:`chainrule.grad` treat ``x`` as a fresh input."""
     return _node(x.data, (x,), "id")
@@ -403,11 +435,27 @@ def _identity(x: Value) -> Value:
 # output with respect to each input. ``backward()`` calls these with floats; the
 # function transforms in ``chainrule.functional`` call them with Values, so that the
 # gradients are graphs themselves and can be differentiated again. The rules therefore
-# use only arithmetic, ``_log`` and ``_positive``, which work on both.
+# use only arithmetic, ``_log``, ``_exp`` and ``_positive``, which work on both
+# (``_log`` and ``_exp`` also on NumPy arrays, elementwise).
 
 
 def _log(x: Any) -> Any:
-    return x.log() if isinstance(x, Value) else math.log(x)
+    if isinstance(x, Value):
+        return x.log()
+    return math.log(x) if isinstance(x, float | int) else _numpy().log(x)
+
+
+def _exp(x: Any) -> Any:
+    if isinstance(x, Value):
+        return x.exp()
+    return math.exp(x) if isinstance(x, float | int) else _numpy().exp(x)
+
+
+def _numpy() -> Any:
+    """NumPy, imported only when a rule is given an array (which NumPy made)."""
+    import numpy
+
+    return numpy
 
 
 def _positive(x: Any) -> bool:
@@ -434,9 +482,11 @@ _RULES: dict[str, Rule] = {
     "tanh": lambda x, out, k: (1.0 - out * out,),
     "relu": lambda x, out, k: (1.0 if _positive(x[0]) else 0.0,),
     "sigmoid": lambda x, out, k: (out * (1.0 - out),),
+    "softplus": lambda x, out, k: (_exp(x[0] - out),),  # sigmoid(x) = e^(x - softplus(x))
     # the fused n-ary ops: inputs (*w, *x, bias) and (*values)
     "dot": lambda x, out, k: (*x[len(x) // 2 : -1], *x[: len(x) // 2], 1.0),
     "sum": lambda x, out, k: (1.0,) * len(x),
+    "logsumexp": lambda x, out, k: tuple(_exp(z - out) for z in x),  # softmax(z)_i
 }
 
 

@@ -3,6 +3,11 @@
 Each loss averages over the examples it is given (``reduction="mean"``) or adds them up
 (``"sum"``, as the lecture does). Targets are plain numbers; predictions are Values (or
 numbers). This module needs only the standard library.
+
+No loss reads the ``data`` of a Value: each is one fixed expression of engine ops, with
+no Python branch on a traced number, so ``chainrule.compile`` can trace it once and
+replay it. Where stability needs a branch (the sign of a logit, the largest logit), the
+branch lives inside a fused op's float computation (``softplus``, ``logsumexp``).
 """
 
 from __future__ import annotations
@@ -10,13 +15,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Literal, TypeAlias
 
-from chainrule.engine import Value, dot, sum_values
+from chainrule.engine import Value, dot, logsumexp, sum_values
 
 __all__ = [
     "accuracy",
     "binary_cross_entropy_with_logits",
     "hinge",
     "l2",
+    "log_softmax",
     "mse",
     "softmax_cross_entropy",
 ]
@@ -65,35 +71,33 @@ def binary_cross_entropy_with_logits(
 ) -> Value:
     """Cross-entropy of ``sigmoid(logit)`` against labels 0 or 1, computed stably.
 
-    ``-[y log σ(z) + (1-y) log(1-σ(z))] = max(z, 0) - z·y + log(1 + e^-|z|)``: the
-    exponent is never positive, so large logits neither overflow nor lose precision.
+    ``-[y log σ(z) + (1-y) log(1-σ(z))] = softplus(z) - y·z``, with
+    ``softplus(z) = log(1 + e^z)`` computed without overflow inside one node: large
+    logits neither overflow nor lose precision, and there is no branch on ``z``.
     """
     pairs = _pairs(logits, labels, "binary_cross_entropy_with_logits")
     if any(y not in (0.0, 1.0) for _, y in pairs):
         raise ValueError("binary_cross_entropy_with_logits: labels must be 0 or 1")
-    terms = []
-    for z, y in pairs:
-        if z.data >= 0:  # max(z, 0) = z and -|z| = -z
-            terms.append(z * (1.0 - y) + ((-z).exp() + 1.0).log())
-        else:  # max(z, 0) = 0 and -|z| = z
-            terms.append(-y * z + (z.exp() + 1.0).log())
+    terms = [z.softplus() - y * z for z, y in pairs]
     return _reduce(terms, reduction, "binary_cross_entropy_with_logits")
 
 
 def log_softmax(logits: Sequence[Scalar]) -> list[Value]:
-    """``z_i - log Σ exp(z_j)``, shifting by the largest logit so that nothing overflows."""
+    """``z_i - log Σ exp(z_j)``: one ``logsumexp`` node, stable for any logits."""
     zs = [z if isinstance(z, Value) else Value(z) for z in logits]
     if not zs:
         raise ValueError("log_softmax: no logits given")
-    shift = max(z.data for z in zs)  # a constant: the result does not depend on it
-    log_total = sum_values([(z - shift).exp() for z in zs]).log() + shift
+    log_total = logsumexp(zs)
     return [z - log_total for z in zs]
 
 
 def softmax_cross_entropy(
     logits: Sequence[Sequence[Scalar]], labels: Sequence[int], reduction: Reduction = "mean"
 ) -> Value:
-    """Cross-entropy of the softmax of each row of ``logits`` against class ``labels``."""
+    """Cross-entropy of the softmax of each row of ``logits`` against class ``labels``.
+
+    Each row's term is ``-log softmax(z)_label = logsumexp(z) - z_label``.
+    """
     if len(logits) != len(labels):
         raise ValueError(
             f"softmax_cross_entropy: {len(logits)} rows of logits but {len(labels)} labels"
@@ -105,7 +109,7 @@ def softmax_cross_entropy(
             raise ValueError(
                 f"softmax_cross_entropy: label {label!r} is not a class index 0..{k - 1}"
             )
-        terms.append(-log_softmax(row)[label])
+        terms.append(logsumexp(row) - row[label])
     return _reduce(terms, reduction, "softmax_cross_entropy")
 
 

@@ -71,10 +71,24 @@ def _as_inputs(x: Input, expected: int, who: str) -> list[Value]:
 
 
 class Module:
-    """Base class of everything with parameters."""
+    """Base class of everything with parameters.
+
+    A subclass defines :meth:`named_parameters`; :meth:`parameters` then follows from
+    it. ``Neuron``, ``Layer`` and ``MLP`` also write ``parameters()`` out directly, in
+    the same order, because it is called at every training step and formatting a name
+    for each parameter would cost more than a compiled step. Nothing is cached: the list
+    is built afresh on each call, so it always reflects the model as it is now.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # A subclass that redefines which parameters it has (named_parameters) but not
+        # parameters() must not inherit a parent's shortcut, which would miss the change.
+        if "named_parameters" in vars(cls) and "parameters" not in vars(cls):
+            cls.parameters = Module.parameters  # type: ignore[method-assign]
 
     def parameters(self) -> list[Value]:
-        """Every trainable Value, in a fixed order."""
+        """Every trainable Value, in the order of :meth:`named_parameters`."""
         return [p for _, p in self.named_parameters()]
 
     def named_parameters(self) -> list[tuple[str, Value]]:
@@ -111,7 +125,7 @@ class Module:
 
     def num_parameters(self) -> int:
         """How many scalars the model learns."""
-        return len(self.named_parameters())
+        return len(self.parameters())
 
 
 def _draw_weight(init: str, nin: int, nout: int, rng: Any) -> float:
@@ -154,6 +168,9 @@ class Neuron(Module):
 
     def _forward(self, xs: Sequence[Value]) -> Value:
         return _activate(_dot(self.w, xs, self.b), self.activation)  # w · x + b: one node
+
+    def parameters(self) -> list[Value]:
+        return [*self.w, self.b]
 
     def named_parameters(self) -> list[tuple[str, Value]]:
         return [*((f"w.{i}", w) for i, w in enumerate(self.w)), ("b", self.b)]
@@ -207,6 +224,12 @@ class Layer(Module):
     @property
     def activation(self) -> str:
         return self.neurons[0].activation
+
+    def parameters(self) -> list[Value]:
+        ps: list[Value] = []
+        for n in self.neurons:
+            ps += n.parameters()
+        return ps
 
     def named_parameters(self) -> list[tuple[str, Value]]:
         return [
@@ -269,6 +292,12 @@ class MLP(Module):
         for layer in self.layers:
             xs = layer._forward(xs)
         return xs[0] if len(xs) == 1 else xs
+
+    def parameters(self) -> list[Value]:
+        ps: list[Value] = []
+        for layer in self.layers:
+            ps += layer.parameters()
+        return ps
 
     def named_parameters(self) -> list[tuple[str, Value]]:
         return [
