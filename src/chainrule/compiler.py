@@ -75,6 +75,7 @@ def compile(
     params: Iterable[Value],
     *,
     has_aux: bool = False,
+    fallback: bool = True,
 ) -> CompiledFunction:
     """Compile ``fn``, a function returning a scalar loss Value, for ``params``.
 
@@ -85,6 +86,10 @@ def compile(
     ``has_aux=True``, ``fn`` returns ``(loss, aux)`` where ``aux`` is a Value or a
     (nested) list of Values, returned as floats beside the loss (e.g. the model's
     outputs, to compute accuracy without a second forward pass).
+
+    A graph too narrow to gain from array kernels (a long chain, a handful of nodes)
+    runs eagerly instead, unless ``fallback=False``; :meth:`CompiledFunction.explain`
+    says which.
 
     >>> from chainrule import Value
     >>> w = Value(2.0)
@@ -98,7 +103,7 @@ def compile(
     """
     if not callable(fn):
         raise TypeError(f"compile: expected a function, got {type(fn).__name__}")
-    return CompiledFunction(fn, params, has_aux=has_aux)
+    return CompiledFunction(fn, params, has_aux=has_aux, fallback=fallback)
 
 
 # -- the result of a call -------------------------------------------------------------
@@ -158,10 +163,13 @@ class CompiledFunction:
     new structure traces again, as ``jax.jit`` does.
     """
 
-    def __init__(self, fn: Callable[..., Any], params: Iterable[Value], *, has_aux: bool) -> None:
+    def __init__(
+        self, fn: Callable[..., Any], params: Iterable[Value], *, has_aux: bool, fallback: bool
+    ) -> None:
         self.fn = fn
         self.params = _check_params(params)
         self.has_aux = has_aux
+        self.allow_fallback = fallback
         self._programs: dict[tuple[tuple[int, ...], ...], _Program] = {}
         self._lock = threading.Lock()
         self._warned = False
@@ -1138,7 +1146,7 @@ class _Program:
         elements = sum(k.size for k in self.kernels)
         replay = 2 * len(self.kernels) * _REPLAY_PER_KERNEL + elements * _REPLAY_PER_ELEMENT
         eager = self.traced_nodes * _EAGER_PER_NODE
-        if replay > eager:
+        if replay > eager and owner.allow_fallback:
             self.fallback = (
                 f"runs eagerly: {len(self.kernels)} kernels for {self.traced_nodes} nodes "
                 f"(a narrow graph; replay would take ~{replay * 1e3:.2f} ms against "

@@ -12,6 +12,7 @@ branch lives inside a fused op's float computation (``softplus``, ``logsumexp``)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Literal, TypeAlias
 
@@ -41,33 +42,46 @@ def _reduce(terms: list[Value], reduction: Reduction, who: str) -> Value:
 
 
 def _pairs(
-    preds: Sequence[Scalar], targets: Sequence[float], who: str
-) -> list[tuple[Value, float]]:
+    preds: Sequence[Scalar],
+    targets: Sequence[Scalar],
+    who: str,
+    allowed: tuple[float, ...] = (),
+    shown: str = "",
+) -> list[tuple[Value, Scalar]]:
+    """Predictions as Values beside their targets.
+
+    Number targets are checked against ``allowed`` (when given). Value targets -- such
+    as labels passed as inputs to a compiled function -- are used as they are: their
+    numbers are not read, so they are not checked.
+    """
     if len(preds) != len(targets):
         raise ValueError(f"{who}: {len(preds)} predictions but {len(targets)} targets")
-    return [
-        (p if isinstance(p, Value) else Value(p), float(t))
-        for p, t in zip(preds, targets, strict=True)
-    ]
+    pairs: list[tuple[Value, Scalar]] = []
+    for p, t in zip(preds, targets, strict=True):
+        if not isinstance(t, Value):
+            t = float(t)
+            if allowed and t not in allowed:
+                raise ValueError(f"{who}: labels must be {shown}, got {t:g}")
+        pairs.append((p if isinstance(p, Value) else Value(p), t))
+    return pairs
 
 
-def mse(preds: Sequence[Scalar], targets: Sequence[float], reduction: Reduction = "mean") -> Value:
+def mse(preds: Sequence[Scalar], targets: Sequence[Scalar], reduction: Reduction = "mean") -> Value:
     """Mean squared error: the average of ``(prediction - target)²``."""
     return _reduce([(p - t) ** 2 for p, t in _pairs(preds, targets, "mse")], reduction, "mse")
 
 
 def hinge(
-    scores: Sequence[Scalar], labels: Sequence[float], reduction: Reduction = "mean"
+    scores: Sequence[Scalar], labels: Sequence[Scalar], reduction: Reduction = "mean"
 ) -> Value:
-    """The SVM max-margin loss ``max(0, 1 - y·score)`` for labels ``y`` of -1 or +1."""
-    pairs = _pairs(scores, labels, "hinge")
-    if any(y not in (-1.0, 1.0) for _, y in pairs):
-        raise ValueError("hinge: labels must be -1 or +1 (see chainrule.data.to_signed)")
+    """The SVM max-margin loss ``max(0, 1 - y·score)`` for labels ``y`` of -1 or +1
+    (``chainrule.data.to_signed`` turns classes 0/1 into them)."""
+    pairs = _pairs(scores, labels, "hinge", (-1.0, 1.0), "-1 or +1 (see chainrule.data.to_signed)")
     return _reduce([(1.0 - y * s).relu() for s, y in pairs], reduction, "hinge")
 
 
 def binary_cross_entropy_with_logits(
-    logits: Sequence[Scalar], labels: Sequence[float], reduction: Reduction = "mean"
+    logits: Sequence[Scalar], labels: Sequence[Scalar], reduction: Reduction = "mean"
 ) -> Value:
     """Cross-entropy of ``sigmoid(logit)`` against labels 0 or 1, computed stably.
 
@@ -75,9 +89,7 @@ def binary_cross_entropy_with_logits(
     ``softplus(z) = log(1 + e^z)`` computed without overflow inside one node: large
     logits neither overflow nor lose precision, and there is no branch on ``z``.
     """
-    pairs = _pairs(logits, labels, "binary_cross_entropy_with_logits")
-    if any(y not in (0.0, 1.0) for _, y in pairs):
-        raise ValueError("binary_cross_entropy_with_logits: labels must be 0 or 1")
+    pairs = _pairs(logits, labels, "binary_cross_entropy_with_logits", (0.0, 1.0), "0 or 1")
     terms = [z.softplus() - y * z for z, y in pairs]
     return _reduce(terms, reduction, "binary_cross_entropy_with_logits")
 
@@ -92,11 +104,17 @@ def log_softmax(logits: Sequence[Scalar]) -> list[Value]:
 
 
 def softmax_cross_entropy(
-    logits: Sequence[Sequence[Scalar]], labels: Sequence[int], reduction: Reduction = "mean"
+    logits: Sequence[Sequence[Scalar]],
+    labels: Sequence[int | Sequence[Scalar]],
+    reduction: Reduction = "mean",
 ) -> Value:
-    """Cross-entropy of the softmax of each row of ``logits`` against class ``labels``.
+    """Cross-entropy of the softmax of each row of ``logits`` against its label.
 
-    Each row's term is ``-log softmax(z)_label = logsumexp(z) - z_label``.
+    A label is a class index ``c`` -- the term is ``-log softmax(z)_c = logsumexp(z) - z_c``
+    -- or, as in PyTorch's ``cross_entropy``, a row of class probabilities ``t`` (such
+    as a one-hot row), numbers or Values, adding up to 1: the term is
+    ``logsumexp(z) - Σ t_i z_i``. Probability rows let labels be inputs of a compiled
+    function, which cannot index by a traced number.
     """
     if len(logits) != len(labels):
         raise ValueError(
@@ -105,12 +123,30 @@ def softmax_cross_entropy(
     terms = []
     for row, label in zip(logits, labels, strict=True):
         k = len(row)
+        if isinstance(label, Sequence) and not isinstance(label, str):
+            terms.append(logsumexp(row) - dot(_probabilities(label, k), row))
+            continue
         if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < k:
             raise ValueError(
                 f"softmax_cross_entropy: label {label!r} is not a class index 0..{k - 1}"
             )
         terms.append(logsumexp(row) - row[label])
     return _reduce(terms, reduction, "softmax_cross_entropy")
+
+
+def _probabilities(row: Sequence[Scalar], k: int) -> Sequence[Scalar]:
+    """A row of k class probabilities; numbers are checked, Values used as they are."""
+    if len(row) != k:
+        raise ValueError(
+            f"softmax_cross_entropy: a probability row needs {k} entries, got {len(row)}"
+        )
+    numbers = [t for t in row if not isinstance(t, Value)]
+    if len(numbers) == k and (any(t < 0 for t in numbers) or abs(math.fsum(numbers) - 1.0) > 1e-9):
+        raise ValueError(
+            "softmax_cross_entropy: a probability row must be >= 0 and add up to 1, "
+            f"got {list(row)}"
+        )
+    return row
 
 
 def l2(params: Iterable[Value]) -> Value:

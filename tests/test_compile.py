@@ -1,0 +1,557 @@
+"""``chainrule.compile``: the replayed program equals the eager engine, or refuses.
+
+Every op (and fused op) is compiled and replayed at points other than the ones it was
+traced at; random graphs with reused nodes likewise; the demo trains identically for
+100 steps; each kind of code the compiler cannot replay faithfully is refused with the
+file and line responsible.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import random
+import subprocess
+import sys
+import threading
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from optable import OPS, OpCase
+
+import chainrule
+from chainrule import CompileError, CompileWarning, Value, dot, logsumexp, no_grad, sum_values
+from chainrule import losses as L
+from chainrule.compiler import compilable_ops
+from chainrule.data import moons
+from chainrule.engine import _RULES, _node
+from chainrule.nn import MLP
+
+HERE = __file__
+
+
+def line_of(marker: str) -> int:
+    """The line of this file holding ``marker`` (so tests can name the expected line)."""
+    for i, text in enumerate(inspect.getsource(sys.modules[__name__]).splitlines(), 1):
+        if marker in text and "line_of(" not in text:
+            return i
+    raise AssertionError(marker)
+
+
+def close(a: float, b: float, rel: float = 1e-12) -> bool:
+    return math.isclose(a, b, rel_tol=rel, abs_tol=rel * 1e-3)
+
+
+def eager_value_and_grads(fn, params, *inputs):
+    """The eager engine's loss and gradients: the reference for every replay."""
+    for p in params:
+        p.grad = 0.0
+    as_values = [_values(x) for x in inputs]
+    out = fn(*as_values)
+    out.backward()
+    grads = [p.grad for p in params]
+    for p in params:
+        p.grad = 0.0
+    return out.data, grads
+
+
+def _values(x):
+    if isinstance(x, (list, tuple, np.ndarray)):
+        return [_values(v) for v in x]
+    return Value(float(x))
+
+
+def jitter(sample: tuple[float, ...], rng: random.Random) -> list[float]:
+    """A point near ``sample`` (inside the same domain), not equal to it."""
+    return [v * (1.0 + rng.uniform(0.01, 0.05)) + rng.uniform(0.001, 0.01) for v in sample]
+
+
+# -- every op --------------------------------------------------------------------------
+
+
+def test_every_rule_in_the_engine_compiles() -> None:
+    assert set(_RULES) <= compilable_ops()
+
+
+CASES = [
+    pytest.param(op, sample, id=f"{op.name}-{i}")
+    for op in OPS
+    for i, sample in enumerate(op.samples)
+]
+
+
+@pytest.mark.parametrize(("op", "sample"), CASES)
+def test_every_op_replayed_at_other_points_equals_eager(op: OpCase, sample) -> None:
+    rng = random.Random(op.name)
+    params = [Value(v) for v in sample]
+    step = chainrule.compile(lambda: op.ours(*params), params, fallback=False)
+    for point in (list(sample), jitter(sample, rng), jitter(sample, rng)):
+        for p, v in zip(params, point, strict=True):
+            p.data = v
+        try:
+            expected, expected_grads = eager_value_and_grads(lambda: op.ours(*params), params)
+        except (ArithmeticError, ValueError) as exc:  # the jittered point left the domain
+            with pytest.raises(type(exc)):
+                step().backward()
+            continue
+        value, grads = step.value_and_grad()
+        assert close(value, expected), (point, value, expected)
+        for g, e in zip(grads, expected_grads, strict=True):
+            assert close(g, e), (point, list(grads), expected_grads)
+        loss = step()
+        loss.backward()
+        assert loss.data == value
+        assert [p.grad for p in params] == pytest.approx(expected_grads, rel=1e-12, abs=1e-15)
+        for p in params:
+            p.grad = 0.0
+    assert "fallback" not in step.explain()
+
+
+@pytest.mark.parametrize("op", OPS, ids=[op.name for op in OPS])
+def test_every_op_over_a_batch_is_one_kernel_and_equals_eager(op: OpCase) -> None:
+    """A batch of the same op on 40 points: one vectorised group, not 40 nodes."""
+    rng = random.Random(op.name)
+    points = [jitter(op.samples[i % len(op.samples)], rng) for i in range(40)]
+    params = [Value(v) for point in points for v in point]
+    rows = [params[i * op.arity : (i + 1) * op.arity] for i in range(40)]
+
+    def loss():
+        return sum_values([op.ours(*row) for row in rows])
+
+    expected, expected_grads = eager_value_and_grads(loss, params)
+    step = chainrule.compile(loss, params, fallback=False)
+    value, grads = step.value_and_grad()
+    assert close(value, expected)
+    assert list(grads) == pytest.approx(expected_grads, rel=1e-12, abs=1e-14)
+    for p in params:  # and again at other values: the program is reused
+        p.data *= 1.001
+    expected, expected_grads = eager_value_and_grads(loss, params)
+    value, grads = step.value_and_grad()
+    assert close(value, expected)
+    assert list(grads) == pytest.approx(expected_grads, rel=1e-12, abs=1e-14)
+
+
+# -- random graphs ---------------------------------------------------------------------
+
+BINARY = ("add", "sub", "mul", "div", "pow", "rpow", "dot", "logsumexp", "sum")
+UNARY = ("neg", "tanh", "sigmoid", "relu", "exp", "log", "square", "sqrt", "softplus", "cube")
+
+
+def in_domain(op: str, a: float, b: float) -> bool:
+    return {
+        "mul": abs(a * b) < 1e4,
+        "div": abs(b) > 0.2 and abs(a / b) < 1e4,
+        "pow": 0.2 < a < 5 and abs(b) < 2,
+        "rpow": abs(a) < 5,
+        "relu": abs(a) > 0.05,
+        "exp": a < 5,
+        "log": a > 0.2,
+        "square": abs(a) < 100,
+        "cube": abs(a) < 20,
+        "sqrt": a > 0.2,
+        "dot": abs(a * b) < 1e4,
+    }.get(op, True)
+
+
+def apply(op: str, a: Value, b: Value) -> Value:
+    match op:
+        case "add":
+            return a + b
+        case "sub":
+            return a - b
+        case "mul":
+            return a * b
+        case "div":
+            return a / b
+        case "pow":
+            return a**b
+        case "rpow":
+            return 1.5**a
+        case "dot":
+            return dot([a, b], [b, 0.5], a)
+        case "logsumexp":
+            return logsumexp([a, b, a])
+        case "sum":
+            return sum_values([a, b, 1.0, a])
+        case "neg":
+            return -a
+        case "square":
+            return a**2
+        case "cube":
+            return a**3
+        case "sqrt":
+            return a**0.5
+        case _:
+            return getattr(a, op)()
+
+
+instruction = st.tuples(
+    st.sampled_from(BINARY + UNARY), st.integers(0, 10_000), st.integers(0, 10_000)
+)
+leaf_values = st.lists(
+    st.floats(-2, 2, allow_nan=False).filter(lambda v: abs(v) > 0.05), min_size=1, max_size=5
+)
+
+
+@given(leaf_values, st.lists(instruction, min_size=1, max_size=25), st.integers(0, 2**32))
+def test_random_graph_traced_at_one_point_replays_at_another(values, program, seed) -> None:
+    params = [Value(v) for v in values]
+    # Choose each op where it is well defined at the tracing point, once, outside the
+    # function: the function itself must not branch on data.
+    chosen = []
+    nodes = list(params)
+    for op, i, j in program:
+        a, b = nodes[i % len(nodes)], nodes[j % len(nodes)]
+        op = op if in_domain(op, a.data, b.data) else "add"
+        chosen.append((op, i % len(nodes), j % len(nodes)))
+        nodes.append(apply(op, a, b))
+
+    def loss():
+        made = list(params)
+        for op, i, j in chosen:
+            made.append(apply(op, made[i], made[j]))
+        return made[-1] + made[len(made) // 2] * made[-1]  # paths meet at the output
+
+    step = chainrule.compile(loss, params, fallback=False)
+    rng = random.Random(seed)
+    for p in params:  # another point, near enough to stay in every op's domain mostly
+        p.data *= 1.0 + rng.uniform(-0.02, 0.02)
+    try:
+        expected, expected_grads = eager_value_and_grads(loss, params)
+    except (ArithmeticError, ValueError) as exc:
+        with pytest.raises(type(exc)):  # the engine's own error, never a wrong number
+            step.value_and_grad()
+        return
+    value, grads = step.value_and_grad()
+    assert math.isclose(value, expected, rel_tol=1e-11, abs_tol=1e-12)
+    for g, e in zip(grads, expected_grads, strict=True):
+        assert math.isclose(g, e, rel_tol=1e-10, abs_tol=1e-11 * (1 + abs(e)))
+
+
+# -- the demo, mini-batches, aux --------------------------------------------------------
+
+
+def demo_setup():
+    X, y = moons(100, noise=0.1, seed=1337)
+    ys = [2.0 * c - 1.0 for c in y]
+    model = MLP(2, [16, 16, 1], rng=random.Random(1337))
+
+    def loss():
+        inputs = [list(map(Value, row)) for row in X]
+        scores = list(map(model, inputs))
+        data_loss = sum((1 + -yi * si).relu() for yi, si in zip(ys, scores, strict=True))
+        reg_loss = 1e-4 * sum(p * p for p in model.parameters())
+        return data_loss * (1.0 / len(X)) + reg_loss
+
+    return model, loss
+
+
+def train(model, loss_fn, steps: int) -> list[float]:
+    history = []
+    for k in range(steps):
+        loss = loss_fn()
+        model.zero_grad()
+        loss.backward()
+        lr = 1.0 - 0.9 * k / 100
+        for p in model.parameters():
+            p.data -= lr * p.grad
+        history.append(loss.data)
+    return history
+
+
+def test_demo_100_steps_compiled_equal_eager_within_1e_9() -> None:
+    model, loss = demo_setup()
+    eager = train(model, loss, 100)
+    model2, loss2 = demo_setup()
+    step = chainrule.compile(loss2, model2.parameters())
+    compiled = train(model2, step, 100)
+    assert len(compiled) == 100
+    for k, (a, b) in enumerate(zip(eager, compiled, strict=True)):
+        assert abs(a - b) <= 1e-9 * max(1.0, abs(a)), (k, a, b)
+    for p, q in zip(model.parameters(), model2.parameters(), strict=True):
+        assert abs(p.data - q.data) <= 1e-9 * max(1.0, abs(p.data))
+    report = step.explain()
+    assert "matrix products" in report and "fallback" not in report
+    assert eager[-1] < 0.05  # it trained
+
+
+def test_mini_batches_as_inputs_equal_eager_and_a_new_batch_size_traces_again() -> None:
+    X, y = moons(60, noise=0.1, seed=3)
+    model = MLP(2, [8, 1], rng=random.Random(0))
+
+    def loss(xb, yb):
+        scores = [model(row) for row in xb]
+        return L.hinge(scores, yb) + 1e-4 * L.l2(model.parameters())
+
+    step = chainrule.compile(loss, model.parameters())
+    params = model.parameters()
+    rng = random.Random(1)
+    for size in (16, 16, 16, 10, 16):
+        idx = rng.sample(range(60), size)
+        xb = np.array([X[i] for i in idx])
+        yb = [2.0 * y[i] - 1.0 for i in idx]
+        expected, expected_grads = eager_value_and_grads(loss, params, xb, yb)
+        compiled = step(xb, yb)
+        model.zero_grad()
+        compiled.backward()
+        assert close(compiled.data, expected)
+        assert [p.grad for p in params] == pytest.approx(expected_grads, rel=1e-12, abs=1e-15)
+    assert step.explain().count("- inputs") == 2  # batch sizes 16 and 10
+
+
+def test_changing_the_structure_every_call_warns_once() -> None:
+    w = Value(0.5)
+    step = chainrule.compile(lambda xs: sum_values([w * x for x in xs]), [w])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for n in range(1, 12):
+            assert close(step(list(range(n))).data, 0.5 * n * (n - 1) / 2)
+    retrace = [w for w in caught if "traced for" in str(w.message)]
+    assert len(retrace) == 1
+    assert issubclass(retrace[0].category, CompileWarning)
+
+
+def test_softmax_labels_as_one_hot_inputs_and_every_library_loss_compiles() -> None:
+    model = MLP(2, [6, 3], rng=random.Random(2))
+    params = model.parameters()
+    X = np.array([[0.5, -1.0], [2.0, 0.3], [-0.7, 0.9], [1.1, 1.2]])
+    onehot = np.eye(3)[[0, 2, 1, 2]]
+    y01 = np.array([0.0, 1.0, 1.0, 0.0])
+
+    def softmax_loss(xb, tb):
+        return L.softmax_cross_entropy([model(r) for r in xb], tb)
+
+    single = MLP(2, [5, 1], rng=random.Random(3))
+
+    def bce(xb, yb):
+        return L.binary_cross_entropy_with_logits([single(r) for r in xb], yb)
+
+    def mse(xb, yb):
+        return L.mse([single(r) for r in xb], yb)
+
+    def hinge(xb, yb):
+        return L.hinge([single(r) for r in xb], [2 * t - 1 for t in yb])  # Values, from inputs
+
+    cases = [(softmax_loss, params, onehot), (bce, single.parameters(), y01)]
+    cases += [(mse, single.parameters(), y01), (hinge, single.parameters(), y01)]
+    for fn, ps, labels in cases:
+        step = chainrule.compile(fn, ps, fallback=False)
+        expected, expected_grads = eager_value_and_grads(fn, ps, X, labels)
+        value, grads = step.value_and_grad(X, labels)
+        assert close(value, expected), fn.__name__
+        assert list(grads) == pytest.approx(expected_grads, rel=1e-12, abs=1e-15)
+
+
+def test_has_aux_returns_the_outputs_as_floats() -> None:
+    model = MLP(2, [4, 1], rng=random.Random(5))
+    X = np.array([[0.1, 0.2], [0.3, -0.4], [1.0, 0.5]])
+
+    def loss(xb):
+        scores = [model(r) for r in xb]
+        return L.mse(scores, [1.0, -1.0, 1.0]), scores
+
+    step = chainrule.compile(loss, model.parameters(), has_aux=True)
+    result, scores = step(X)
+    with no_grad():
+        expected = [model(list(r)).data for r in X]
+    assert scores == pytest.approx(expected, rel=1e-12)
+    (value, scores2), grads = step.value_and_grad(X)
+    assert value == result.data and scores2 == scores and len(grads) == model.num_parameters()
+
+
+def test_value_and_grad_touches_no_grad_and_backward_adds() -> None:
+    w, b = Value(0.3), Value(-0.2)
+    step = chainrule.compile(lambda x: (w * x + b).tanh() ** 2, [w, b], fallback=False)
+    w.grad, b.grad = 10.0, 20.0
+    _, grads = step.value_and_grad(1.5)
+    assert (w.grad, b.grad) == (10.0, 20.0)
+    step(1.5).backward()
+    assert w.grad == pytest.approx(10.0 + grads[0]) and b.grad == pytest.approx(20.0 + grads[1])
+
+
+def test_backward_after_another_call_uses_its_own_call() -> None:
+    w = Value(2.0)
+    step = chainrule.compile(lambda x: w * w * x, [w], fallback=False)
+    first = step(1.0)
+    second = step(5.0)
+    first.backward()
+    assert w.grad == 4.0  # d(w²·1)/dw at w = 2, not d(w²·5)/dw
+    w.grad = 0.0
+    second.backward()
+    assert w.grad == 20.0
+
+
+def test_threads_sharing_one_compiled_function_get_their_own_results() -> None:
+    w = Value(1.5)
+    step = chainrule.compile(lambda x: (w * x).tanh(), [w], fallback=False)
+    errors = []
+
+    def worker(x: float) -> None:
+        for _ in range(200):
+            value, grads = step.value_and_grad(x)
+            if not (
+                close(value, math.tanh(1.5 * x)) and close(grads[0], x / math.cosh(1.5 * x) ** 2)
+            ):
+                errors.append((x, value, grads[0]))
+
+    threads = [threading.Thread(target=worker, args=(x,)) for x in (0.1, 0.7, -0.4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+# -- long chains fall back to eager -----------------------------------------------------
+
+
+def test_a_long_chain_runs_eagerly_and_says_so() -> None:
+    w = Value(0.9)
+
+    def chain():
+        y = w
+        for _ in range(2000):
+            y = (y * w + 0.1).tanh()
+        return y
+
+    step = chainrule.compile(chain, [w])
+    loss = step()
+    assert isinstance(loss, Value)  # the eager result itself
+    assert "fallback: runs eagerly" in step.explain()
+    expected, grads = eager_value_and_grads(chain, [w])
+    loss.backward()
+    assert loss.data == expected and w.grad == grads[0]
+
+
+def test_sum_chains_are_folded_into_one_kernel() -> None:
+    w = Value(0.5)
+    step = chainrule.compile(lambda: sum(w * float(i) for i in range(500)), [w])
+    assert step().data == pytest.approx(0.5 * sum(range(500)))
+    report = step.explain()
+    assert "fallback" not in report
+    levels = int(report.split(" levels")[0].split()[-1])
+    assert levels <= 3  # not 500 levels of "+"
+
+
+# -- refusals ------------------------------------------------------------------------
+
+
+def test_reading_data_of_a_traced_value_is_refused_with_the_line() -> None:
+    w = Value(0.5)
+
+    def loss(x):
+        s = w * x
+        return s if s.data > 0 else -s  # marker: data-branch
+
+    step = chainrule.compile(loss, [w])
+    with pytest.raises(CompileError, match=rf"{HERE}:{line_of('marker: data-branch')}"):
+        step(1.2)
+
+
+def test_no_grad_inside_the_loss_is_refused_with_the_line() -> None:
+    w = Value(0.5)
+
+    def loss(x):
+        with no_grad():
+            frozen = w * 2.0  # marker: frozen
+        return frozen * w * x
+
+    step = chainrule.compile(loss, [w])
+    with pytest.raises(CompileError, match=rf"{HERE}:{line_of('marker: frozen')}.*no_grad"):
+        step(1.0)
+
+
+def test_no_grad_on_constants_only_is_fine() -> None:
+    w = Value(0.5)
+
+    def loss(x):
+        with no_grad():
+            c = Value(3.0) * 2.0
+        return c * w * x
+
+    step = chainrule.compile(loss, [w], fallback=False)
+    assert step(2.0).data == 6.0
+
+
+def test_a_graph_that_changes_between_calls_is_refused() -> None:
+    w = [Value(0.1 * i) for i in range(10)]
+    rng = random.Random(0)
+    counter = [0]
+
+    def sampled():
+        return sum_values([w[i] * w[i] for i in rng.sample(range(10), 3)])
+
+    def counted():
+        counter[0] += 1
+        return sum_values(w[: counter[0]])
+
+    for fn in (sampled, counted):
+        step = chainrule.compile(fn, w)
+        with pytest.raises(CompileError, match=r"test_compile\.py:\d+\) built a different graph"):
+            step()
+
+
+def test_bad_parameter_lists_are_refused() -> None:
+    a, b = Value(1.0), Value(2.0)
+    with pytest.raises(CompileError, match="not a leaf"):
+        chainrule.compile(lambda: a * b, [a * b])
+    with pytest.raises(CompileError, match=r"params\[2\] is the same Value as params\[0\]"):
+        chainrule.compile(lambda: a * b, [a, b, a])
+    with pytest.raises(TypeError, match="params"):
+        chainrule.compile(lambda: a * b, [a, 2.0])
+    with pytest.raises(TypeError, match="function"):
+        chainrule.compile(3.0, [a])
+
+
+def test_an_unknown_op_is_refused() -> None:
+    w = Value(0.5)
+
+    def loss():
+        return _node(1.0, (w,), "mystery") + w  # an op with no array form
+
+    step = chainrule.compile(loss, [w])
+    with pytest.raises(CompileError, match=r"test_compile\.py:\d+\) uses the operation 'mystery'"):
+        step()
+
+
+def test_bad_inputs_are_refused() -> None:
+    w = Value(0.5)
+    step = chainrule.compile(lambda x: w * x[0], [w])
+    with pytest.raises(TypeError, match="input 0"):
+        step([[1.0, 2.0], [3.0]])
+    with pytest.raises(TypeError, match="is a Value"):
+        step(Value(1.0))
+    with pytest.raises(ValueError, match="non-finite"):
+        step([math.nan])
+
+
+def test_captured_values_are_reported_as_constants() -> None:
+    w, outside = Value(0.5), Value(3.0, label="outside")
+    with pytest.warns(CompileWarning, match=r"'outside'.*baked in as constants"):
+        step = chainrule.compile(lambda: w * outside, [w], fallback=False)
+        step()
+    assert "baked in as constants: 1 Value" in step.explain()
+
+
+def test_a_non_finite_replay_reruns_eagerly_for_the_engines_error() -> None:
+    w = Value(1.0)
+    step = chainrule.compile(lambda x: (w * x).log(), [w], fallback=False)
+    assert step(2.0).data == pytest.approx(math.log(2.0))
+    with pytest.raises(chainrule.DomainError, match=r"log: operand must be positive"):
+        step(-2.0)  # log of a negative number: NumPy gives nan, the engine raises
+    w.data = 800.0
+    step2 = chainrule.compile(lambda x: (w * x).exp(), [w], fallback=False)
+    with pytest.raises(chainrule.NumericOverflowError, match="exp"):
+        step2(1.0)
+
+
+def test_import_chainrule_imports_no_numpy() -> None:
+    code = "import sys, chainrule; chainrule.Value(1.0).exp(); print('numpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    code = "import sys, chainrule; chainrule.compile; print('numpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"  # compile is there, loaded on first use
