@@ -222,3 +222,15 @@ def test_graph_without_the_dot_program(tmp_path: Path) -> None:
         env=env,
     )
     assert dot.returncode == 0 and (tmp_path / "graph.dot").read_text().startswith("digraph")
+
+
+def test_train_is_compiled_by_default_and_eager_on_request(tmp_path: Path) -> None:
+    base = ["train", "--samples", "40", "--layers", "8", "--steps", "10", "--no-progress"]
+    assert main([*base, "--out", str(tmp_path / "c")]) == 0
+    assert main([*base, "--eager", "--out", str(tmp_path / "e")]) == 0
+    compiled = json.loads((tmp_path / "c" / "metrics.json").read_text())
+    eager = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert (compiled["engine"], eager["engine"]) == ("compiled", "eager")
+    assert (compiled["config"]["compiled"], eager["config"]["compiled"]) == (True, False)
+    for a, b in zip(compiled["history"]["loss"], eager["history"]["loss"], strict=True):
+        assert abs(a - b) <= 1e-9 * max(1.0, abs(b))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import random
 
+import pytest
+
 from chainrule.data import lecture
 from chainrule.losses import mse
 from chainrule.nn import MLP
@@ -109,3 +111,37 @@ def test_fused_engine_matches_the_reference_implementation_on_the_demo() -> None
             math.isclose(g, r, rel_tol=1e-12, abs_tol=1e-12)
             for g, r in zip(grads, ref_grads, strict=True)
         )
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        demo_config(),
+        TrainConfig(
+            dataset="spiral",
+            classes=3,
+            samples=60,
+            hidden=(8,),
+            optimizer="adam",
+            lr=0.05,
+            steps=30,
+            batch_size=16,
+            schedule="cosine",
+        ),
+        TrainConfig(loss="bce", samples=60, hidden=(8, 8), steps=30, test_fraction=0.25),
+        TrainConfig(loss="mse", activation="tanh", samples=50, hidden=(6,), steps=30, lr=0.1),
+    ],
+    ids=["demo", "spiral-softmax-minibatch", "bce-held-out", "mse-tanh"],
+)
+def test_compiled_training_equals_eager_within_1e_9(config: TrainConfig) -> None:
+    compiled = train(config)
+    config.compiled = False
+    eager = train(config)
+    assert compiled.metrics()["engine"] == "compiled"
+    assert eager.metrics()["engine"] == "eager"
+    assert len(compiled.history.loss) == config.steps
+    for a, b in zip(compiled.history.loss, eager.history.loss, strict=True):
+        assert abs(a - b) <= 1e-9 * max(1.0, abs(b))
+    assert compiled.history.accuracy == eager.history.accuracy
+    for p, q in zip(compiled.model.parameters(), eager.model.parameters(), strict=True):
+        assert abs(p.data - q.data) <= 1e-9 * max(1.0, abs(q.data))

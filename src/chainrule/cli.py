@@ -149,13 +149,25 @@ def _training_flags(p: argparse.ArgumentParser, out: str) -> None:
     g.add_argument("--batch-size", type=_count(1), default=None, help="examples per step (all)")
     g.add_argument("--seed", type=int, default=d.seed, help="random seed (%(default)s)")
     p.add_argument("--out", type=Path, default=Path(out), help="output folder (%(default)s)")
+    _eager_flag(p)
+
+
+def _eager_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--eager",
+        action="store_true",
+        help="build the graph of Values at every step instead of replaying it compiled "
+        "(chainrule.compile); the results agree to rounding",
+    )
 
 
 def _config(args: argparse.Namespace) -> Any:
     from chainrule.training import TrainConfig
 
     fields = TrainConfig.__dataclass_fields__
-    return TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    config.compiled = not args.eager
+    return config
 
 
 def _run_training(config: Any, out: Path, progress: bool) -> int:
@@ -187,7 +199,7 @@ def _run_training(config: Any, out: Path, progress: bool) -> int:
     test = f", test accuracy {metrics['test_accuracy']:.1%}" if "test_accuracy" in metrics else ""
     print(
         f"trained {metrics['parameters']} parameters for {metrics['steps']} steps in "
-        f"{metrics['seconds']:.1f} s: loss {metrics['loss']:.4f}, "
+        f"{metrics['seconds']:.1f} s ({metrics['engine']}): loss {metrics['loss']:.4f}, "
         f"training accuracy {metrics['accuracy']:.1%}{test}"
     )
     print("wrote " + ", ".join(str(f) for f in files))
@@ -197,7 +209,9 @@ def _run_training(config: Any, out: Path, progress: bool) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from chainrule.training import demo_config
 
-    return _run_training(demo_config(), args.out, progress=not args.no_progress)
+    config = demo_config()
+    config.compiled = not args.eager
+    return _run_training(config, args.out, progress=not args.no_progress)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -299,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=Path("runs/demo"), help="output folder (%(default)s)"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _eager_flag(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser(

@@ -76,21 +76,28 @@ class Task:
             return losses.mse(outputs, targets)
         return losses.softmax_cross_entropy(outputs, targets)
 
-    def predict(self, output: Value | Sequence[Value]) -> tuple[int, float]:
-        """The class (0..k-1) and a score: the margin, a probability or a softmax share."""
+    def predict(self, output: Value | float | Sequence[Value | float]) -> tuple[int, float]:
+        """The class (0..k-1) and a score: the margin, a probability or a softmax share.
+
+        ``output`` is the model's output: Values, or the floats a compiled step returns.
+        """
         if self.loss == "softmax":
-            logits = [v.data for v in output]  # type: ignore[union-attr]
+            logits = [_float(v) for v in output]  # type: ignore[union-attr]
             top = max(range(len(logits)), key=logits.__getitem__)
             shift = max(logits)
             total = sum(math.exp(z - shift) for z in logits)
             return top, math.exp(logits[top] - shift) / total
-        z = output.data  # type: ignore[union-attr]
+        z = _float(output)  # type: ignore[arg-type]
         if self.loss == "bce":
             return int(z > 0), 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
         return int(z > 0), z
 
     def to_json(self) -> dict[str, Any]:
         return {"loss": self.loss, "classes": self.classes}
+
+
+def _float(v: Value | float) -> float:
+    return v.data if isinstance(v, Value) else float(v)
 
 
 @dataclass
@@ -114,6 +121,7 @@ class TrainConfig:
     batch_size: int | None = None
     seed: int = 1337
     test_fraction: float = 0.0
+    compiled: bool = True  # replay the step with chainrule.compile; False: the eager engine
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad choice."""
@@ -177,6 +185,7 @@ class TrainResult:
     y: list[int]
     X_test: list[list[float]]
     y_test: list[int]
+    compile_report: str = ""
 
     def metrics(self) -> dict[str, Any]:
         """The run's figures, JSON-ready: final loss and accuracy, steps, time, config."""
@@ -186,12 +195,20 @@ class TrainResult:
             "steps": len(self.history.loss),
             "seconds": self.seconds,
             "parameters": self.model.num_parameters(),
+            "engine": _engine(self.compile_report),
             "history": asdict(self.history),
             "config": {**asdict(self.config), "hidden": list(self.config.hidden)},
         }
         if self.X_test:
             out["test_accuracy"] = evaluate(self.model, self.task, self.X_test, self.y_test)
         return out
+
+
+def _engine(report: str) -> str:
+    """Which engine ran the steps: ``compiled``, ``compiled (fell back to eager)`` or ``eager``."""
+    if not report:
+        return "eager"
+    return "compiled (fell back to eager)" if "fallback" in report else "compiled"
 
 
 def evaluate(model: MLP, task: Task, X: Sequence[Sequence[float]], y: Sequence[int]) -> float:
@@ -231,8 +248,26 @@ def train(config: TrainConfig, progress: bool = False) -> TrainResult:
         X, y, X_test, y_test = datasets.train_test_split(
             X, y, config.test_fraction, seed=config.seed
         )
-    inputs = [[Value(v) for v in row] for row in X]
     targets = task.targets(y)
+    params = model.parameters()
+
+    def loss_fn(rows: Sequence[Sequence[Value]], labels: Sequence[Any]) -> tuple[Value, Any]:
+        outputs = [model(row) for row in rows]
+        loss = task.loss_value(outputs, labels)
+        if config.l2:
+            loss = loss + config.l2 * losses.l2(params)
+        return loss, outputs
+
+    if config.compiled:
+        from chainrule.compiler import compile
+
+        step: Any = compile(loss_fn, params, has_aux=True)
+        inputs: Sequence[Any] = X
+        if task.loss == "softmax":  # labels as probability rows: inputs can't index
+            targets = [[float(c == label) for c in range(task.classes)] for label in y]
+    else:
+        step = loss_fn
+        inputs = [[Value(v) for v in row] for row in X]
     optimizer = make_optimizer(config, model)
     schedule = make_schedule(config.schedule, config.lr, config.steps)
     batch_rng = random.Random(config.seed + 1)
@@ -249,11 +284,7 @@ def train(config: TrainConfig, progress: bool = False) -> TrainResult:
                 idx: Sequence[int] = range(len(inputs))
             else:
                 idx = batch_rng.sample(range(len(inputs)), config.batch_size)
-            outputs = [model(inputs[i]) for i in idx]
-            batch_targets = [targets[i] for i in idx]
-            loss = task.loss_value(outputs, batch_targets)
-            if config.l2:
-                loss = loss + config.l2 * losses.l2(model.parameters())
+            loss, outputs = step([inputs[i] for i in idx], [targets[i] for i in idx])
             predicted = [task.predict(o)[0] for o in outputs]
             acc = losses.accuracy(predicted, [y[i] for i in idx])
             optimizer.zero_grad()
@@ -270,7 +301,8 @@ def train(config: TrainConfig, progress: bool = False) -> TrainResult:
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - start
-    return TrainResult(model, config, task, history, seconds, X, y, X_test, y_test)
+    report = step.explain() if config.compiled else ""
+    return TrainResult(model, config, task, history, seconds, X, y, X_test, y_test, report)
 
 
 @dataclass
