@@ -1,0 +1,424 @@
+"""The array program: one flat buffer of values, and one kernel per group of nodes.
+
+Nodes at the same level that do the same op form a group; each group is one
+vectorised NumPy operation (a kernel) that reads its inputs from the buffer -- as a
+view where the layout allows, else a gather -- and writes its outputs to a contiguous
+slice. Dot nodes that pair every weight row with every input row are one matrix product.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from operator import attrgetter
+from typing import Any
+
+import numpy as np
+
+from chainrule.compiler.analysis import Analysis, Const, Node
+from chainrule.compiler.ops import ARRAY_RULES, FORWARD, Array
+from chainrule.engine import _RULES
+
+__all__ = ["Kernel", "Layout", "MatMul", "plan"]
+
+
+def _strided(pos: Array) -> tuple[int, tuple[int, ...]] | None:
+    """``(start, strides)`` if ``pos`` is a regular grid of buffer positions, else None."""
+    if pos.size == 0:
+        return None
+    start = int(pos.flat[0])
+    strides = []
+    expected = np.full(pos.shape, start, dtype=np.int64)
+    for axis, n in enumerate(pos.shape):
+        step = 0
+        if n > 1:
+            step = int(pos[(0,) * axis + (1,) + (0,) * (pos.ndim - axis - 1)]) - start
+            if step < 0:
+                return None
+            shape = [1] * pos.ndim
+            shape[axis] = n
+            expected = expected + (np.arange(n) * step).reshape(shape)
+        strides.append(step)
+    if not np.array_equal(expected, pos):
+        return None
+    return start, tuple(strides)
+
+
+class _Slot:
+    """One input of every node of a group, as an array: a view, a gather or constants."""
+
+    def __init__(
+        self, items: Sequence[Any], shape: tuple[int, ...], layout: Layout, scalar: bool = False
+    ) -> None:
+        self.shape = shape
+        self.constant: Array | float | None = None
+        self.needs_grad = any(map(_needs_grad, items))
+        self.pos = np.fromiter(map(_pos, items), np.int64, len(items)).reshape(shape)
+        lo, hi = layout.const_start, layout.const_end
+        if items and self.pos.min() >= lo and self.pos.max() < hi:  # constants: fixed
+            values = np.array([x.value for x in items], dtype=np.float64).reshape(shape)
+            same = scalar and (values == values.flat[0]).all()
+            self.constant = float(values.flat[0]) if same else values
+            return
+        self.unique = np.unique(self.pos).size == self.pos.size
+
+    def bind(self, vals: Array, grads: Array) -> None:
+        if self.constant is not None:
+            return
+        grid = _strided(self.pos)
+        self.view = self.gview = None
+        if grid is not None:
+            start, steps = grid
+            strides = tuple(8 * s for s in steps)
+            self.view = np.lib.stride_tricks.as_strided(vals[start:], self.shape, strides)
+            if self.unique:
+                self.gview = np.lib.stride_tricks.as_strided(grads[start:], self.shape, strides)
+        self.vals, self.grads = vals, grads
+
+    @property
+    def is_view(self) -> bool:
+        return self.constant is not None or self.view is not None
+
+    def get(self) -> Array:
+        if self.constant is not None:
+            return self.constant
+        if self.view is not None:
+            return self.view
+        return np.take(self.vals, self.pos)
+
+    def add(self, contribution: Array) -> None:
+        """Add ``contribution`` into the gradients of this slot's nodes."""
+        if self.gview is not None:
+            self.gview += contribution
+        elif self.unique:
+            self.grads[self.pos] += contribution
+        else:
+            np.add.at(self.grads, self.pos, np.broadcast_to(contribution, self.shape))
+
+
+class Layout:
+    """Where each value lives in the program's one flat buffer:
+    ``[parameters | inputs | constants | computed nodes, group by group]``."""
+
+    def __init__(self, start: int, constants: list[Const], n_nodes: int) -> None:
+        self.constants = constants
+        self.const_start = start
+        self.next = self.const_end = start + len(constants)
+        self.size = self.next + n_nodes
+
+    def place(self, nodes: Sequence[Node]) -> None:
+        for pos, node in enumerate(nodes, self.next):
+            node.pos = pos
+        self.next += len(nodes)
+
+
+_pos = attrgetter("pos")
+_needs_grad = attrgetter("needs_grad")
+
+
+def _sort_key(node: Node) -> tuple[int, ...]:
+    """Nodes are laid out in the order of their inputs, so that a group's inputs are
+    often a plain slice of the buffer (a view, not a copy)."""
+    return tuple(map(_pos, node.inputs))
+
+
+class Kernel:
+    """One vectorised operation over a group of nodes: its forward and backward."""
+
+    kind = "?"
+    needs_grad = False
+    size = 0
+    start = 0
+
+    def bind(self, vals: Array, grads: Array) -> None:
+        for slot in self.slots():
+            slot.bind(vals, grads)
+        self.out = vals[self.start : self.start + self.size]
+        self.gout = grads[self.start : self.start + self.size]
+
+    def slots(self) -> list[_Slot]:
+        return []
+
+    def forward(self) -> None:
+        raise NotImplementedError
+
+    def backward(self) -> None:
+        raise NotImplementedError
+
+
+class _Elementwise(Kernel):
+    """``out = op(x, y)`` for each node of the group, as one NumPy expression."""
+
+    def __init__(self, op: str, k: Any, nodes: list[Node], layout: Layout) -> None:
+        nodes.sort(key=_sort_key)
+        layout.place(nodes)
+        self.kind, self.k, self.size = op, k, len(nodes)
+        self.start = nodes[0].pos
+        self.needs_grad = nodes[0].needs_grad
+        arity = len(nodes[0].inputs)
+        self.ins = [
+            _Slot([n.inputs[s] for n in nodes], (self.size,), layout, scalar=True)
+            for s in range(arity)
+        ]
+        self.fn = FORWARD[op]
+        self.rule = ARRAY_RULES.get(op) or _RULES[op]
+
+    def slots(self) -> list[_Slot]:
+        return self.ins
+
+    def forward(self) -> None:
+        self.xs = [s.get() for s in self.ins]
+        self.out[...] = self.fn(self.xs, self.k)
+
+    def backward(self) -> None:
+        g = self.gout
+        local = self.rule(self.xs, self.out, self.k)
+        for slot, d in zip(self.ins, local, strict=True):
+            if slot.needs_grad:
+                slot.add(d * g)
+
+
+class _Sum(Kernel):
+    """``out = offset + Σ coef·x`` per node: the folded ``+``/``-`` chains and ``sum``."""
+
+    kind = "sum"
+
+    def __init__(self, nodes: list[Node], layout: Layout) -> None:
+        nodes.sort(key=_sort_key)
+        layout.place(nodes)
+        self.size, self.start = len(nodes), nodes[0].pos
+        self.needs_grad = nodes[0].needs_grad
+        counts = [len(n.inputs) for n in nodes]
+        self.width = counts[0] if len(set(counts)) == 1 else 0
+        shape = (self.size, self.width) if self.width else (sum(counts),)
+        self.terms = _Slot([x for n in nodes for x in n.inputs], shape, layout)
+        coefs = np.array([c for n in nodes for c in n.arg[0]]).reshape(shape)
+        self.coefs: Array | None = None if (coefs == 1.0).all() else coefs
+        offsets = np.array([n.arg[1] for n in nodes])
+        self.offsets: Array | float = (
+            float(offsets[0]) if (offsets == offsets[0]).all() else offsets
+        )
+        self.counts = np.array(counts)
+        self.starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+
+    def slots(self) -> list[_Slot]:
+        return [self.terms]
+
+    def forward(self) -> None:
+        x = self.terms.get()
+        if self.coefs is not None:
+            x = x * self.coefs
+        if self.width == 1:
+            total = x[:, 0]
+        elif self.width:
+            total = x.sum(axis=1)
+        else:
+            total = np.add.reduceat(x, self.starts)
+        self.out[...] = total + self.offsets if self.offsets is not None else total
+
+    def backward(self) -> None:
+        if not self.terms.needs_grad:
+            return
+        g = self.gout
+        c = (
+            np.broadcast_to(g[:, None], self.terms.shape)
+            if self.width
+            else np.repeat(g, self.counts)
+        )
+        self.terms.add(c * self.coefs if self.coefs is not None else c)
+
+
+class _LogSumExp(Kernel):
+    """``out = log Σ exp(x)`` per node; each input's local derivative is its softmax."""
+
+    kind = "logsumexp"
+
+    def __init__(self, nodes: list[Node], layout: Layout) -> None:
+        nodes.sort(key=_sort_key)
+        layout.place(nodes)
+        self.size, self.start = len(nodes), nodes[0].pos
+        self.needs_grad = nodes[0].needs_grad
+        counts = [len(n.inputs) for n in nodes]
+        self.width = counts[0] if len(set(counts)) == 1 else 0
+        shape = (self.size, self.width) if self.width else (sum(counts),)
+        self.terms = _Slot([x for n in nodes for x in n.inputs], shape, layout)
+        self.counts = np.array(counts)
+        self.starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+
+    def slots(self) -> list[_Slot]:
+        return [self.terms]
+
+    def _spread(self, a: Array) -> Array:
+        return a[:, None] if self.width else np.repeat(a, self.counts)
+
+    def forward(self) -> None:
+        x = self.x = self.terms.get()
+        top = x.max(axis=1) if self.width else np.maximum.reduceat(x, self.starts)
+        e = np.exp(x - self._spread(top))
+        total = e.sum(axis=1) if self.width else np.add.reduceat(e, self.starts)
+        self.out[...] = top + np.log(total)
+
+    def backward(self) -> None:
+        if self.terms.needs_grad:
+            self.terms.add(np.exp(self.x - self._spread(self.out)) * self._spread(self.gout))
+
+
+class _Dot(Kernel):
+    """``out = w · x + b`` per node, for dot nodes that do not form a matrix product."""
+
+    kind = "dot"
+
+    def __init__(self, nodes: list[Node], layout: Layout) -> None:
+        nodes.sort(key=_sort_key)
+        layout.place(nodes)
+        self.size, self.start = len(nodes), nodes[0].pos
+        self.needs_grad = nodes[0].needs_grad
+        n = (len(nodes[0].inputs) - 1) // 2
+        shape = (self.size, n)
+        self.w = _Slot([x for nd in nodes for x in nd.inputs[:n]], shape, layout)
+        self.x = _Slot([x for nd in nodes for x in nd.inputs[n : 2 * n]], shape, layout)
+        self.b = _Slot([nd.inputs[-1] for nd in nodes], (self.size,), layout)
+
+    def slots(self) -> list[_Slot]:
+        return [self.w, self.x, self.b]
+
+    def forward(self) -> None:
+        self.wv, self.xv = np.broadcast_to(self.w.get(), self.w.shape), self.x.get()
+        self.out[...] = np.einsum("ij,ij->i", self.wv, self.xv) + self.b.get()
+
+    def backward(self) -> None:
+        g = self.gout[:, None]
+        if self.w.needs_grad:
+            self.w.add(g * self.xv)
+        if self.x.needs_grad:
+            self.x.add(g * self.wv)
+        if self.b.needs_grad:
+            self.b.add(self.gout)
+
+
+class MatMul(Kernel):
+    """A layer applied to a batch: ``out[j, i] = rows[j] · weights[i] + bias[i]``.
+
+    Found when a group of dot nodes pairs each of ``m`` weight rows with each of ``r``
+    input rows exactly once, the bias going with the weight row.
+    """
+
+    kind = "matmul"
+
+    def __init__(self, grid: list[list[Node]], n: int, bias_by_row: bool, layout: Layout) -> None:
+        # grid[j][i]: the node pairing input row j with weight row i
+        r, m = len(grid), len(grid[0])
+        self.shape = (r, m)
+        flat = [node for row in grid for node in row]
+        layout.place(flat)
+        self.size, self.start = len(flat), flat[0].pos
+        self.needs_grad = flat[0].needs_grad
+        self.weights = _Slot([x for node in grid[0] for x in node.inputs[:n]], (m, n), layout)
+        self.rows = _Slot([x for row in grid for x in row[0].inputs[n : 2 * n]], (r, n), layout)
+        self.bias_by_row = bias_by_row
+        if bias_by_row:
+            self.bias = _Slot([row[0].inputs[-1] for row in grid], (r, 1), layout)
+        else:
+            self.bias = _Slot([node.inputs[-1] for node in grid[0]], (m,), layout)
+
+    def slots(self) -> list[_Slot]:
+        return [self.weights, self.rows, self.bias]
+
+    def bind(self, vals: Array, grads: Array) -> None:
+        super().bind(vals, grads)
+        self.out = self.out.reshape(self.shape)
+        self.gout = self.gout.reshape(self.shape)
+
+    def forward(self) -> None:
+        self.wv, self.xv = self.weights.get(), self.rows.get()
+        np.matmul(self.xv, np.transpose(self.wv), out=self.out)
+        self.out += self.bias.get()
+
+    def backward(self) -> None:
+        g = self.gout
+        if self.weights.needs_grad:
+            self.weights.add(g.T @ self.xv)
+        if self.rows.needs_grad:
+            self.rows.add(g @ self.wv)
+        if self.bias.needs_grad:
+            self.bias.add(g.sum(axis=1, keepdims=True) if self.bias_by_row else g.sum(axis=0))
+
+
+def _dot_kernels(nodes: list[Node], layout: Layout) -> list[Kernel]:
+    """Split a group of same-size dot nodes into matrix products and the rest.
+
+    Weight rows that meet exactly the same set of input rows, each pair once, form a
+    grid: a layer applied to a batch, one matrix product.
+    """
+    n = (len(nodes[0].inputs) - 1) // 2
+    by_weights: dict[tuple[int, ...], list[Node]] = {}
+    for node in nodes:
+        by_weights.setdefault(tuple(map(id, node.inputs[:n])), []).append(node)
+    by_rows: dict[frozenset[tuple[int, ...]], list[list[Node]]] = {}
+    rest: list[Node] = []
+    for members in by_weights.values():
+        rows = frozenset(tuple(map(id, node.inputs[n : 2 * n])) for node in members)
+        if len(rows) == len(members):
+            by_rows.setdefault(rows, []).append(members)
+        else:  # the same weights meet the same inputs twice
+            rest.extend(members)
+    kernels: list[Kernel] = []
+    for columns in by_rows.values():
+        grid = _as_grid(columns, n)
+        if grid is None or len(grid) * len(grid[0][0]) < 2:
+            rest.extend(node for column in columns for node in column)
+        else:
+            kernels.append(MatMul(grid[0], n, grid[1], layout))
+    if rest:
+        kernels.append(_Dot(rest, layout))
+    return kernels
+
+
+def _as_grid(columns: list[list[Node]], n: int) -> tuple[list[list[Node]], bool] | None:
+    """``columns`` (one list of nodes per weight row, all meeting the same input rows)
+    as ``grid[input row][weight row]``, and whether the bias follows the input row;
+    None if the bias follows neither."""
+    columns.sort(key=lambda column: _positions(column[0].inputs[:n]))
+    for column in columns:
+        column.sort(key=lambda node: _positions(node.inputs[n : 2 * n]))
+    grid = [list(row) for row in zip(*columns, strict=True)]
+    top = grid[0]
+    if all(row[i].inputs[-1] is top[i].inputs[-1] for row in grid for i in range(len(top))):
+        return grid, False
+    if all(node.inputs[-1] is row[0].inputs[-1] for row in grid for node in row):
+        return grid, True
+    return None
+
+
+def _positions(items: Sequence[Any]) -> tuple[int, ...]:
+    return tuple(map(_pos, items))
+
+
+def _group_key(node: Node) -> tuple[Any, ...]:
+    if node.op == "dot":
+        extra: Any = len(node.inputs)
+    elif node.op == "**":
+        extra = ("k", node.arg) if node.arg is not None else "value"
+    else:
+        extra = None
+    return (node.level, node.op, repr(extra), node.needs_grad)
+
+
+def plan(analysis: Analysis, start: int) -> tuple[list[Kernel], Layout]:
+    """Group the nodes by (level, op) and make one kernel (or a few) per group."""
+    groups: dict[tuple[Any, ...], list[Node]] = {}
+    for node in analysis.nodes:
+        groups.setdefault(_group_key(node), []).append(node)
+    layout = Layout(start, analysis.constants, len(analysis.nodes))
+    kernels: list[Kernel] = []
+    for key in sorted(groups, key=lambda k: (k[0], k[1], k[2], k[3])):
+        nodes = groups[key]
+        op = nodes[0].op
+        if op == "lin":
+            kernels.append(_Sum(nodes, layout))
+        elif op == "logsumexp":
+            kernels.append(_LogSumExp(nodes, layout))
+        elif op == "dot":
+            kernels.extend(_dot_kernels(nodes, layout))
+        else:
+            kernels.append(_Elementwise(op, nodes[0].arg, nodes, layout))
+    return kernels, layout

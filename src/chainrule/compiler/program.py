@@ -1,0 +1,483 @@
+"""``compile()``, the compiled function and its result: tracing, planning and running.
+
+One :class:`Program` per input structure holds the buffers and kernels; calls replay
+it under a lock, and a step whose numbers go non-finite is rerun eagerly, so the
+engine raises its own precise error.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from operator import attrgetter
+from typing import Any
+
+import numpy as np
+
+from chainrule.compiler.analysis import Const, analyse
+from chainrule.compiler.kernels import Kernel, MatMul, plan
+from chainrule.compiler.ops import Array
+from chainrule.compiler.tracing import (
+    Tracer,
+    aux_values,
+    check,
+    graph_of,
+    rebuild_aux,
+    record,
+    values_from,
+)
+from chainrule.engine import Value
+from chainrule.errors import CompileError, CompileWarning, DomainError
+
+__all__ = ["CompiledFunction", "CompiledLoss", "compile"]
+
+_data = attrgetter("data")
+
+# How eager and replay are weighed against each other (seconds, measured on 2 cores):
+# eager pays per node, replay per kernel call and per element.
+_EAGER_PER_NODE = 1.5e-6
+_REPLAY_PER_KERNEL = 4e-6
+_REPLAY_PER_ELEMENT = 2e-8
+
+#: After this many input structures, a warning says that the function keeps re-tracing.
+RETRACE_WARNING = 8
+
+
+def compile(
+    fn: Callable[..., Any],
+    params: Iterable[Value],
+    *,
+    has_aux: bool = False,
+    fallback: bool = True,
+) -> CompiledFunction:
+    """Compile ``fn``, a function returning a scalar loss Value, for ``params``.
+
+    ``params`` are the leaf Values to differentiate (usually ``model.parameters()``);
+    their ``data`` is read at every call, so any update rule works. ``fn`` may take
+    inputs -- numbers, sequences of numbers or NumPy arrays, such as a mini-batch and
+    its labels -- which it receives as Values (nested lists of them). With
+    ``has_aux=True``, ``fn`` returns ``(loss, aux)`` where ``aux`` is a Value or a
+    (nested) list of Values, returned as floats beside the loss (e.g. the model's
+    outputs, to compute accuracy without a second forward pass).
+
+    A graph too narrow to gain from array kernels (a long chain, a handful of nodes)
+    runs eagerly instead, unless ``fallback=False``; :meth:`CompiledFunction.explain`
+    says which.
+
+    >>> from chainrule import Value
+    >>> w = Value(2.0)
+    >>> step = compile(lambda x: (w * x - 1.0) ** 2, [w])
+    >>> loss = step(3.0)
+    >>> loss.data
+    25.0
+    >>> loss.backward()
+    >>> w.grad
+    30.0
+    """
+    if not callable(fn):
+        raise TypeError(f"compile: expected a function, got {type(fn).__name__}")
+    return CompiledFunction(fn, params, has_aux=has_aux, fallback=fallback)
+
+
+# -- the result of a call -------------------------------------------------------------
+
+
+class CompiledLoss:
+    """The loss of one compiled call: ``data`` and a ``backward()`` like a Value's.
+
+    ``backward()`` computes the gradients with the array program and **adds** them
+    into each parameter's ``grad`` (call ``zero_grad()`` between steps, as with
+    Values). Intermediate nodes have no Values and so no ``grad``.
+    """
+
+    __slots__ = ("_call", "data")
+
+    data: float
+
+    def __init__(self, data: float, call: _Call) -> None:
+        self.data = data
+        self._call = call
+
+    def backward(self) -> None:
+        """Add ``∂loss/∂p`` into ``p.grad`` for every compiled parameter ``p``."""
+        call = self._call
+        grads = call.program.gradients(call)
+        for p, g in zip(call.program.params, grads.tolist(), strict=True):
+            p.grad += g
+
+    def item(self) -> float:
+        """``data``, as PyTorch's ``Tensor.item()``."""
+        return self.data
+
+    def __float__(self) -> float:
+        return self.data
+
+    def __repr__(self) -> str:
+        return f"CompiledLoss(data={self.data!r})"
+
+
+@dataclass
+class _Call:
+    """What one call replayed with: enough to replay it again for ``backward()``."""
+
+    program: _Program
+    generation: int
+    params_data: list[float]
+    inputs: list[Array]
+
+
+# -- the compiled function ------------------------------------------------------------
+
+
+class CompiledFunction:
+    """A loss function compiled by :func:`compile`; call it like the function.
+
+    One program is kept per input structure (the shapes of the inputs): a call with a
+    new structure traces again, as ``jax.jit`` does.
+    """
+
+    def __init__(
+        self, fn: Callable[..., Any], params: Iterable[Value], *, has_aux: bool, fallback: bool
+    ) -> None:
+        self.fn = fn
+        self.params = _check_params(params)
+        self.has_aux = has_aux
+        self.allow_fallback = fallback
+        self._programs: dict[tuple[tuple[int, ...], ...], _Program] = {}
+        self._lock = threading.Lock()
+        self._warned = False
+        self.__name__ = getattr(fn, "__name__", type(fn).__name__)
+        self.__doc__ = getattr(fn, "__doc__", None)
+
+    def __call__(self, *inputs: Any) -> Any:
+        """Replay the loss at the current parameters: a :class:`CompiledLoss`.
+
+        With ``has_aux``, ``(loss, aux)`` with ``aux`` as floats. A program that fell
+        back to eager returns the eager :class:`Value` itself.
+        """
+        arrays = _as_arrays(inputs)
+        program = self._program(arrays)
+        return program.call(arrays)
+
+    def value_and_grad(self, *inputs: Any) -> tuple[Any, Array]:
+        """The loss as a float and the gradient as an array, in ``params`` order.
+
+        The array path: no ``grad`` is touched. With ``has_aux``, the first item is
+        ``(loss, aux)``.
+        """
+        arrays = _as_arrays(inputs)
+        program = self._program(arrays)
+        return program.value_and_grad(arrays)
+
+    def explain(self) -> str:
+        """A short report: per input structure, the nodes, levels, kernels, fallbacks
+        and trace time, and any constants baked in."""
+        if not self._programs:
+            return f"compiled {self.__name__}: not traced yet (call it once)"
+        parts = [f"compiled {self.__name__}, {len(self.params)} parameters:"]
+        for key, program in self._programs.items():
+            shapes = ", ".join(str(s) for s in key) or "no inputs"
+            parts.append(f"- inputs {shapes}:")
+            parts.extend(f"    {line}" for line in program.report())
+        return "\n".join(parts)
+
+    def _program(self, arrays: list[Array]) -> _Program:
+        key = tuple(a.shape for a in arrays)
+        program = self._programs.get(key)
+        if program is None:
+            with self._lock:
+                program = self._programs.get(key)
+                if program is None:
+                    program = _build(self, arrays)
+                    self._programs[key] = program
+                    self._warn_if_retracing()
+        return program
+
+    def _warn_if_retracing(self) -> None:
+        n = len(self._programs)
+        if n >= RETRACE_WARNING and not self._warned:
+            self._warned = True
+            shapes = "; ".join(
+                ", ".join(str(s) for s in key) or "()" for key in list(self._programs)[-4:]
+            )
+            warnings.warn(
+                f"compile: {self.__name__} has been traced for {n} different input "
+                f"structures (recent: {shapes}); each new shape traces and compiles again. "
+                "Keep input shapes fixed (e.g. equal batch sizes, dropping the last "
+                "partial batch).",
+                CompileWarning,
+                stacklevel=3,
+            )
+
+    def __repr__(self) -> str:
+        return f"<compiled {self.__name__}: {len(self._programs)} program(s)>"
+
+
+def _check_params(params: Iterable[Value]) -> list[Value]:
+    if isinstance(params, Value):
+        params = [params]
+    ps = list(params)
+    seen: dict[int, int] = {}
+    for i, p in enumerate(ps):
+        if not isinstance(p, Value):
+            raise TypeError(f"compile: params[{i}] is a {type(p).__name__}, not a Value")
+        if p._prev:
+            raise CompileError(
+                f"compile: params[{i}] is not a leaf: it was computed by {p._op!r}. "
+                "Pass the Values that you update (e.g. model.parameters())."
+            )
+        if id(p) in seen:
+            raise CompileError(
+                f"compile: params[{i}] is the same Value as params[{seen[id(p)]}]; "
+                "list each parameter once"
+            )
+        seen[id(p)] = i
+    return ps
+
+
+def _as_arrays(inputs: Sequence[Any]) -> list[Array]:
+    out = []
+    for i, x in enumerate(inputs):
+        if isinstance(x, Value):
+            raise TypeError(
+                f"compile: input {i} is a Value; pass numbers or arrays (e.g. x.data). "
+                "Values to differentiate are params, given to compile()."
+            )
+        try:
+            a = np.asarray(x, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"compile: input {i} must be a number, a (nested) sequence of numbers of "
+                f"equal lengths, or a NumPy array ({exc})"
+            ) from None
+        if not np.isfinite(a).all():
+            raise DomainError(f"compile: input {i} holds a non-finite number")
+        out.append(a)
+    return out
+
+
+class _Program:
+    """The compiled program of one input structure: buffers, kernels, and how to run them."""
+
+    def __init__(self, owner: CompiledFunction, arrays: list[Array]) -> None:
+        self.owner = owner
+        self.params = owner.params
+        self.fn = owner.fn
+        self.has_aux = owner.has_aux
+        self.lock = threading.Lock()
+        self.generation = 0
+        self.fallback = ""
+        self.captured: list[Value] = []
+        self.kernels: list[Kernel] = []
+        name, where = owner.__name__, _location(owner.fn)
+        started = time.perf_counter()
+        with Tracer() as tracer:
+            first = record(self.fn, arrays, self.has_aux, name)
+        graph = graph_of(first, self.params, name)
+        check(first, tracer, graph, self.params, name)
+        again = graph_of(record(self.fn, arrays, self.has_aux, name), self.params, name)
+        if graph.fingerprint != again.fingerprint:
+            raise CompileError(
+                f"compile: {name} ({where}) built a different graph on two calls with the "
+                "same inputs (random sampling inside the function, a counter, or data that "
+                "changes between calls?). Pass what changes as inputs, so that every call "
+                "with the same input shapes builds the same graph."
+            )
+        seen_again = {id(v) for v in again.constant_leaves}
+        self.captured = [v for v in graph.constant_leaves if id(v) in seen_again]
+        self.trace_seconds = time.perf_counter() - started
+        self.traced_nodes = len(graph.order)
+        self.aux = first.aux
+        self.n_inputs = sum(a.size for a in arrays)
+        analysis = analyse(graph, len(self.params), self.n_inputs, name, where)
+        del graph, again, first
+        self.kernels, layout = plan(analysis, len(self.params) + self.n_inputs)
+        self.program_nodes = len(analysis.nodes)
+        self.levels = max((node.level for node in analysis.nodes), default=0)
+        elements = sum(k.size for k in self.kernels)
+        replay = 2 * len(self.kernels) * _REPLAY_PER_KERNEL + elements * _REPLAY_PER_ELEMENT
+        eager = self.traced_nodes * _EAGER_PER_NODE
+        if replay > eager and owner.allow_fallback:
+            self.fallback = (
+                f"runs eagerly: {len(self.kernels)} kernels for {self.traced_nodes} nodes "
+                f"(a narrow graph; replay would take ~{replay * 1e3:.2f} ms against "
+                f"~{eager * 1e3:.2f} ms eagerly)"
+            )
+        self.vals = np.zeros(layout.size)
+        self.grads = np.zeros(layout.size)
+        self.vals[layout.const_start : layout.const_end] = [c.value for c in layout.constants]
+        for kernel in self.kernels:
+            kernel.bind(self.vals, self.grads)
+        self.outputs = [
+            (x.value, -1) if isinstance(x, Const) else (0.0, x.pos) for x in analysis.outputs
+        ]
+        self.compile_seconds = time.perf_counter() - started
+        if self.captured:
+            shown = ", ".join(_show(v) for v in self.captured[:3])
+            more = f" and {len(self.captured) - 3} more" if len(self.captured) > 3 else ""
+            warnings.warn(
+                f"compile: {name} ({where}) uses {len(self.captured)} Value(s) made outside "
+                f"it that are not parameters: {shown}{more}. They are baked in as "
+                "constants: changing their .data later changes nothing. Pass parameters in "
+                "params and changing data as inputs.",
+                CompileWarning,
+                stacklevel=5,
+            )
+
+    # -- running -------------------------------------------------------------------
+
+    def _forward(self, params_data: list[float], arrays: list[Array]) -> list[float]:
+        vals = self.vals
+        P = len(params_data)
+        vals[:P] = params_data
+        at = P
+        for a in arrays:
+            vals[at : at + a.size] = a.ravel()
+            at += a.size
+        with np.errstate(over="raise", divide="raise", invalid="raise", under="ignore"):
+            for kernel in self.kernels:
+                kernel.forward()
+        out = [value if pos < 0 else float(vals[pos]) for value, pos in self.outputs]
+        if not math.isfinite(out[0]):
+            raise FloatingPointError("non-finite loss")
+        return out
+
+    def _backward(self) -> Array:
+        grads = self.grads
+        grads.fill(0.0)
+        pos = self.outputs[0][1]
+        if pos >= 0:
+            grads[pos] = 1.0
+            with np.errstate(over="raise", divide="raise", invalid="raise", under="ignore"):
+                for kernel in reversed(self.kernels):
+                    if kernel.needs_grad:
+                        kernel.backward()
+        out = grads[: len(self.params)].copy()
+        if not np.isfinite(out).all():
+            raise FloatingPointError("non-finite gradient")
+        return out
+
+    def _with_aux(self, loss: Any, outs: list[float]) -> Any:
+        if not self.has_aux:
+            return loss
+        return loss, rebuild_aux(self.aux, iter(outs[1:]))
+
+    def call(self, arrays: list[Array]) -> Any:
+        if self.fallback:
+            return self._eager(arrays)
+        params_data = list(map(_data, self.params))
+        with self.lock:
+            try:
+                outs = self._forward(params_data, arrays)
+            except FloatingPointError:
+                return self._eager(arrays)  # the engine raises its own precise error
+            self.generation += 1
+            call = _Call(self, self.generation, params_data, arrays)
+        return self._with_aux(CompiledLoss(outs[0], call), outs)
+
+    def gradients(self, call: _Call) -> Array:
+        with self.lock:
+            try:
+                if self.generation != call.generation:  # another call ran in between
+                    self._forward(call.params_data, call.inputs)
+                    self.generation += 1
+                    call.generation = self.generation
+                return self._backward()
+            except FloatingPointError:
+                pass
+        return self._eager_gradients(call.params_data, call.inputs)
+
+    def value_and_grad(self, arrays: list[Array]) -> tuple[Any, Array]:
+        params_data = list(map(_data, self.params))
+        if not self.fallback:
+            with self.lock:
+                try:
+                    outs = self._forward(params_data, arrays)
+                    self.generation += 1
+                    return self._with_aux(outs[0], outs), self._backward()
+                except FloatingPointError:
+                    pass
+        loss = self._eager(arrays)
+        value = loss[0].data if self.has_aux else loss.data
+        grads = self._eager_gradients(params_data, arrays)
+        return self._with_aux(value, [value, *_flat_aux(loss[1])] if self.has_aux else []), grads
+
+    # -- eagerly ---------------------------------------------------------------------
+
+    def _eager(self, arrays: list[Array]) -> Any:
+        """Run the function on Values, as if it had not been compiled."""
+        out = self.fn(*[values_from(a, []) for a in arrays])
+        if self.has_aux:
+            loss, aux = out
+            floats = iter(v.data for v in aux_values(aux, self.owner.__name__))
+            return loss, rebuild_aux(aux, floats)
+        return out
+
+    def _eager_gradients(self, params_data: list[float], arrays: list[Array]) -> Array:
+        """The gradient computed by the engine, leaving every ``grad`` as it was."""
+        saved = [(p.data, p.grad) for p in self.params]
+        try:
+            for p, d in zip(self.params, params_data, strict=True):
+                p.data, p.grad = d, 0.0
+            out = self._eager(arrays)
+            loss = out[0] if self.has_aux else out
+            loss.backward()
+            return np.array([p.grad for p in self.params])
+        finally:
+            for p, (d, g) in zip(self.params, saved, strict=True):
+                p.data, p.grad = d, g
+
+    # -- reporting -------------------------------------------------------------------
+
+    def report(self) -> list[str]:
+        matmuls = sum(isinstance(k, MatMul) for k in self.kernels)
+        lines = [
+            f"traced {self.traced_nodes} nodes twice and checked in "
+            f"{self.trace_seconds * 1e3:.1f} ms; "
+            f"compiled in {self.compile_seconds * 1e3:.1f} ms in all",
+            f"program: {self.program_nodes} nodes after folding sums, {self.levels} levels, "
+            f"{len(self.kernels)} kernels ({matmuls} matrix products), "
+            f"{len(self.params)} parameters, {self.n_inputs} input numbers",
+        ]
+        if self.fallback:
+            lines.append(f"fallback: {self.fallback}")
+        if self.captured:
+            lines.append(
+                f"baked in as constants: {len(self.captured)} Value(s) from outside the "
+                f"function, e.g. {', '.join(_show(v) for v in self.captured[:3])}"
+            )
+        return lines
+
+
+def _flat_aux(aux: Any) -> list[float]:
+    out: list[float] = []
+    stack = [aux]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, (list, tuple)):
+            stack.extend(reversed(x))
+        else:
+            out.append(x)
+    return out
+
+
+def _show(v: Value) -> str:
+    label = f"{v.label!r} " if v.label else ""
+    return f"{label}(data {v.data!r})"
+
+
+def _location(fn: Any) -> str:
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        code = getattr(getattr(type(fn), "__call__", None), "__code__", None)  # noqa: B004
+    if code is None:
+        return "?"
+    return f"{code.co_filename}:{code.co_firstlineno}"
+
+
+def _build(owner: CompiledFunction, arrays: list[Array]) -> _Program:
+    return _Program(owner, arrays)

@@ -1,0 +1,283 @@
+"""Tracing: run the loss once on Values, record its graph, and refuse what would not
+replay faithfully.
+
+While a trace runs, ``Value.data`` is watched: a read of a traced Value's data made
+outside the engine is Python control flow on a number that the replay will not see
+change. ``no_grad()`` results are watched too, through the engine's ``_on_detached``
+hook. Both are refused only if what was read or detached depends on the parameters or
+inputs. Other threads keep reading and writing ``data`` as before, a little slower
+while a trace runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from chainrule import engine
+from chainrule.compiler.ops import Array
+from chainrule.engine import Value, enable_grad, topological_order
+from chainrule.errors import CompileError
+
+__all__ = [
+    "Graph",
+    "Trace",
+    "Tracer",
+    "aux_values",
+    "check",
+    "graph_of",
+    "rebuild_aux",
+    "record",
+    "values_from",
+]
+
+#: The folder of the chainrule package: frames inside it are not the user's code.
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+_DATA_SLOT = Value.__dict__["data"]  # the slot's own descriptor
+_ENGINE_GLOBALS = engine.__dict__
+_tracers: dict[int, Tracer] = {}  # thread id -> the trace running in it
+_install_lock = threading.Lock()
+
+
+class _DataWatch:
+    """Stands in for ``Value.data`` while a trace runs: notes who reads a Value's data.
+
+    Values read and written are the slot's own; only reads made by the tracing thread
+    outside the engine are noted, so other threads see nothing but a slower ``.data``.
+    """
+
+    def __get__(
+        self,
+        obj: Any,
+        owner: Any = None,
+        _slot: Any = _DATA_SLOT.__get__,
+        _frame: Any = sys._getframe,
+        _engine: Any = _ENGINE_GLOBALS,
+    ) -> Any:
+        if obj is None:
+            return self
+        frame = _frame(1)
+        if frame.f_globals is not _engine:  # the engine's own reads are its business
+            tracer = _tracers.get(threading.get_ident())
+            if tracer is not None:
+                tracer.note_read(obj, frame)
+        return _slot(obj, owner)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        _DATA_SLOT.__set__(obj, value)
+
+
+_WATCH = _DataWatch()
+
+
+def _where(frame: Any) -> str:
+    """``file:line`` of the user's code for ``frame``: its first caller outside chainrule,
+    and the chainrule function in between, if any."""
+    inner = None
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
+        inner = inner or f"chainrule.{frame.f_globals.get('__name__', '?').split('.')[-1]}"
+        inner = f"{inner}.{frame.f_code.co_name}" if inner.count(".") == 1 else inner
+        frame = frame.f_back
+    if frame is None:
+        return inner or "chainrule"
+    here = f"{frame.f_code.co_filename}:{frame.f_lineno}"
+    return f"{here} (in {inner})" if inner else here
+
+
+class Tracer:
+    """Records, during one trace, the ``.data`` reads and ``no_grad()`` results."""
+
+    def __init__(self) -> None:
+        self.reads: list[tuple[Value, str]] = []
+        self.detached: list[tuple[tuple[Value, ...], str]] = []
+
+    def note_read(self, v: Value, frame: Any) -> None:
+        if len(self.reads) < 1000:
+            self.reads.append((v, _where(frame)))
+
+    def note_detached(self, v: Value, prev: tuple[Value, ...]) -> None:
+        if prev and len(self.detached) < 1000:
+            self.detached.append((prev, _where(sys._getframe(2))))
+
+    def __enter__(self) -> Tracer:
+        with _install_lock:
+            if not _tracers:
+                Value.data = _WATCH  # type: ignore[assignment,misc]
+                engine._on_detached = _note_detached
+            _tracers[threading.get_ident()] = self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with _install_lock:
+            del _tracers[threading.get_ident()]
+            if not _tracers:
+                Value.data = _DATA_SLOT  # type: ignore[misc]
+                engine._on_detached = None
+
+
+def _note_detached(v: Value, prev: tuple[Value, ...]) -> None:
+    tracer = _tracers.get(threading.get_ident())
+    if tracer is not None:
+        tracer.note_detached(v, prev)
+
+
+@dataclass
+class Trace:
+    loss: Value
+    aux: Any
+    leaves: list[Value]  # the input Values, flattened in C order
+
+
+def values_from(a: Array, leaves: list[Value]) -> Any:
+    """An array as (nested lists of) fresh Values; each Value is appended to ``leaves``."""
+    if a.ndim == 0:
+        v = Value(float(a))
+        leaves.append(v)
+        return v
+    flat = [Value(x) for x in a.ravel().tolist()]
+    leaves.extend(flat)
+    rows: list[Any] = flat
+    for n in reversed(a.shape[1:]):
+        rows = [rows[i : i + n] for i in range(0, len(rows), n)]
+    return rows
+
+
+def record(fn: Callable[..., Any], arrays: list[Array], has_aux: bool, name: str) -> Trace:
+    leaves: list[Value] = []
+    args = [values_from(a, leaves) for a in arrays]
+    with enable_grad():
+        out = fn(*args)
+    aux = None
+    if has_aux:
+        if not (isinstance(out, tuple) and len(out) == 2):
+            raise TypeError(f"compile: with has_aux=True, {name} must return (loss, aux)")
+        out, aux = out
+    if not isinstance(out, Value):
+        raise TypeError(f"compile: {name} must return a Value (the loss), got {type(out).__name__}")
+    return Trace(out, aux, leaves)
+
+
+def aux_values(aux: Any, name: str) -> list[Value]:
+    """The Values in ``aux`` (a Value or nested lists/tuples of them), flattened."""
+    out: list[Value] = []
+    stack = [aux]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, Value):
+            out.append(x)
+        elif isinstance(x, (list, tuple)):
+            stack.extend(reversed(x))
+        else:
+            raise TypeError(
+                f"compile: {name}'s aux must be a Value or nested lists of Values, "
+                f"found {type(x).__name__}"
+            )
+    return out
+
+
+def rebuild_aux(aux: Any, it: Any) -> Any:
+    if isinstance(aux, Value):
+        return next(it)
+    return type(aux)(rebuild_aux(x, it) for x in aux)
+
+
+@dataclass
+class Graph:
+    """A trace's graph as lists indexed by topological position."""
+
+    order: list[Value]
+    index: dict[int, int]  # id(Value) -> position in order
+    prevs: list[tuple[int, ...]]
+    varies: list[bool]  # depends on a parameter or an input
+    grad_needed: list[bool]  # depends on a parameter
+    outputs: list[int]  # the loss, then the aux Values
+    fingerprint: list[Any]  # compared between two traces
+    constant_leaves: list[Value]
+
+
+def graph_of(trace: Trace, params: list[Value], name: str) -> Graph:
+    auxes = aux_values(trace.aux, name) if trace.aux is not None else []
+    order = topological_order(trace.loss)
+    index = {id(v): i for i, v in enumerate(order)}
+    for a in auxes:  # aux outside the loss's graph: add their own graphs
+        if id(a) not in index:
+            for v in topological_order(a):
+                if id(v) not in index:
+                    index[id(v)] = len(order)
+                    order.append(v)
+    param_index = {id(p): i for i, p in enumerate(params)}
+    input_index = {id(v): i for i, v in enumerate(trace.leaves)}
+    n = len(order)
+    varies = [False] * n
+    grad_needed = [False] * n
+    prevs: list[tuple[int, ...]] = [()] * n
+    fingerprint: list[Any] = [None] * n
+    constant_leaves = []
+    at = index.__getitem__
+    for i, v in enumerate(order):
+        prev = v._prev
+        if prev:
+            ks = prevs[i] = tuple(map(at, map(id, prev)))
+            varies[i] = any(varies[k] for k in ks)
+            grad_needed[i] = any(grad_needed[k] for k in ks)
+            fingerprint[i] = (v._op, v._arg, ks)
+        elif id(v) in param_index:
+            varies[i] = grad_needed[i] = True
+            fingerprint[i] = ("param", param_index[id(v)])
+        elif id(v) in input_index:
+            varies[i] = True
+            fingerprint[i] = ("input", input_index[id(v)])
+        else:
+            constant_leaves.append(v)
+            fingerprint[i] = ("constant", v.data)
+    outputs = [index[id(r)] for r in [trace.loss, *auxes]]
+    fingerprint.append(("outputs", outputs))
+    return Graph(order, index, prevs, varies, grad_needed, outputs, fingerprint, constant_leaves)
+
+
+def check(trace: Trace, tracer: Tracer, graph: Graph, params: list[Value], name: str) -> None:
+    """Refuse ``.data`` reads of traced Values and ``no_grad()`` results that depend on
+    the parameters or inputs: the replay would silently get them wrong."""
+    sources = {id(p) for p in params} | {id(v) for v in trace.leaves}
+    index, varies = graph.index, graph.varies
+    for v, at in tracer.reads:
+        if _depends(v, index, varies, sources):
+            raise CompileError(
+                f"compile: {at}: {name} reads .data of a traced Value "
+                f"({_DATA_SLOT.__get__(v, Value)!r}, computed from the parameters or "
+                "inputs). The compiled program replays the graph of the first call, so "
+                "Python code that branches on a traced number would be silently wrong at "
+                "other values. Write it with Value operations (relu, softplus, logsumexp, "
+                "...) or run this loss eagerly."
+            )
+    for prev, at in tracer.detached:
+        if any(_depends(p, index, varies, sources) for p in prev):
+            raise CompileError(
+                f"compile: {at}: {name} computes a value under no_grad() from the "
+                "parameters or inputs; the compiled program would freeze it at its traced "
+                "value. Compute it without no_grad(), or outside the function and pass it "
+                "as an input."
+            )
+
+
+def _depends(v: Value, index: dict[int, int], varies: list[bool], sources: set[int]) -> bool:
+    """Whether ``v`` (in the graph or not) depends on a parameter or an input."""
+    seen: set[int] = set()
+    stack = [v]
+    while stack:
+        u = stack.pop()
+        k = index.get(id(u))
+        if k is not None:
+            if varies[k]:
+                return True
+        elif id(u) in sources:
+            return True
+        elif id(u) not in seen:
+            seen.add(id(u))
+            stack.extend(u._prev)
+    return False
