@@ -555,3 +555,32 @@ def test_import_chainrule_imports_no_numpy() -> None:
     code = "import sys, chainrule; chainrule.compile; print('numpy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"  # compile is there, loaded on first use
+
+
+def test_tracing_in_one_thread_changes_nothing_for_another() -> None:
+    """The trace watches Value.data; another thread's eager work must not notice."""
+    stop = threading.Event()
+    results: list[tuple[float, float]] = []
+
+    def eager_worker() -> None:
+        x = Value(0.7)
+        while not stop.is_set():
+            y = (x * x).tanh() * x
+            x.grad = 0.0
+            y.backward()
+            results.append((y.data, x.grad))
+
+    worker = threading.Thread(target=eager_worker)
+    worker.start()
+    try:
+        for _ in range(5):
+            model, loss = demo_setup()
+            chainrule.compile(loss, model.parameters())()
+    finally:
+        stop.set()
+        worker.join()
+    assert results and len(set(results)) == 1
+    x = Value(0.7)
+    y = (x * x).tanh() * x
+    y.backward()
+    assert results[0] == (y.data, x.grad)
