@@ -19,7 +19,7 @@ from chainrule.errors import CompileError
 __all__ = ["Analysis", "Const", "Leaf", "Node", "analyse"]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Node:
     """A node of the program: its op, its inputs (program nodes or constants), its arg."""
 
@@ -31,7 +31,7 @@ class Node:
     pos: int = -1
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Leaf:
     kind: str  # "param" or "input"
     index: int
@@ -40,7 +40,7 @@ class Leaf:
     pos: int = -1
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Const:
     """A number the program never changes (a node that depends on no parameter or input)."""
 
@@ -121,7 +121,7 @@ def analyse(graph: Graph, n_params: int, n_inputs: int, name: str, where: str) -
                     f"compile: {name} ({where}) uses the operation {v._op!r}, which has "
                     "no array form for the compiler; run this loss eagerly"
                 )
-            node = Node(v._op, [made[k] for k in prevs[i]], v._arg)
+            node = Node(v._op, list(map(made.__getitem__, prevs[i])), v._arg)
         node.needs_grad = grad_needed[i]
         node.level = 1 + max(map(level, node.inputs))
         made[i] = node

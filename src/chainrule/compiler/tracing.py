@@ -218,13 +218,14 @@ def graph_of(trace: Trace, params: list[Value], name: str) -> Graph:
     prevs: list[tuple[int, ...]] = [()] * n
     fingerprint: list[Any] = [None] * n
     constant_leaves = []
-    at = index.__getitem__
+    at, vary, need = index.__getitem__, varies.__getitem__, grad_needed.__getitem__
     for i, v in enumerate(order):
         prev = v._prev
         if prev:
             ks = prevs[i] = tuple(map(at, map(id, prev)))
-            varies[i] = any(varies[k] for k in ks)
-            grad_needed[i] = any(grad_needed[k] for k in ks)
+            if any(map(vary, ks)):
+                varies[i] = True
+                grad_needed[i] = any(map(need, ks))
             fingerprint[i] = (v._op, v._arg, ks)
         elif id(v) in param_index:
             varies[i] = grad_needed[i] = True
