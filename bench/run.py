@@ -52,7 +52,7 @@ def rotate(engines: list[str], r: int) -> list[str]:
     return engines[r % len(engines) :] + engines[: r % len(engines)]
 
 
-def demo(rounds: int) -> dict[str, float]:
+def demo(rounds: int) -> tuple[dict[str, float], list[float]]:
     times: dict[str, list[float]] = {"chainrule": [], "micrograd": [], "torch": []}
     losses: dict[str, list[float]] = {}
     for r in range(rounds):
@@ -64,7 +64,7 @@ def demo(rounds: int) -> dict[str, float]:
     for engine in ("micrograd", "torch"):  # the same mathematics in every engine
         for a, b in zip(losses["chainrule"][:n], losses[engine][:n], strict=True):
             assert abs(a - b) <= 1e-12 * max(1.0, abs(b)), (engine, a, b)
-    return {e: median(t) for e, t in times.items()}
+    return {e: median(t) for e, t in times.items()}, losses["chainrule"]
 
 
 def graphs(rounds: int) -> dict[str, dict[str, Any]]:
@@ -91,13 +91,106 @@ def graphs(rounds: int) -> dict[str, dict[str, Any]]:
     return out
 
 
+# -- compiled steps: chainrule.compile against PyTorch, NumPy and eager ----------------
+
+
+def compiled_work(workload: str, engine: str, *extra: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, str(HERE / "compiled.py"), workload, engine, *extra],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def compiled(
+    rounds: int, torch_step: float, eager_losses: list[float]
+) -> tuple[list[str], list[str]]:
+    """The compiled step: a table of its own, and rows for the targets table."""
+    loop, array, comp, ratio_steps = [], [], [], []
+    for _ in range(rounds):
+        result = compiled_work("demo", "compiled", "--steps", "100")
+        loop += result["seconds"][1:]
+        for a, b in zip(result["loss"], eager_losses, strict=False):  # same losses as eager
+            assert abs(a - b) <= 1e-9 * max(1.0, abs(b)), ("compiled demo", a, b)
+        array += compiled_work("demo_array", "compiled", "--steps", "100")["seconds"][1:]
+        timing = compiled_work("compile_time", "compiled", "--steps", "10")
+        comp.append(timing["compile"])
+        ratio_steps.append(timing["compile"] / timing["eager_step"])
+    scale: dict[str, dict[str, float]] = {}
+    for points, width in ((1000, 64), (10_000, 64)):
+        key = f"{points:,} × {width}"
+        runs: dict[str, list[dict[str, Any]]] = {"compiled": [], "numpy": []}
+        for r in range(1 if points >= 10_000 else rounds):  # compiling 2.6M nodes is slow
+            for engine in rotate(list(runs), r):
+                extra = ["--points", str(points), "--width", str(width), "--steps", "10"]
+                runs[engine].append(compiled_work("mlp", engine, *extra))
+        a, b = runs["compiled"][0], runs["numpy"][0]
+        assert abs(a["loss"] - b["loss"]) <= 1e-9 * abs(b["loss"]), ("mlp", a, b)
+        assert abs(a["grad_norm"] - b["grad_norm"]) <= 1e-9 * b["grad_norm"], ("mlp", a, b)
+        scale[key] = {
+            e: median([t for x in results for t in x["seconds"][1:]]) for e, results in runs.items()
+        }
+        scale[key]["compile"] = median([x["compile"] for x in runs["compiled"]])
+    chains: dict[str, list[float]] = {"eager": [], "compiled": []}
+    for r in range(rounds):
+        for engine in rotate(list(chains), r):
+            chains[engine] += compiled_work("chain", engine, "--steps", "5")["seconds"]
+    chain = {e: median(t) for e, t in chains.items()}
+
+    loop_t, array_t = median(loop), median(array)
+    comp_steps = median(ratio_steps)
+    table = [
+        "| compiled (`chainrule.compile`) | time | vs PyTorch (f64, 1 thread) |",
+        "|---|---|---|",
+        f"| demo step, the user's loop with one line added | {loop_t * 1e3:.3f} ms | "
+        f"{loop_t / torch_step:.2f}× |",
+        f"| demo step, `value_and_grad` array path | {array_t * 1e3:.3f} ms | "
+        f"{array_t / torch_step:.2f}× |",
+        f"| compiling the demo (two traces, checks, planning, first replay) | "
+        f"{median(comp) * 1e3:.0f} ms = {comp_steps:.1f} eager steps | |",
+        "",
+        "| moons, points × width (MLP 2-W-W-1, full batch) | compiled step | "
+        "hand-written NumPy step | ratio | compile time |",
+        "|---|---|---|---|---|",
+        *[
+            f"| {key} | {v['compiled'] * 1e3:.2f} ms | {v['numpy'] * 1e3:.2f} ms | "
+            f"{v['compiled'] / v['numpy']:.2f}× | {v['compile']:.1f} s |"
+            for key, v in scale.items()
+        ],
+        "",
+        f"| 20,000-deep chain `y = tanh(y·w + 0.1)`, build + backward | eager "
+        f"{chain['eager'] * 1e3:.1f} ms | compiled (falls back to eager) "
+        f"{chain['compiled'] * 1e3:.1f} ms | |",
+    ]
+    big = scale["10,000 × 64"]
+    big_ratio = big["compiled"] / big["numpy"]
+    chain_ratio = chain["compiled"] / chain["eager"]
+    targets = [
+        f"| compiled demo step, user's loop vs PyTorch | faster (< 1×) | "
+        f"{loop_t / torch_step:.2f}× | {'yes' if loop_t < torch_step else 'NO'} |",
+        f"| compiled demo step, array path vs PyTorch | ≤ 0.5× | {array_t / torch_step:.2f}× | "
+        f"{'yes' if array_t <= 0.5 * torch_step else 'NO'} |",
+        f"| compiled step at 10,000 × 64 vs hand-written NumPy | ≤ 1.7× | {big_ratio:.2f}× | "
+        f"{'yes' if big_ratio <= 1.7 else 'NO'} |",
+        f"| compiling the demo | ≤ 10 eager steps | {comp_steps:.1f} | "
+        f"{'yes' if comp_steps <= 10 else 'NO'} |",
+        f"| 20,000-deep chain, compiled vs eager | never slower (≤ 1×, within noise) | "
+        f"{chain_ratio:.2f}× | {'yes' if chain_ratio <= 1.05 else 'NO'} |",
+    ]
+    return table, targets
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (3)")
     parser.add_argument("--write", type=Path, help="also write the results to this file")
     args = parser.parse_args()
 
-    step = demo(args.rounds)
+    step, eager_losses = demo(args.rounds)
+    compiled_table, compiled_targets = compiled(args.rounds, step["torch"], eager_losses)
     graph = graphs(args.rounds)
     mem = {e: work("memory", e) for e in ("chainrule", "micrograd")}
     infer = [work("inference", "chainrule") for _ in range(args.rounds)]
@@ -132,6 +225,8 @@ def main() -> None:
         f"| demo forward pass (100 points), graph recorded | {recorded * 1e3:.1f} ms | | |",
         f"| demo forward pass under `no_grad()` | {bare * 1e3:.1f} ms "
         f"({recorded / bare:.1f}× faster) | | |",
+        "",
+        *compiled_table,
     ]
     ratio = step["micrograd"] / step["chainrule"]
     mem_ratio = mem["chainrule"]["bytes_per_node"] / mem["micrograd"]["bytes_per_node"]
@@ -146,6 +241,7 @@ def main() -> None:
         f"{'yes' if mem_ratio <= 1 / 3 else 'NO'} |",
         f"| 1,000,000-node chain, build + backward | < 3 s | {chain_s:.2f} s | "
         f"{'yes' if chain_s < 3 else 'NO'} |",
+        *compiled_targets,
     ]
     table = "\n".join(rows)
     print(table)
