@@ -91,6 +91,50 @@ def graphs(rounds: int) -> dict[str, dict[str, Any]]:
     return out
 
 
+# -- eager per-node workloads: micrograd's own nn, a small scalar GPT -----------------
+
+
+def eager_workload(workload: str, engines: list[str], rounds: int, tol: float) -> dict[str, float]:
+    """Median seconds per step of ``workload`` for each engine; checks they agree on the losses."""
+    times: dict[str, list[float]] = {e: [] for e in engines}
+    losses: dict[str, list[float]] = {}
+    for r in range(rounds):
+        for engine in rotate(engines, r):
+            result = work(workload, engine)
+            times[engine] += result["seconds"][1:]  # the first step warms up
+            losses[engine] = result["loss"]
+    n = min(len(v) for v in losses.values())
+    for engine in engines[1:]:  # the same mathematics in every engine
+        for a, b in zip(losses[engines[0]][:n], losses[engine][:n], strict=True):
+            assert abs(a - b) <= tol * max(1.0, abs(b)), (workload, engine, a, b)
+    return {e: median(t) for e, t in times.items()}
+
+
+def eager(rounds: int) -> tuple[list[str], list[str]]:
+    """The eager engine's per-node path: a table of its own, and rows for the targets table."""
+    nn = eager_workload("micrograd_nn", ["chainrule", "micrograd"], rounds, 1e-12)
+    gpt = eager_workload("gpt", ["chainrule", "tiny"], rounds, 1e-9)
+    nn_ratio = nn["micrograd"] / nn["chainrule"]
+    gpt_ratio = gpt["tiny"] / gpt["chainrule"]
+    table = [
+        "| eager per-node workload, median step | chainrule | baseline | baseline ÷ chainrule |",
+        "|---|---|---|---|",
+        f"| micrograd 0.1.0's own `nn` on chainrule's `Value` (demo step, `*`/`+` nodes) | "
+        f"{nn['chainrule'] * 1e3:.1f} ms | micrograd: {nn['micrograd'] * 1e3:.0f} ms | "
+        f"**{nn_ratio:.1f}×** |",
+        f"| small scalar GPT, one name per step (`bench/scalar_gpt.py`) | "
+        f"{gpt['chainrule'] * 1e3:.1f} ms | 40-line `Value` (`bench/tiny_value.py`): "
+        f"{gpt['tiny'] * 1e3:.1f} ms | **{gpt_ratio:.2f}×** |",
+    ]
+    targets = [
+        f"| micrograd's own `nn` on chainrule vs micrograd | ≥ 15× | {nn_ratio:.1f}× | "
+        f"{'yes' if nn_ratio >= 15 else 'NO'} |",
+        f"| scalar GPT step vs the 40-line `Value` | faster (> 1×) | {gpt_ratio:.2f}× | "
+        f"{'yes' if gpt_ratio > 1 else 'NO'} |",
+    ]
+    return table, targets
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (3)")
@@ -101,6 +145,7 @@ def main() -> None:
     graph = graphs(args.rounds)
     mem = {e: work("memory", e) for e in ("chainrule", "micrograd")}
     infer = [work("inference", "chainrule") for _ in range(args.rounds)]
+    eager_table, eager_targets = eager(args.rounds)
     recorded = median([t for x in infer for t in x["recorded"][1:]])
     bare = median([t for x in infer for t in x["no_grad"][1:]])
 
@@ -132,6 +177,8 @@ def main() -> None:
         f"| demo forward pass (100 points), graph recorded | {recorded * 1e3:.1f} ms | | |",
         f"| demo forward pass under `no_grad()` | {bare * 1e3:.1f} ms "
         f"({recorded / bare:.1f}× faster) | | |",
+        "",
+        *eager_table,
     ]
     ratio = step["micrograd"] / step["chainrule"]
     mem_ratio = mem["chainrule"]["bytes_per_node"] / mem["micrograd"]["bytes_per_node"]
@@ -146,6 +193,7 @@ def main() -> None:
         f"{'yes' if mem_ratio <= 1 / 3 else 'NO'} |",
         f"| 1,000,000-node chain, build + backward | < 3 s | {chain_s:.2f} s | "
         f"{'yes' if chain_s < 3 else 'NO'} |",
+        *eager_targets,
     ]
     table = "\n".join(rows)
     print(table)
