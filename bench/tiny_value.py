@@ -3,7 +3,9 @@
 Written for this benchmark in the style of the single-file scalar GPTs: ``__slots__``,
 each op stores its local derivatives in the forward pass, no closures, no checks of
 any kind, and ``-``, ``/`` built from ``+``, ``*`` and ``**``. ``backward()`` sorts the
-graph with a recursive depth-first search, as such code does.
+graph with a recursive depth-first search, as such code does (a module-level function,
+not a nested one: a nested recursive function is a reference cycle that would keep
+each step's graph alive until the cyclic collector runs).
 """
 
 from __future__ import annotations
@@ -63,17 +65,17 @@ class Value:
 
     def backward(self) -> None:
         order: list[Value] = []
-        seen: set[Value] = set()
-
-        def visit(v: Value) -> None:
-            if v not in seen:
-                seen.add(v)
-                for child in v._children:
-                    visit(child)
-                order.append(v)
-
-        visit(self)
+        _visit(self, set(), order)
         self.grad = 1.0
         for v in reversed(order):
             for child, local in zip(v._children, v._local_grads):  # noqa: B905
                 child.grad += local * v.grad
+
+
+def _visit(v: Value, seen: set[Value], order: list[Value]) -> None:
+    """Depth-first: append ``v`` to ``order`` after everything it depends on."""
+    if v not in seen:
+        seen.add(v)
+        for child in v._children:
+            _visit(child, seen, order)
+        order.append(v)
