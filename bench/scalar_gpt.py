@@ -8,6 +8,7 @@ number is a ``Value`` and every operation is a plain ``+ - * / ** exp log relu``
 a parameter, so the same code, seed and initial weights run on each engine.
 
 Training data are pseudo-names made from syllables by a seeded generator (no download).
+The training loop is `gpt` in `bench/workloads.py`.
 """
 
 from __future__ import annotations
@@ -147,23 +148,3 @@ class Adam:
             v[i] = BETA2 * v[i] + (1.0 - BETA2) * g * g
             p.data -= lr * (m[i] / c1) / ((v[i] / c2) ** 0.5 + EPS)
             p.grad = 0.0
-
-
-def train(value: type, steps: int, seed: int = 42) -> tuple[list[float], list[float]]:
-    """``steps`` training steps, one name each: (seconds per step, loss per step)."""
-    import time
-
-    names = pseudo_names(500, seed)
-    vocab = "".join(sorted(set("".join(names))))
-    model = ScalarGPT(value, vocab, seed)
-    optimizer = Adam(model.params)
-    order = random.Random(seed).sample(names, len(names))
-    seconds, losses = [], []
-    for step in range(steps):
-        start = time.perf_counter()
-        loss = model.loss(order[step % len(order)])
-        loss.backward()
-        optimizer.step()
-        seconds.append(time.perf_counter() - start)
-        losses.append(loss.data)
-    return seconds, losses

@@ -204,16 +204,33 @@ def inference(engine: str, reps: int) -> dict[str, Any]:
 
 
 # -- eager per-node workloads: micrograd's own nn, and a small scalar GPT ------------------
-# Each takes (engine, steps) and returns per-step seconds and losses; bench/run.py
-# compares the engines' losses and reports medians.
+# Each takes (engine, steps) and returns, per step, the seconds, the seconds the cyclic
+# garbage collector ran within them, and the loss; bench/run.py checks that the engines
+# agree on the losses and reports the figures.
+
+
+class CollectorClock:
+    """Seconds the cyclic garbage collector has run in this process, from ``gc.callbacks``."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._started = 0.0
+        gc.callbacks.append(self._hook)
+
+    def _hook(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
 
 
 def micrograd_nn(engine: str, steps: int) -> dict[str, Any]:
     """The demo step (as :func:`demo_step`) on micrograd 0.1.0's OWN ``nn`` module.
 
-    For ``chainrule`` the module's source is run with its one import line swapped for
-    chainrule's ``Value`` (as ``tests/test_micrograd_compat.py`` does), so every
-    neuron is micrograd's ``sum(wi * xi ...)`` of ``*`` and ``+`` nodes: no fused ``dot``.
+    For ``chainrule`` (and ``tiny``, the 40-line Value of the ``gpt`` workload, as a
+    reference) the module's source is run with its one import line swapped (as
+    ``tests/test_micrograd_compat.py`` does), so every neuron is micrograd's
+    ``sum(wi * xi ...)`` of ``*`` and ``+`` nodes: no fused ``dot``.
     """
     import inspect
     import types
@@ -221,22 +238,26 @@ def micrograd_nn(engine: str, steps: int) -> dict[str, Any]:
     import micrograd.nn
 
     nn: Any = micrograd.nn
-    if engine == "chainrule":
+    if engine != "micrograd":
         line = "from micrograd.engine import Value"
+        swapped = (
+            "from chainrule import Value"
+            if engine == "chainrule"
+            else "from tiny_value import Value"
+        )
         source = inspect.getsource(micrograd.nn)
         assert line in source
-        nn = types.ModuleType("micrograd_nn_on_chainrule")
-        exec(
-            compile(source.replace(line, "from chainrule import Value"), "nn", "exec"), nn.__dict__
-        )
+        nn = types.ModuleType(f"micrograd_nn_on_{engine}")
+        exec(compile(source.replace(line, swapped), "nn", "exec"), nn.__dict__)
     X, y = moons()
     random.seed(1337)
     model = nn.MLP(2, [16, 16, 1])
     Value = nn.Value
 
-    times, values = [], []
+    collector = CollectorClock()
+    times, in_gc, values = [], [], []
     for k in range(steps):
-        start = time.perf_counter()
+        gc_before, start = collector.seconds, time.perf_counter()
         inputs = [list(map(Value, row)) for row in X]
         scores = list(map(model, inputs))
         losses = [(1 + -yi * si).relu() for yi, si in zip(y, scores, strict=True)]
@@ -248,8 +269,9 @@ def micrograd_nn(engine: str, steps: int) -> dict[str, Any]:
         for p in model.parameters():
             p.data -= lr * p.grad
         times.append(time.perf_counter() - start)
+        in_gc.append(collector.seconds - gc_before)
         values.append(total.data)
-    return {"seconds": times, "loss": values}
+    return {"seconds": times, "gc": in_gc, "loss": values}
 
 
 def gpt(engine: str, steps: int) -> dict[str, Any]:
@@ -264,12 +286,27 @@ def gpt(engine: str, steps: int) -> dict[str, Any]:
         from tiny_value import Value
     else:
         from chainrule import Value
-    seconds, losses = scalar_gpt.train(Value, steps)
-    return {"seconds": seconds, "loss": losses}
+    seed = 42
+    names = scalar_gpt.pseudo_names(500, seed)
+    model = scalar_gpt.ScalarGPT(Value, "".join(sorted(set("".join(names)))), seed)
+    optimizer = scalar_gpt.Adam(model.params)
+    order = random.Random(seed).sample(names, len(names))
+
+    collector = CollectorClock()
+    times, in_gc, values = [], [], []
+    for k in range(steps):
+        gc_before, start = collector.seconds, time.perf_counter()
+        loss = model.loss(order[k % len(order)])
+        loss.backward()
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+        in_gc.append(collector.seconds - gc_before)
+        values.append(loss.data)
+    return {"seconds": times, "gc": in_gc, "loss": values}
 
 
 EAGER_WORKLOADS = {"micrograd_nn": micrograd_nn, "gpt": gpt}
-EAGER_STEPS = {("micrograd_nn", "chainrule"): 20, ("micrograd_nn", "micrograd"): 4}
+EAGER_STEPS = {("micrograd_nn", "micrograd"): 4}  # micrograd's step takes over a second
 
 
 def main() -> None:
