@@ -23,9 +23,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 
-def work(workload: str, engine: str, *extra: str) -> dict[str, Any]:
+def work(workload: str, engine: str, *extra: str, script: str = "workloads.py") -> dict[str, Any]:
+    """Run one workload on one engine in a fresh process; its JSON result."""
     done = subprocess.run(
-        [sys.executable, str(HERE / "workloads.py"), workload, engine, *extra],
+        [sys.executable, str(HERE / script), workload, engine, *extra],
         capture_output=True,
         text=True,
         check=True,
@@ -91,18 +92,81 @@ def graphs(rounds: int) -> dict[str, dict[str, Any]]:
     return out
 
 
+# -- eager per-node workloads: micrograd's own nn, a small scalar GPT -----------------
+
+
+def eager_workload(
+    workload: str, engines: list[str], rounds: int, tol: float
+) -> dict[str, dict[str, float]]:
+    """Per engine: ``step``, a run's mean seconds per step (the first step warms up),
+    median over the rounds, and ``gc``, the share of it the cyclic collector ran.
+
+    A mean, not a median of steps: the GPT's names differ in length, and the collector's
+    full passes fall on some steps and not on others. Checks the engines' losses agree.
+    """
+    runs: dict[str, list[dict[str, Any]]] = {e: [] for e in engines}
+    for r in range(rounds):
+        for engine in rotate(engines, r):
+            runs[engine].append(work(workload, engine))
+    out = {}
+    for engine, results in runs.items():
+        step = [statistics.fmean(x["seconds"][1:]) for x in results]
+        gc_share = [sum(x["gc"][1:]) / sum(x["seconds"][1:]) for x in results]
+        out[engine] = {"step": median(step), "gc": median(gc_share)}
+        ours, reference = results[0]["loss"], runs[engines[0]][0]["loss"]
+        n = min(len(ours), len(reference))
+        for a, b in zip(ours[:n], reference[:n], strict=True):  # the same mathematics
+            assert abs(a - b) <= tol * max(1.0, abs(b)), (workload, engine, a, b)
+    return out
+
+
+def eager(rounds: int) -> tuple[list[str], list[str]]:
+    """The eager engine's per-node path: a table of its own, and rows for the targets table."""
+    nn = eager_workload("micrograd_nn", ["chainrule", "micrograd", "tiny"], rounds, 1e-12)
+    gpt = eager_workload("gpt", ["chainrule", "tiny"], rounds, 1e-9)
+    base = nn["micrograd"]["step"]
+    own = nn["chainrule"]["step"] * (1.0 - nn["chainrule"]["gc"])
+    nn_ratio = base / nn["chainrule"]["step"]
+    gpt_ratio = gpt["tiny"]["step"] / gpt["chainrule"]["step"]
+
+    def row(name: str, engine: str, figures: dict[str, float], ratio: str) -> str:
+        return (
+            f"| {name} | {engine} | {figures['step'] * 1e3:.1f} ms | "
+            f"{figures['gc'] * 100:.0f}% | {ratio} |"
+        )
+
+    table = [
+        f"| eager per-node workload (a run's mean step, median of {rounds} runs) | engine | "
+        "step | of which the collector | baseline ÷ engine |",
+        "|---|---|---|---|---|",
+        row(
+            "micrograd 0.1.0's own `nn`, the demo step (`*`, `+` nodes: no `dot`)",
+            "micrograd 0.1.0 (baseline)",
+            nn["micrograd"],
+            "1×",
+        ),
+        row("", "chainrule", nn["chainrule"], f"**{nn_ratio:.1f}×**"),
+        f"| | chainrule, the collector's time taken out | {own * 1e3:.1f} ms | — | "
+        f"{base / own:.1f}× |",
+        row("", "40-line `Value` (reference)", nn["tiny"], f"{base / nn['tiny']['step']:.1f}×"),
+        row(
+            "small scalar GPT (`bench/scalar_gpt.py`), one name per step",
+            "40-line `Value` (`bench/tiny_value.py`, baseline)",
+            gpt["tiny"],
+            "1×",
+        ),
+        row("", "chainrule", gpt["chainrule"], f"**{gpt_ratio:.2f}×**"),
+    ]
+    targets = [
+        f"| micrograd's own `nn` on chainrule vs micrograd | ≥ 15× | {nn_ratio:.1f}× | "
+        f"{'yes' if nn_ratio >= 15 else 'NO'} |",
+        f"| scalar GPT step vs the 40-line `Value` | faster (> 1×) | {gpt_ratio:.2f}× | "
+        f"{'yes' if gpt_ratio > 1 else 'NO'} |",
+    ]
+    return table, targets
+
+
 # -- compiled steps: chainrule.compile against PyTorch, NumPy and eager ----------------
-
-
-def compiled_work(workload: str, engine: str, *extra: str) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, str(HERE / "compiled.py"), workload, engine, *extra],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
 
 
 def compiled(
@@ -111,12 +175,14 @@ def compiled(
     """The compiled step: a table of its own, and rows for the targets table."""
     loop, array, comp, ratio_steps = [], [], [], []
     for _ in range(rounds):
-        result = compiled_work("demo", "compiled", "--steps", "100")
+        result = work("demo", "compiled", "--steps", "100", script="compiled.py")
         loop += result["seconds"][1:]
         for a, b in zip(result["loss"], eager_losses, strict=False):  # same losses as eager
             assert abs(a - b) <= 1e-9 * max(1.0, abs(b)), ("compiled demo", a, b)
-        array += compiled_work("demo_array", "compiled", "--steps", "100")["seconds"][1:]
-        timing = compiled_work("compile_time", "compiled", "--steps", "10")
+        array += work("demo_array", "compiled", "--steps", "100", script="compiled.py")["seconds"][
+            1:
+        ]
+        timing = work("compile_time", "compiled", "--steps", "10", script="compiled.py")
         comp.append(timing["compile"])
         ratio_steps.append(timing["compile"] / timing["eager_step"])
     scale: dict[str, dict[str, float]] = {}
@@ -126,7 +192,7 @@ def compiled(
         for r in range(1 if points >= 10_000 else rounds):  # compiling 2.6M nodes is slow
             for engine in rotate(list(runs), r):
                 extra = ["--points", str(points), "--width", str(width), "--steps", "10"]
-                runs[engine].append(compiled_work("mlp", engine, *extra))
+                runs[engine].append(work("mlp", engine, *extra, script="compiled.py"))
         a, b = runs["compiled"][0], runs["numpy"][0]
         assert abs(a["loss"] - b["loss"]) <= 1e-9 * abs(b["loss"]), ("mlp", a, b)
         assert abs(a["grad_norm"] - b["grad_norm"]) <= 1e-9 * b["grad_norm"], ("mlp", a, b)
@@ -137,7 +203,7 @@ def compiled(
     chains: dict[str, list[float]] = {"eager": [], "compiled": []}
     for r in range(rounds):
         for engine in rotate(list(chains), r):
-            chains[engine] += compiled_work("chain", engine, "--steps", "5")["seconds"]
+            chains[engine] += work("chain", engine, "--steps", "5", script="compiled.py")["seconds"]
     chain = {e: median(t) for e, t in chains.items()}
 
     loop_t, array_t = median(loop), median(array)
@@ -194,6 +260,7 @@ def main() -> None:
     graph = graphs(args.rounds)
     mem = {e: work("memory", e) for e in ("chainrule", "micrograd")}
     infer = [work("inference", "chainrule") for _ in range(args.rounds)]
+    eager_table, eager_targets = eager(args.rounds)
     recorded = median([t for x in infer for t in x["recorded"][1:]])
     bare = median([t for x in infer for t in x["no_grad"][1:]])
 
@@ -226,6 +293,8 @@ def main() -> None:
         f"| demo forward pass under `no_grad()` | {bare * 1e3:.1f} ms "
         f"({recorded / bare:.1f}× faster) | | |",
         "",
+        *eager_table,
+        "",
         *compiled_table,
     ]
     ratio = step["micrograd"] / step["chainrule"]
@@ -241,6 +310,7 @@ def main() -> None:
         f"{'yes' if mem_ratio <= 1 / 3 else 'NO'} |",
         f"| 1,000,000-node chain, build + backward | < 3 s | {chain_s:.2f} s | "
         f"{'yes' if chain_s < 3 else 'NO'} |",
+        *eager_targets,
         *compiled_targets,
     ]
     table = "\n".join(rows)

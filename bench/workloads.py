@@ -4,8 +4,9 @@ Prints one JSON object on stdout. ``bench/run.py`` starts these processes, alter
 the engines, and reports medians; run that, not this.
 
 Engines: ``chainrule``, ``micrograd`` (the reference implementation, 0.1.0, with its own
-``MLP``) and ``torch`` (PyTorch on the CPU, float64, one thread). The garbage collector
-stays on, as users run.
+``MLP``), ``torch`` (PyTorch on the CPU, float64, one thread) and, for the ``gpt``
+workload, ``tiny`` (a ~40-line scalar ``Value``, ``bench/tiny_value.py``). The garbage
+collector stays on, as users run.
 """
 
 from __future__ import annotations
@@ -202,13 +203,124 @@ def inference(engine: str, reps: int) -> dict[str, Any]:
     return {"recorded": recorded, "no_grad": bare}
 
 
+# -- eager per-node workloads: micrograd's own nn, and a small scalar GPT ------------------
+# Each takes (engine, steps) and returns, per step, the seconds, the seconds the cyclic
+# garbage collector ran within them, and the loss; bench/run.py checks that the engines
+# agree on the losses and reports the figures.
+
+
+class CollectorClock:
+    """Seconds the cyclic garbage collector has run in this process, from ``gc.callbacks``."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._started = 0.0
+        gc.callbacks.append(self._hook)
+
+    def _hook(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+
+
+def micrograd_nn(engine: str, steps: int) -> dict[str, Any]:
+    """The demo step (as :func:`demo_step`) on micrograd 0.1.0's OWN ``nn`` module.
+
+    For ``chainrule`` (and ``tiny``, the 40-line Value of the ``gpt`` workload, as a
+    reference) the module's source is run with its one import line swapped (as
+    ``tests/test_micrograd_compat.py`` does), so every neuron is micrograd's
+    ``sum(wi * xi ...)`` of ``*`` and ``+`` nodes: no fused ``dot``.
+    """
+    import inspect
+    import types
+
+    import micrograd.nn
+
+    nn: Any = micrograd.nn
+    if engine != "micrograd":
+        line = "from micrograd.engine import Value"
+        swapped = (
+            "from chainrule import Value"
+            if engine == "chainrule"
+            else "from tiny_value import Value"
+        )
+        source = inspect.getsource(micrograd.nn)
+        assert line in source
+        nn = types.ModuleType(f"micrograd_nn_on_{engine}")
+        exec(compile(source.replace(line, swapped), "nn", "exec"), nn.__dict__)
+    X, y = moons()
+    random.seed(1337)
+    model = nn.MLP(2, [16, 16, 1])
+    Value = nn.Value
+
+    collector = CollectorClock()
+    times, in_gc, values = [], [], []
+    for k in range(steps):
+        gc_before, start = collector.seconds, time.perf_counter()
+        inputs = [list(map(Value, row)) for row in X]
+        scores = list(map(model, inputs))
+        losses = [(1 + -yi * si).relu() for yi, si in zip(y, scores, strict=True)]
+        data_loss = sum(losses) * (1.0 / len(losses))
+        total = data_loss + 1e-4 * sum(p * p for p in model.parameters())
+        model.zero_grad()
+        total.backward()
+        lr = 1.0 - 0.9 * k / 100
+        for p in model.parameters():
+            p.data -= lr * p.grad
+        times.append(time.perf_counter() - start)
+        in_gc.append(collector.seconds - gc_before)
+        values.append(total.data)
+    return {"seconds": times, "gc": in_gc, "loss": values}
+
+
+def gpt(engine: str, steps: int) -> dict[str, Any]:
+    """A small scalar GPT's training step (``bench/scalar_gpt.py``), one name per step.
+
+    Engines: ``chainrule`` and ``tiny`` (``bench/tiny_value.py``, the ~40-line Value that
+    stores local derivatives in the forward pass); same code, seed and initial weights.
+    """
+    import scalar_gpt
+
+    if engine == "tiny":
+        from tiny_value import Value
+    else:
+        from chainrule import Value
+    seed = 42
+    names = scalar_gpt.pseudo_names(500, seed)
+    model = scalar_gpt.ScalarGPT(Value, "".join(sorted(set("".join(names)))), seed)
+    optimizer = scalar_gpt.Adam(model.params)
+    order = random.Random(seed).sample(names, len(names))
+
+    collector = CollectorClock()
+    times, in_gc, values = [], [], []
+    for k in range(steps):
+        gc_before, start = collector.seconds, time.perf_counter()
+        loss = model.loss(order[k % len(order)])
+        loss.backward()
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+        in_gc.append(collector.seconds - gc_before)
+        values.append(loss.data)
+    return {"seconds": times, "gc": in_gc, "loss": values}
+
+
+EAGER_WORKLOADS = {"micrograd_nn": micrograd_nn, "gpt": gpt}
+EAGER_STEPS = {("micrograd_nn", "micrograd"): 4}  # micrograd's step takes over a second
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("workload", choices=["demo", "chain", "wide", "memory", "inference"])
-    parser.add_argument("engine", choices=["chainrule", "micrograd", "torch"])
+    parser.add_argument(
+        "workload", choices=["demo", "chain", "wide", "memory", "inference", *EAGER_WORKLOADS]
+    )
+    parser.add_argument("engine", choices=["chainrule", "micrograd", "torch", "tiny"])
     parser.add_argument("--steps", type=int, default=None)
     args = parser.parse_args()
-    if args.workload == "demo":
+    if args.workload in EAGER_WORKLOADS:
+        steps = args.steps or EAGER_STEPS.get((args.workload, args.engine), 20)
+        result = EAGER_WORKLOADS[args.workload](args.engine, steps)
+    elif args.workload == "demo":
         result = demo_step(args.engine, args.steps or STEPS[args.engine])
     elif args.workload == "chain":
         result = chain(args.engine, 1_000_000)
