@@ -240,6 +240,12 @@ def _check_node(node: ast.AST, text: str) -> list[ast.AST]:
 def _check_number(node: ast.Constant, text: str) -> None:
     """Numbers are ints and floats that fit in a float; not bools, complex or strings."""
     value = node.value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            if math.isfinite(value):
+                return  # the common case: no need to find the text (linear in its length)
+        except OverflowError:  # an int too large for a float
+            pass
     shown = _quote(_segment(node, text))
     if isinstance(value, bool):
         raise ExpressionError(f"booleans are not allowed: {shown}")
@@ -249,12 +255,7 @@ def _check_number(node: ast.Constant, text: str) -> None:
         raise ExpressionError(f"strings are not allowed: {shown}")
     if not isinstance(value, (int, float)):
         raise ExpressionError(f"{shown} is not allowed")
-    try:
-        finite = math.isfinite(value)
-    except OverflowError:  # an int too large for a float
-        finite = False
-    if not finite:
-        raise ExpressionError(f"the number {shown} is too large for a float")
+    raise ExpressionError(f"the number {shown} is too large for a float")
 
 
 def _check_name(name: str) -> None:
