@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -234,3 +235,240 @@ def test_train_is_compiled_by_default_and_eager_on_request(tmp_path: Path) -> No
     assert (compiled["config"]["compiled"], eager["config"]["compiled"]) == (True, False)
     for a, b in zip(compiled["history"]["loss"], eager["history"]["loss"], strict=True):
         assert abs(a - b) <= 1e-9 * max(1.0, abs(b))
+
+
+# -- one line and exit 2 for bad input; bugs are bugs -----------------------------------
+
+SMALL = ["--samples", "20", "--layers", "4", "--steps", "3"]
+TINY = [*SMALL, "--no-progress"]
+
+
+def one_error_line(err: str, command: str) -> str:
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"chainrule {command}: error: "), err
+    return err
+
+
+@pytest.fixture
+def small_model(tmp_path: Path) -> Path:
+    from chainrule.nn import MLP, save
+
+    return save(MLP(2, [3, 1], rng=random.Random(0)), tmp_path / "model.json")
+
+
+def rewrite(path: Path, change) -> Path:
+    doc = json.loads(path.read_text())
+    change(doc)
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def nested_lists(path: Path) -> Path:
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("damage", "words"),
+    [
+        (lambda p: rewrite(p, lambda d: d.update(metadata={"task": 5})), "must be an object"),
+        (
+            lambda p: rewrite(p, lambda d: d.update(metadata={"task": {"loss": "softmax"}})),
+            "needs 2 model outputs, but the model has 1",
+        ),
+        (nested_lists, "nested too deeply"),
+        (lambda p: Path("/dev/zero"), "larger than 4,096 bytes"),  # not read on and on
+    ],
+    ids=["task-5", "softmax-on-one-output", "nested-lists", "dev-zero"],
+)
+def test_predict_on_a_hostile_model_file_is_one_line(
+    small_model: Path, damage, words: str, capsys, monkeypatch
+) -> None:
+    from chainrule import nn
+
+    model = damage(small_model)
+    if model == Path("/dev/zero"):  # a small cap keeps the test light (64 MiB by default)
+        monkeypatch.setattr(nn, "MAX_MODEL_BYTES", 4096)
+    assert main(["predict", "--model", str(model), "--input", "0.5,0.25"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and words in one_error_line(captured.err, "predict")
+
+
+def test_predict_without_task_metadata_infers_it(small_model: Path, capsys) -> None:
+    rewrite(small_model, lambda d: d.pop("metadata"))
+    assert main(["predict", "--model", str(small_model), "--input", "0.5,0.25"]) == 0
+    assert capsys.readouterr().out.startswith("class ")
+
+
+def test_a_library_bug_is_not_reported_as_a_usage_error(tmp_path, capsys, monkeypatch) -> None:
+    from chainrule import training
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("an internal inconsistency")
+
+    monkeypatch.setattr(training, "train", broken)
+    assert main(["train", *TINY, "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("chainrule train: internal error: ValueError: an internal inconsistency")
+    assert "bug in chainrule" in err and "--debug" in err
+    for argv in (["train", *TINY, "--debug"], ["--debug", "train", *TINY]):
+        with pytest.raises(ValueError, match="an internal inconsistency"):
+            main([*argv, "--out", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()
+
+
+# -- divergence -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--lr", "100", "--layers", "8,8"],
+        ["--lr", "1e15", "--activation", "linear", "--layers", "4"],
+        ["--lr", "1e15", "--activation", "linear", "--layers", "4", "--eager"],
+    ],
+    ids=["explodes", "overflows", "overflows-eager"],
+)
+def test_train_stops_on_divergence_and_writes_nothing(args, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    code = main(["train", "--samples", "20", "--steps", "30", "--no-progress", *args,
+                 "--out", str(out)])  # fmt: skip
+    assert code == 2
+    err = one_error_line(capsys.readouterr().err, "train")
+    assert "training diverged at step" in err and "chainrule lr-find" in err
+    assert os.listdir(tmp_path) == []  # no model, no half-written folder
+
+
+def test_lr_find_when_every_rate_diverges_suggests_nothing(tmp_path: Path, capsys) -> None:
+    args = "lr-find --activation linear --min-lr 1e10 --max-lr 1e15 --num 3 --run-steps 5"
+    assert main([*args.split(), *SMALL, "--out", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out.count("diverged") == 3 and "suggested" not in captured.out
+    assert "every learning rate from 1e+10 to 1e+15 diverged" in one_error_line(
+        captured.err, "lr-find"
+    )
+    assert_real_plot(tmp_path / "lr_find.png")  # the evidence is still drawn
+
+
+# -- outputs ----------------------------------------------------------------------------
+
+
+def test_train_out_is_checked_before_training(tmp_path: Path, capsys, monkeypatch) -> None:
+    from chainrule import training
+
+    monkeypatch.setattr(training, "train", lambda *a, **k: pytest.fail("training started"))
+    (tmp_path / "file").write_text("mine")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("mine")
+    for out, words in [
+        ("file", "is a file, not a folder"),
+        ("file/run", "a part of that path is a file"),
+        ("notes", "holds files that are not results of a run (todo.txt)"),
+    ]:
+        assert main(["train", *TINY, "--out", str(tmp_path / out)]) == 2
+        assert words in one_error_line(capsys.readouterr().err, "train")
+    assert main(["lr-find", *SMALL, "--out", str(tmp_path / "file")]) == 2
+    assert "is a file" in one_error_line(capsys.readouterr().err, "lr-find")
+    assert (tmp_path / "file").read_text() == "mine"
+    assert (tmp_path / "notes" / "todo.txt").read_text() == "mine"
+    assert sorted(os.listdir(tmp_path)) == ["file", "notes"]
+
+
+def test_an_interrupted_run_leaves_the_previous_one_whole(tmp_path: Path, monkeypatch) -> None:
+    from chainrule import plots
+
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(before) == sorted(["metrics.json", "model.json", "loss.png",
+                                     "decision_boundary.png"])  # fmt: skip
+
+    def interrupt(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # after metrics.json, model.json and loss.png were written
+
+    monkeypatch.setattr(plots, "plot_decision_boundary", interrupt)
+    assert main(["train", *TINY, "--seed", "7", "--out", str(out)]) == 130
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert os.listdir(tmp_path) == ["run"]  # no staging folder left behind
+    monkeypatch.undo()
+    assert main(["train", *TINY, "--seed", "7", "--out", str(out)]) == 0  # replaces the run
+    assert json.loads((out / "metrics.json").read_text())["config"]["seed"] == 7
+    assert os.listdir(tmp_path) == ["run"]
+
+
+def test_graph_to_standard_output(tmp_path: Path) -> None:
+    done = run("graph", "x*2", "--at", "x=3", "-o", "-", "--format", "dot", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("digraph chainrule {") and "x*2 = 6" not in done.stdout
+    assert done.stderr.splitlines() == ["x*2 = 6", "d/dx = 2"]
+    assert os.listdir(tmp_path) == []
+
+
+def test_graph_output_names_and_formats(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["graph", "x*2", "--at", "x=1", "-o", "out.SVG"]) == 0
+    assert (tmp_path / "out.SVG").read_bytes().startswith(b"<?xml")
+    assert main(["graph", "x*2", "--at", "x=1", "-o", "noext"]) == 0  # svg by default
+    assert (tmp_path / "noext").read_bytes().startswith(b"<?xml")
+    assert main(["graph", "x*2", "--at", "x=1", "-o", "g.gv", "--format", "dot"]) == 0
+    capsys.readouterr()
+    for args, words in [
+        (["-o", "out.svg", "--format", "png"], "-o out.svg asks for svg but --format is png"),
+        (["-o", "out.txt"], "cannot tell the drawing format from '.txt'"),
+        (["-o", "missing/g.svg"], "missing does not exist"),
+        (["-o", "out.SVG/g.svg"], "out.SVG is not a folder"),
+        (["-o", "."], "is a folder; name a file"),
+    ]:
+        assert main(["graph", "x*2", "--at", "x=1", *args]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and words in one_error_line(captured.err, "graph")
+    assert sorted(os.listdir(tmp_path)) == ["g.gv", "noext", "out.SVG"]
+
+
+# -- chainrule graph: the details --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-x", "--at", "x=2", "--format", "dot"],
+        ["--at", "x=2", "-x", "--format", "dot"],
+        ["--at=x=2", "--format", "dot", "-x"],
+        ["--format", "dot", "-x", "-o", "g.dot", "--at", "x=2"],
+        ["--at", "x=2", "--format", "dot", "--", "-x"],  # the explicit way still works
+    ],
+)
+def test_graph_expression_may_start_with_a_minus(argv, tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["graph", *argv]) == 0
+    assert capsys.readouterr().out.splitlines()[:2] == ["-x = -2", "d/dx = -1"]
+    assert main(["graph", "-x*3", "-y", "--at", "x=1,y=2", "--format", "dot"]) == 2  # one EXPR
+    assert "unrecognized arguments: -y" in capsys.readouterr().err
+
+
+def test_graph_prints_zero_not_minus_zero(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["graph", "x*0", "--at=x=-2", "--format", "dot"]) == 0
+    assert capsys.readouterr().out.splitlines()[:2] == ["x*0 = 0", "d/dx = 0"]
+
+
+def test_graph_over_the_limit_names_the_flag(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    expression = "+".join(["x"] * 600)  # a flat sum: not "too deep"
+    assert main(["graph", expression, "--at", "x=1", "--format", "dot"]) == 2
+    captured = capsys.readouterr()
+    err = one_error_line(captured.err, "graph")
+    assert "600 Values, more than --max-nodes 500" in err and "--max-nodes 600" in err
+    assert "draw_dot" not in err and captured.out == "" and os.listdir(tmp_path) == []
+    assert main(["graph", expression, "--at", "x=1", "--format", "dot", "--max-nodes", "600"]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == "d/dx = 600"
+
+
+def test_graph_prints_nothing_when_the_drawing_fails(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", "")  # no Graphviz `dot` program
+    assert main(["graph", "x*2", "--at", "x=1"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "install Graphviz" in one_error_line(captured.err, "graph")
+    assert os.listdir(tmp_path) == []

@@ -108,6 +108,44 @@ def test_number_exponent_is_the_engines_power_node() -> None:
     assert out._prev == (leaves["x"], leaves["y"])
 
 
+@pytest.mark.parametrize(
+    ("text", "k"),
+    [("x**(1+1)", 2.0), ("x**(-(3-1))", -2.0), ("x**(6/2)", 3.0), ("x**(2*(1+0.5))", 3.0)],
+)
+def test_an_exponent_without_variables_is_folded_into_a_number(text: str, k: float) -> None:
+    """`x**(1+1)` is the same node as `x**2`, so a negative base works for both."""
+    out, leaves = evaluate(text, {"x": -3.0})
+    assert (out._op, out._arg, out._prev) == ("**", k, (leaves["x"],))
+    out.backward()
+    ref = Value(-3.0)
+    (ref**k).backward()
+    assert (out.data, leaves["x"].grad) == ((-3.0) ** k, ref.grad)
+
+
+def test_a_folded_exponent_raises_the_engines_errors() -> None:
+    with pytest.raises(DivisionByZeroError):
+        evaluate("x**(1/0)", {"x": 2.0})
+    with pytest.raises(NumericOverflowError):
+        evaluate("x**exp(1000)", {"x": 2.0})
+    out, leaves = evaluate("x**(y+1)", {"x": 2.0, "y": 1.0})  # a variable: a Value exponent
+    assert out._arg is None and out._prev == (leaves["x"], out._prev[1])
+
+
+@pytest.mark.parametrize("terms", [MAX_DEPTH + 1, 2_000])
+def test_a_flat_chain_of_terms_is_not_deep(terms: int) -> None:
+    out, leaves = evaluate("+".join(["x"] * terms), {"x": 0.5})
+    out.backward()
+    assert (out.data, leaves["x"].grad) == (0.5 * terms, float(terms))
+    out, _ = evaluate("1" + "-x*2" * terms, {"x": 1.0})  # mixed precedence, still flat
+    assert out.data == 1.0 - 2.0 * terms
+
+
+def test_right_nesting_still_counts_as_depth() -> None:
+    nested = "x+(" * MAX_DEPTH + "x" + ")" * MAX_DEPTH
+    with pytest.raises(ExpressionError, match="nested too deeply"):
+        evaluate(nested, {"x": 1.0})
+
+
 @pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan])
 def test_variable_values_must_be_finite(bad: float) -> None:
     with pytest.raises(ExpressionError, match="the value of `y` must be a finite number"):
@@ -317,7 +355,7 @@ def test_non_string_input_is_a_type_error() -> None:
         ("x+" * (MAX_LENGTH // 2) + "x", "too long: 10001 characters"),
         ("-" * (MAX_DEPTH + 5) + "x", "nested too deeply"),
         ("-" * 9_000 + "x", "nested too deeply"),  # the parser itself runs out of stack
-        ("1+" * 4_999 + "1", "nested too deeply"),  # Python's AST builder recurses too deeply
+        ("1+" * 4_999 + "1", "too many terms in a row"),  # Python's AST builder recurses
         ("x**" * 3_000 + "x", "nested too deeply"),
         ("(" * 1_000 + "x" + ")" * 1_000, "too many nested parentheses"),
         ("tanh(" * 150 + "x" + ")" * 150, "nested too deeply"),

@@ -23,8 +23,10 @@ from chainrule.graph import (
     GraphvizError,
     GraphvizNotFoundError,
     draw_dot,
+    format_for_suffix,
     op_symbol,
     render,
+    render_bytes,
     trace,
 )
 
@@ -267,6 +269,7 @@ def test_draw_dot_max_nodes(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "601" in message
     assert "max_nodes=500" in message
     assert "max_nodes=601" in message  # how to raise the limit
+    assert (info.value.nodes, info.value.max_nodes) == (601, 500)  # for callers' own hints
     assert isinstance(info.value, ValueError)
     assert isinstance(info.value, ChainruleError)
 
@@ -329,6 +332,34 @@ def test_render_writes_the_format_of_the_suffix(tmp_path: Path, name: str, magic
     assert os.listdir(tmp_path) == [name]  # nothing else left behind
     if name.endswith(".svg"):
         assert "grad -4.0000" in svg_texts(content.decode())
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [
+        ("graph.svg", "svg"),
+        ("GRAPH.SVG", "svg"),
+        ("g.Png", "png"),
+        ("g.gv", "dot"),
+        ("g.tif", "tiff"),
+        ("dir.v1/noext", None),
+        ("g.txt", None),
+        ("g.x11", None),
+    ],
+)
+def test_format_for_suffix(name: str, fmt: str | None) -> None:
+    assert format_for_suffix(name) == fmt
+
+
+def test_render_takes_the_format_from_an_upper_case_suffix(tmp_path: Path) -> None:
+    assert render(Value(1.0), tmp_path / "g.SVG").read_bytes().startswith(b"<?xml")
+
+
+def test_render_bytes_is_what_render_writes(tmp_path: Path) -> None:
+    v = lecture_expression()
+    for fmt in ("dot", "svg"):
+        path = render(v["L"], tmp_path / f"g.{fmt}", rankdir="TB")
+        assert render_bytes(v["L"], fmt, rankdir="TB") == path.read_bytes()
 
 
 def test_render_dot_is_the_source(tmp_path: Path) -> None:

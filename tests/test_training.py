@@ -7,11 +7,13 @@ import random
 
 import pytest
 
+from chainrule import training
 from chainrule.data import lecture
+from chainrule.errors import ChainruleError, DivergedError
 from chainrule.losses import mse
-from chainrule.nn import MLP
+from chainrule.nn import MLP, ModelFileError
 from chainrule.optim import SGD
-from chainrule.training import TrainConfig, demo_config, lr_find, train
+from chainrule.training import ConfigError, Task, TrainConfig, demo_config, lr_find, train
 
 
 def test_reference_demo_reaches_full_training_accuracy() -> None:
@@ -145,3 +147,106 @@ def test_compiled_training_equals_eager_within_1e_9(config: TrainConfig) -> None
     assert compiled.history.accuracy == eager.history.accuracy
     for p, q in zip(compiled.model.parameters(), eager.model.parameters(), strict=True):
         assert abs(p.data - q.data) <= 1e-9 * max(1.0, abs(q.data))
+
+
+# -- divergence, bad configurations, tasks from model files -------------------------------
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "eager"])
+@pytest.mark.parametrize(
+    ("config", "words"),
+    [
+        # The loss explodes (to ~1e8 at step 3) without ever overflowing.
+        (TrainConfig(samples=20, hidden=(8, 8), steps=30, lr=100.0), "the loss grew from"),
+        # The loss overflows: the engine (or the compiled step's eager rerun) raises.
+        (TrainConfig(samples=20, hidden=(4,), steps=30, lr=1e15, activation="linear"), "step 1"),
+    ],
+    ids=["explodes", "overflows"],
+)
+def test_divergence_stops_training_with_a_clear_error(
+    config: TrainConfig, words: str, compiled: bool
+) -> None:
+    config.compiled = compiled
+    with pytest.raises(DivergedError, match="training diverged at step") as info:
+        train(config)
+    message = str(info.value)
+    assert words in message and "lower the learning rate" in message and "lr-find" in message
+    assert isinstance(info.value, ChainruleError) and isinstance(info.value, ArithmeticError)
+
+
+def test_a_run_that_trains_is_not_called_divergent() -> None:
+    result = train(TrainConfig(samples=20, hidden=(4,), steps=10, lr=0.5))
+    assert len(result.history.loss) == 10 and all(map(math.isfinite, result.history.loss))
+    assert result.metrics()["accuracy"] == result.accuracy
+
+
+def test_lr_find_with_every_rate_diverging_suggests_nothing() -> None:
+    config = TrainConfig(samples=20, hidden=(4,), activation="linear")
+    found = lr_find(config, lr_min=1e10, lr_max=1e15, num=3, steps=5)
+    assert found.losses == [math.inf] * 3
+    assert found.suggested is None
+
+
+def test_lr_find_never_suggests_a_range_holding_a_diverged_rate(monkeypatch) -> None:
+    """Rates 0.1, 0.3, 1, 3, 10: 1 diverged and 3 trained best, so a tenth of 3 (0.3 to 3)
+    would include 1; the suggestion starts above it."""
+    final = {0.1: 0.5, 0.3: 0.4, 1.0: math.inf, 3.0: 0.2, 10.0: math.inf}
+
+    def fake_train(config: TrainConfig) -> object:
+        lr = min(final, key=lambda r: abs(r - config.lr))
+        if math.isinf(final[lr]):
+            raise DivergedError("diverged")
+        return type("Result", (), {"history": training.History(loss=[1.0, final[lr]])})()
+
+    monkeypatch.setattr(training, "train", fake_train)
+    found = lr_find(TrainConfig(), lr_min=0.1, lr_max=10.0, num=5, steps=2)
+    assert [math.isinf(v) for v in found.losses] == [False, False, True, False, True]
+    assert found.suggested == (found.lrs[3], found.lrs[3])  # 3 alone: 1 diverged
+    final[1.0] = 0.45  # without the diverged rate, the usual tenth of the best
+    found = lr_find(TrainConfig(), lr_min=0.1, lr_max=10.0, num=5, steps=2)
+    assert found.suggested == (found.lrs[3] / 10, found.lrs[3])
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"classes": 3}, "dataset 'moons' has 2 classes"),
+        ({"dataset": "spiral", "classes": 5, "samples": 4}, "4 samples are too few"),
+        ({"samples": 3, "test_fraction": 0.9}, "leaves none to train on"),
+        ({"optimizer": "lbfgs"}, "unknown optimizer 'lbfgs'"),
+        ({"momentum": -1.0}, "momentum must be"),
+    ],
+)
+def test_bad_configurations_are_config_errors_before_any_work(changes, words) -> None:
+    config = TrainConfig(**changes)
+    with pytest.raises(ConfigError, match=words) as info:
+        train(config)
+    assert isinstance(info.value, ChainruleError) and isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("data", "outputs", "expected"),
+    [
+        (None, 1, Task("hinge", 2)),
+        (None, 4, Task("softmax", 4)),
+        ({"loss": "bce", "classes": 2}, 1, Task("bce", 2)),
+        ({"loss": "softmax", "classes": 3}, 3, Task("softmax", 3)),
+    ],
+)
+def test_task_from_a_model_files_metadata(data, outputs: int, expected: Task) -> None:
+    assert Task.from_json(data, outputs) == expected
+
+
+@pytest.mark.parametrize(
+    ("data", "outputs", "words"),
+    [
+        (5, 1, "must be an object, got 5"),
+        ({"loss": "softmax", "classes": 3}, 1, "needs 3 model outputs, but the model has 1"),
+        ({"loss": "hinge", "classes": 2}, 3, "needs 1 model output, but the model has 3"),
+        ({"loss": "auto", "classes": 2}, 1, "unknown task loss 'auto'"),
+        ({"loss": "hinge", "classes": "2"}, 1, "classes must be a whole number"),
+    ],
+)
+def test_a_task_that_does_not_fit_is_a_model_file_error(data, outputs: int, words: str) -> None:
+    with pytest.raises(ModelFileError, match=words):
+        Task.from_json(data, outputs)

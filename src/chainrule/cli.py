@@ -6,7 +6,9 @@
     chainrule lr-find --dataset moons
     chainrule graph "3*x**2 - 4*x + 5" --at x=3   prints 20 and d/dx = 14, writes graph.svg
 
-Every bad argument or file gets one line saying what is wrong and exit code 2.
+Every bad argument or file, and a training run that diverges, gets one line saying
+what is wrong and exit code 2. Anything else that goes wrong is a bug in chainrule: one
+line saying so and exit code 1; ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -20,10 +22,15 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from chainrule import __version__
-from chainrule._io import atomic_write_text
-from chainrule.errors import ChainruleError
+from chainrule._io import atomic_write_bytes, atomic_write_text, ensure_writable_folder
+from chainrule.errors import ChainruleError, DivergedError
 
+EXIT_BUG = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+#: The files a training run writes into its --out folder.
+RUN_FILES = ("metrics.json", "model.json", "loss.png", "decision_boundary.png")
 
 
 class UsageError(Exception):
@@ -171,31 +178,43 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def _run_training(config: Any, out: Path, progress: bool) -> int:
+    """Train, then write :data:`RUN_FILES` into ``out`` as one unit.
+
+    The configuration and the folder are checked before training starts. The files
+    are written into a hidden temporary folder that is renamed to ``out`` at the end,
+    so an interrupted or diverged run leaves ``out`` as it was: never a mix of two
+    runs, never a model of a run that failed.
+    """
     from chainrule import nn
+    from chainrule._io import staged_folder
     from chainrule.plots import plot_decision_boundary, plot_history
     from chainrule.training import train
 
-    result = train(config, progress=progress)  # validates the config first
-    metrics = result.metrics()
-    files = [
-        atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1)),
+    config.validate()
+    with staged_folder(out, RUN_FILES) as staging:
+        result = train(config, progress=progress)
+        metrics = result.metrics()
+        atomic_write_text(staging / "metrics.json", json.dumps(metrics, indent=1))
         nn.save(
             result.model,
-            out / "model.json",
+            staging / "model.json",
             metadata={"task": result.task.to_json(), "dataset": config.dataset},
-        ),
+        )
         plot_history(
-            result.history.loss, result.history.accuracy, out / "loss.png", title=config.dataset
-        ),
+            result.history.loss,
+            result.history.accuracy,
+            staging / "loss.png",
+            title=config.dataset,
+        )
         plot_decision_boundary(
             result.model,
             result.task.predict,
             result.X,
             result.y,
-            out / "decision_boundary.png",
+            staging / "decision_boundary.png",
             title=f"{config.dataset}: {metrics['accuracy']:.0%} training accuracy",
-        ),
-    ]
+        )
+    files = [out / name for name in RUN_FILES]
     test = f", test accuracy {metrics['test_accuracy']:.1%}" if "test_accuracy" in metrics else ""
     print(
         f"trained {metrics['parameters']} parameters for {metrics['steps']} steps in "
@@ -220,17 +239,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from chainrule.engine import no_grad
-    from chainrule.nn import load_with_metadata
+    from chainrule.nn import ModelFileError, load_with_metadata
     from chainrule.training import Task
 
-    model, metadata = load_with_metadata(args.model)
-    task_info = metadata.get("task", {})
-    outputs = model.nouts[-1]
-    default_loss = "softmax" if outputs > 1 else "hinge"
+    model, metadata = load_with_metadata(args.model)  # size, shapes, numbers checked
     try:
-        task = Task(str(task_info.get("loss", default_loss)), int(task_info.get("classes", 2)))
-    except (TypeError, ValueError):
-        raise UsageError(f"{args.model}: the model file's task metadata is invalid") from None
+        task = Task.from_json(metadata.get("task"), model.nouts[-1])
+    except ModelFileError as exc:
+        raise ModelFileError(f"{args.model}: {exc}") from None
     for row in args.input:
         if len(row) != model.nin:
             raise UsageError(
@@ -250,26 +266,80 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     if not args.min_lr < args.max_lr:
         raise UsageError("--min-lr must be below --max-lr")
     config = _config(args)
+    config.validate()
+    ensure_writable_folder(args.out)  # before the runs, not after them
     found = lr_find(config, args.min_lr, args.max_lr, args.num, args.run_steps)
     for lr, loss in zip(found.lrs, found.losses, strict=True):
         shown = f"{loss:.4f}" if math.isfinite(loss) else "diverged"
         print(f"lr {lr:10.4g}   loss after {args.run_steps} steps: {shown}")
-    low, high = found.suggested
     path = plot_lr_find(found.lrs, found.losses, args.out / "lr_find.png", found.suggested)
-    print(f"suggested learning rates: {low:.3g} to {high:.3g}")
+    if found.suggested is None:
+        print(f"wrote {path}")
+        raise DivergedError(
+            f"every learning rate from {args.min_lr:g} to {args.max_lr:g} diverged; "
+            f"try smaller ones, e.g. --min-lr {args.min_lr / 1e4:g} --max-lr {args.min_lr:g}"
+        )
+    low, high = found.suggested
+    if low == high:
+        print(f"suggested learning rate: {low:.3g}")
+    else:
+        print(f"suggested learning rates: {low:.3g} to {high:.3g}")
     print(f"wrote {path}")
     return 0
 
 
 def _short(x: float) -> str:
-    """A number as a person writes it: ``20``, ``14``, ``0.4199743416``."""
-    return f"{x:.10g}"
+    """A number as a person writes it: ``20``, ``14``, ``0.4199743416``; ``0``, not ``-0``."""
+    return f"{x + 0.0:.10g}"  # -0.0 + 0.0 is 0.0
+
+
+def _graph_format(args: argparse.Namespace) -> str:
+    """The drawing format: --format, else the output's suffix (any case), else svg.
+
+    A suffix that names another format than --format, or that names no format at all
+    (without --format), is refused rather than guessed.
+    """
+    from chainrule.graph import format_for_suffix
+
+    output: Path | None = args.output
+    if output is None or str(output) == "-":
+        return str(args.format or "svg")
+    named = format_for_suffix(output)
+    if args.format:
+        if named is not None and named != args.format:
+            raise UsageError(
+                f"-o {output} asks for {named} but --format is {args.format}; "
+                "make them agree or leave one out"
+            )
+        return str(args.format)
+    if named is not None:
+        return named
+    if output.suffix:
+        raise UsageError(
+            f"-o {output}: cannot tell the drawing format from {output.suffix!r}; "
+            "end the name in .svg, .png, .pdf or .dot, or give --format"
+        )
+    return "svg"
+
+
+def _check_output_file(path: Path) -> None:
+    """Refuse, before any work, an output that is a folder or lies in a missing folder."""
+    if path.is_dir():
+        raise UsageError(f"-o {path} is a folder; name a file, such as {path / 'graph.svg'}")
+    if not path.parent.is_dir():
+        problem = "is not a folder" if path.parent.exists() else "does not exist"
+        raise UsageError(f"-o {path}: {path.parent} {problem}")
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
     from chainrule.expr import evaluate, parse_assignments
-    from chainrule.graph import render
+    from chainrule.graph import GraphTooLargeError, render_bytes
 
+    fmt = _graph_format(args)
+    to_stdout = args.output is not None and str(args.output) == "-"
+    path: Path = args.output or Path(f"graph.{fmt}")
+    if not to_stdout:
+        _check_output_file(path)
     values: dict[str, float] = {}
     for text in args.at or []:
         for name, value in parse_assignments(text).items():
@@ -281,12 +351,23 @@ def cmd_graph(args: argparse.Namespace) -> int:
     if unused:
         raise UsageError(f"--at {unused[0]}=...: the expression has no variable `{unused[0]}`")
     out.backward()
-    fmt = args.format or (args.output.suffix.lstrip(".") if args.output else "svg")
-    path = args.output or Path(f"graph.{fmt}")
-    print(f"{args.expression} = {_short(out.data)}")
-    for name, leaf in leaves.items():
-        print(f"d/d{name} = {_short(leaf.grad)}")
-    written = render(out, path, format=fmt, rankdir=args.rankdir, max_nodes=args.max_nodes)
+    try:  # draw before printing anything: a failure leaves no half-reported result
+        drawing = render_bytes(out, fmt, rankdir=args.rankdir, max_nodes=args.max_nodes)
+    except GraphTooLargeError as exc:
+        raise UsageError(
+            f"the graph has {exc.nodes} Values, more than --max-nodes {exc.max_nodes}; "
+            f"draw a smaller expression, or raise the limit with --max-nodes {exc.nodes}"
+        ) from None
+    results = [f"{args.expression} = {_short(out.data)}"]
+    results += [f"d/d{name} = {_short(leaf.grad)}" for name, leaf in leaves.items()]
+    if to_stdout:  # the drawing is the output; the numbers go to the terminal
+        sys.stdout.flush()
+        sys.stdout.buffer.write(drawing)
+        sys.stdout.buffer.flush()
+        print("\n".join(results), file=sys.stderr)
+        return 0
+    written = atomic_write_bytes(path, drawing)  # straight into /dev/null or a pipe
+    print("\n".join(results))
     print(f"wrote {written}")
     return 0
 
@@ -298,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
         "predict with them, and draw computational graphs.",
     )
     parser.add_argument("--version", action="version", version=f"chainrule {__version__}")
+    _debug_flag(parser, default=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -314,6 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _eager_flag(p)
+    _debug_flag(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser(
@@ -324,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _training_flags(p, "runs/train")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _debug_flag(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
@@ -341,6 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated input numbers; repeat for several points "
         "(write --input=-1,0.5 when the first number is negative)",
     )
+    _debug_flag(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser(
@@ -354,6 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-lr", type=_positive, default=1e3, help="largest lr (%(default)s)")
     p.add_argument("--num", type=_count(2), default=13, help="learning rates (%(default)s)")
     p.add_argument("--run-steps", type=_count(1), default=20, help="steps each (%(default)s)")
+    _debug_flag(p)
     p.set_defaults(func=cmd_lr_find)
 
     p = sub.add_parser(
@@ -362,7 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate EXPR with chainrule, run backward(), print the value and "
         "the gradient with respect to every variable, and draw the graph with data and "
         "grad on every node. EXPR may use numbers, variables, + - * / **, parentheses "
-        "and tanh exp log relu sigmoid; nothing else is accepted, and nothing is run.",
+        "and tanh exp log relu sigmoid; nothing else is accepted, and nothing is run. "
+        'An expression may start with a minus sign: chainrule graph "-x*2" --at x=1.',
     )
     p.add_argument("expression", metavar="EXPR", help='e.g. "3*x**2 - 4*x + 5"')
     p.add_argument(
@@ -371,7 +458,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="x=3,y=-2",
         help="variable values (repeatable; write --at=x=-3 for a leading minus)",
     )
-    p.add_argument("-o", "--output", type=Path, help="file to write (graph.FORMAT)")
+    p.add_argument(
+        "-o", "--output", type=Path, help="file to write (graph.FORMAT); - for standard output"
+    )
     p.add_argument(
         "--format",
         choices=("svg", "png", "pdf", "dot"),
@@ -381,28 +470,111 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-nodes", type=_count(1), default=500, help="largest graph drawn (%(default)s)"
     )
+    _debug_flag(p)
     p.set_defaults(func=cmd_graph)
     return parser
 
 
+def _debug_flag(p: argparse.ArgumentParser, default: Any = argparse.SUPPRESS) -> None:
+    # On the subcommands the default is SUPPRESS, so `chainrule --debug train` is not
+    # undone by the subcommand's own default.
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        default=default,
+        help="show Python's traceback instead of a one-line error",
+    )
+
+
+#: Options of `chainrule graph` that take a value, and those that do not.
+_GRAPH_VALUE_OPTIONS = ("--at", "-o", "--output", "--format", "--rankdir", "--max-nodes")
+_GRAPH_FLAGS = ("-h", "--help", "--debug")
+
+
+def _leading_minus_expression(argv: list[str]) -> list[str]:
+    """Let ``chainrule graph "-x*2" --at x=1`` mean the expression ``-x*2``.
+
+    argparse takes any word that starts with ``-`` for an option. For ``graph``, the
+    first word that starts with a single ``-`` and is neither one of its options nor an
+    option's value is the expression: it is moved to the end, after ``--``. Command
+    lines that already use ``--`` are left alone.
+    """
+    command = next((i for i, word in enumerate(argv) if not word.startswith("-")), None)
+    if command is None or argv[command] != "graph" or "--" in argv:
+        return argv
+    rest = argv[command + 1 :]
+    i = 0
+    while i < len(rest):
+        word = rest[i]
+        name = word.split("=", 1)[0]
+        if word in _GRAPH_VALUE_OPTIONS:
+            i += 2  # the option and its value
+        elif name in _GRAPH_VALUE_OPTIONS or word in _GRAPH_FLAGS:
+            i += 1
+        elif not word.startswith("-") or word == "-":
+            return argv  # the expression is an ordinary word
+        elif word.startswith("--") or (word.startswith("-o") and len(word) > 2):
+            i += 1  # an unknown long option, or -oFILE: argparse decides
+        else:
+            expression = rest.pop(i)
+            return [*argv[: command + 1], *rest, "--", expression]
+    return argv
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for an error a user can fix: the message, or the OS's words for a file."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        return f"{where}{exc.strerror}"
+    if isinstance(exc, MemoryError):
+        return "out of memory; use a smaller model or dataset"
+    message = str(exc).strip()
+    return message.splitlines()[0] if message else type(exc).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit code (0 ok, 2 bad input or file)."""
+    """Run the command line; return the exit code.
+
+    0: done. 2: a bad argument, input file or output path, or a training run that
+    diverged -- one line on stderr saying what is wrong. 1: an unexpected error, which
+    is a bug in chainrule -- one line saying so (``--debug`` shows the traceback).
+    130: interrupted.
+    """
+    words = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args: argparse.Namespace | None = None
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(_leading_minus_expression(words))
         code: int = args.func(args)
         return code
-    except (UsageError, ChainruleError, ValueError, OSError) as exc:
-        message = str(exc)
-        if not message.startswith("chainrule"):  # parser errors already name the command
-            command = getattr(args, "command", None)
-            message = f"chainrule {command}: error: {message}" if command else message
-        print(message.splitlines()[0] if message else repr(exc), file=sys.stderr)
+    except UsageError as exc:
+        _error(args, str(exc))
     except KeyboardInterrupt:
         print("chainrule: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except (ChainruleError, OSError, MemoryError) as exc:  # bad input, files, divergence
+        if getattr(args, "debug", False):
+            raise
+        _error(args, _describe(exc))
+    except Exception as exc:  # anything else is chainrule's fault, not the user's
+        if getattr(args, "debug", False):
+            raise
+        _error(
+            args,
+            f"{type(exc).__name__}: {_describe(exc)} -- this is a bug in chainrule; run the "
+            "command again with --debug to see the traceback, and please report it",
+            kind="internal error",
+        )
+        return EXIT_BUG
     return EXIT_USAGE
+
+
+def _error(args: argparse.Namespace | None, message: str, kind: str = "error") -> None:
+    """Print one line, ``chainrule COMMAND: error: ...``, on stderr."""
+    if not message.startswith("chainrule"):  # parser errors already name the command
+        command = getattr(args, "command", None)
+        message = f"chainrule {command}: {kind}: {message}" if command else f"chainrule: {message}"
+    print(message.splitlines()[0], file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,6 +19,7 @@ import numpy as np
 
 __all__ = [
     "DATASETS",
+    "MULTICLASS",
     "blobs",
     "circles",
     "lecture",

@@ -11,6 +11,7 @@ __all__ = [
     "ChainruleError",
     "CompileError",
     "CompileWarning",
+    "DivergedError",
     "DivisionByZeroError",
     "DomainError",
     "GradcheckError",
@@ -48,3 +49,11 @@ class CompileError(ChainruleError, ValueError):
 class CompileWarning(UserWarning):
     """Something :func:`chainrule.compile` did that may surprise: baked-in constants,
     repeated re-tracing."""
+
+
+class DivergedError(ChainruleError, ArithmeticError):
+    """Training diverged: the loss became non-finite or exploded, or a parameter overflowed.
+
+    The message names the step and the loss and suggests a smaller learning rate
+    (``chainrule lr-find`` finds one).
+    """

@@ -47,7 +47,9 @@ __all__ = [
 #: The longest expression (in characters) accepted.
 MAX_LENGTH = 10_000
 
-#: The deepest syntax tree accepted (``-(-(-x))`` is 4 levels, ``a + b + c`` is 3).
+#: The deepest nesting accepted. ``-(-(-x))`` is 4 levels and ``tanh(tanh(x))`` 3, while
+#: ``a + b + c`` is 2 however long the chain: the left operand of a binary operator sits
+#: at the operator's own level, so a flat sum of any number of terms is not "deep".
 MAX_DEPTH = 100
 
 #: The functions an expression may call, each with exactly one argument.
@@ -168,8 +170,11 @@ def parse(text: str) -> ast.Expression:
         detail = f": {reason}" if reason else ""
         raise ExpressionError(f"invalid syntax at column {column}{detail}") from None
     except (RecursionError, MemoryError):
+        # Python's own parser and AST builder recurse, also along a flat chain
+        # (about 3,000 terms of `1+1+...` with the default recursion limit).
         raise ExpressionError(
-            f"expression is nested too deeply (the limit is {MAX_DEPTH} levels)"
+            "expression is nested too deeply or has too many terms in a row for Python's "
+            "parser; split it into smaller parts"
         ) from None
     _validate(tree, stripped)
     return tree
@@ -179,7 +184,8 @@ def _validate(tree: ast.Expression, text: str) -> None:
     """Walk the tree without recursion; raise on the first node not on the whitelist.
 
     Nodes are visited in the order they are written, so the message names the
-    leftmost offending part.
+    leftmost offending part. Depth is counted as :data:`MAX_DEPTH` describes: a binary
+    operator's left operand is at the operator's level, every other child one deeper.
     """
     stack: list[tuple[ast.AST, int]] = [(tree.body, 1)]
     while stack:
@@ -190,7 +196,10 @@ def _validate(tree: ast.Expression, text: str) -> None:
                 "split it into smaller parts"
             )
         children = _check_node(node, text)
-        stack.extend((child, depth + 1) for child in reversed(children))
+        if isinstance(node, ast.BinOp):  # a + b + c: the chain runs down the left operands
+            stack += [(node.right, depth + 1), (node.left, depth)]
+        else:
+            stack.extend((child, depth + 1) for child in reversed(children))
 
 
 def _segment(node: ast.AST, text: str) -> str:
@@ -231,6 +240,12 @@ def _check_node(node: ast.AST, text: str) -> list[ast.AST]:
 def _check_number(node: ast.Constant, text: str) -> None:
     """Numbers are ints and floats that fit in a float; not bools, complex or strings."""
     value = node.value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            if math.isfinite(value):
+                return  # the common case: no need to find the text (linear in its length)
+        except OverflowError:  # an int too large for a float
+            pass
     shown = _quote(_segment(node, text))
     if isinstance(value, bool):
         raise ExpressionError(f"booleans are not allowed: {shown}")
@@ -240,12 +255,7 @@ def _check_number(node: ast.Constant, text: str) -> None:
         raise ExpressionError(f"strings are not allowed: {shown}")
     if not isinstance(value, (int, float)):
         raise ExpressionError(f"{shown} is not allowed")
-    try:
-        finite = math.isfinite(value)
-    except OverflowError:  # an int too large for a float
-        finite = False
-    if not finite:
-        raise ExpressionError(f"the number {shown} is too large for a float")
+    raise ExpressionError(f"the number {shown} is too large for a float")
 
 
 def _check_name(name: str) -> None:
@@ -333,8 +343,10 @@ def evaluate(text: str, variables: Mapping[str, float]) -> tuple[Value, dict[str
     its name, so that after ``output.backward()`` the gradient ``d output / d x`` is
     ``leaves["x"].grad`` and drawings show the names. A variable used twice is one
     leaf. Numbers become unlabelled constant leaves (``-2`` is one leaf, not a
-    negation); ``x ** 2`` with a number exponent is the engine's ``x ** k`` node.
-    Entries of ``variables`` that the expression does not use are ignored.
+    negation). An exponent without variables (``2``, ``-1``, ``(1+1)``, ``1/2``) is
+    worked out first, so ``x ** (1+1)`` is the engine's ``x ** k`` node with ``k = 2``,
+    exactly like ``x ** 2``, and works for negative ``x``. Entries of ``variables``
+    that the expression does not use are ignored.
 
     Raises :class:`ExpressionError` for text :func:`parse` rejects and for variables
     without a value; arithmetic errors (``log(-1)``, ``1/0``, overflow) are raised by
@@ -360,26 +372,66 @@ def evaluate(text: str, variables: Mapping[str, float]) -> tuple[Value, dict[str
 
 
 def _evaluate(node: ast.AST, leaves: dict[str, Value]) -> Value:
-    """Evaluate a validated node. Recursion is bounded by :data:`MAX_DEPTH`."""
+    """Evaluate a validated node.
+
+    A chain of binary operators (``a + b + c + ...``) is walked down its left operands
+    with a loop; the recursion goes only into right operands, unary operands and
+    function arguments, so its depth is bounded by :data:`MAX_DEPTH`.
+    """
     number = _literal_number(node)
     if number is not None:
         return Value(number)
     if isinstance(node, ast.Name):
         return leaves[node.id]
     if isinstance(node, ast.BinOp):
-        left = _evaluate(node.left, leaves)
-        if isinstance(node.op, ast.Pow):
-            exponent = _literal_number(node.right)  # x ** 2: the engine's x ** k node
-            if exponent is not None:
-                return left**exponent
-            return left ** _evaluate(node.right, leaves)
-        return _BINARY_OPS[type(node.op)](left, _evaluate(node.right, leaves))
+        chain: list[ast.BinOp] = []
+        left: ast.AST = node
+        while isinstance(left, ast.BinOp):
+            chain.append(left)
+            left = left.left
+        value = _evaluate(left, leaves)
+        for op in reversed(chain):
+            value = _binary(op, value, leaves)
+        return value
     if isinstance(node, ast.UnaryOp):
         operand = _evaluate(node.operand, leaves)
         return -operand if isinstance(node.op, ast.USub) else operand
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
         return FUNCTIONS[node.func.id](_evaluate(node.args[0], leaves))
     raise ExpressionError(f"cannot evaluate {type(node).__name__}")  # unreachable after parse
+
+
+def _binary(node: ast.BinOp, left: Value, leaves: dict[str, Value]) -> Value:
+    """``left <op> node.right``; an exponent without variables becomes a plain number."""
+    if isinstance(node.op, ast.Pow):
+        exponent = _constant(node.right)
+        if exponent is not None:
+            return left**exponent  # the engine's x ** k node
+        return left ** _evaluate(node.right, leaves)
+    return _BINARY_OPS[type(node.op)](left, _evaluate(node.right, leaves))
+
+
+def _constant(node: ast.AST) -> float | None:
+    """The number a variable-free expression works out to (``2``, ``1+1``), else None.
+
+    It is computed with Values, so ``1/0`` or ``exp(1000)`` raise the engine's errors,
+    and the result has the same rounding as the same text anywhere else.
+    """
+    number = _literal_number(node)
+    if number is not None:
+        return number
+    stack = [node]
+    while stack:
+        part = stack.pop()
+        if isinstance(part, ast.Name):
+            return None
+        if isinstance(part, ast.BinOp):
+            stack += [part.left, part.right]
+        elif isinstance(part, ast.UnaryOp):
+            stack.append(part.operand)
+        elif isinstance(part, ast.Call):
+            stack += part.args
+    return _evaluate(node, {}).data
 
 
 def parse_assignments(text: str) -> dict[str, float]:

@@ -31,8 +31,10 @@ __all__ = [
     "GraphvizError",
     "GraphvizNotFoundError",
     "draw_dot",
+    "format_for_suffix",
     "op_symbol",
     "render",
+    "render_bytes",
     "trace",
 ]
 
@@ -56,7 +58,16 @@ _INSTALL_HINT = (
 
 
 class GraphTooLargeError(ChainruleError, ValueError):
-    """The graph has more Values than the drawing limit ``max_nodes``."""
+    """The graph has more Values than the drawing limit ``max_nodes``.
+
+    ``nodes`` and ``max_nodes`` hold the two numbers, for callers that phrase their own
+    hint (the command line names its ``--max-nodes`` flag).
+    """
+
+    def __init__(self, message: str, nodes: int = 0, max_nodes: int = 0) -> None:
+        super().__init__(message)
+        self.nodes = nodes
+        self.max_nodes = max_nodes
 
 
 class GraphvizError(ChainruleError, RuntimeError):
@@ -175,7 +186,9 @@ def draw_dot(
         raise GraphTooLargeError(
             f"draw_dot: the graph has {len(nodes)} Values, more than max_nodes={max_nodes}; "
             f"a drawing that large is unreadable and slow to lay out. Draw a smaller "
-            f"expression, or raise the limit with draw_dot(..., max_nodes={len(nodes)})"
+            f"expression, or raise the limit with draw_dot(..., max_nodes={len(nodes)})",
+            nodes=len(nodes),
+            max_nodes=max_nodes,
         )
 
     dot = graphviz.Digraph("chainrule", format=format, graph_attr={"rankdir": rankdir})
@@ -206,6 +219,17 @@ def draw_dot(
     return dot
 
 
+def format_for_suffix(path: str | os.PathLike[str]) -> str | None:
+    """The output format a file name asks for, or None if it has no suffix or an unknown one.
+
+    Case does not matter (``graph.SVG`` is ``"svg"``); ``.gv`` is ``"dot"`` and ``.tif``
+    ``"tiff"``.
+    """
+    suffix = Path(path).suffix.lower().lstrip(".")
+    fmt = _SUFFIX_FORMATS.get(suffix, suffix)
+    return fmt if fmt in FORMATS else None
+
+
 def _format_for(path: Path, format: str | None) -> str:
     if format is not None:
         return format
@@ -215,8 +239,8 @@ def _format_for(path: Path, format: str | None) -> str:
             f"render: cannot tell the format of {str(path)!r} without a file suffix; "
             f"name it like 'graph.svg' or pass format='svg'"
         )
-    fmt = _SUFFIX_FORMATS.get(suffix, suffix)
-    if fmt not in FORMATS:
+    fmt = format_for_suffix(path)
+    if fmt is None:
         raise ValueError(
             f"render: unknown format {suffix!r} from the suffix of {str(path)!r}; use a "
             f"suffix such as .svg, .png, .pdf or .dot, or pass format='svg'"
@@ -251,28 +275,49 @@ def render(
     directory = target.parent
     if not directory.is_dir():
         raise FileNotFoundError(f"render: the folder {str(directory)!r} does not exist")
+    content = render_bytes(
+        root, fmt, rankdir=rankdir, max_nodes=max_nodes, show_grad=show_grad, precision=precision
+    )
+    return atomic_write_bytes(target, content)
+
+
+def render_bytes(
+    root: Value,
+    format: str = "svg",
+    *,
+    rankdir: str = "LR",
+    max_nodes: int | None = 500,
+    show_grad: bool = True,
+    precision: int = 4,
+) -> bytes:
+    """The drawing of ``root``'s graph (see :func:`draw_dot`) in ``format``, as bytes.
+
+    What :func:`render` writes, for callers that write it themselves (to standard
+    output, say) or want every failure to happen before anything is written. Raises
+    as :func:`render` does.
+    """
     dot = draw_dot(
         root,
-        format=fmt,
+        format=format,
         rankdir=rankdir,
         max_nodes=max_nodes,
         show_grad=show_grad,
         precision=precision,
     )
+    fmt = format
     if fmt == "dot":
-        content = dot.source.encode("utf-8")
-    else:
-        try:
-            content = dot.pipe(format=fmt)
-        except graphviz.ExecutableNotFound:
-            raise GraphvizNotFoundError(
-                f"render: drawing {fmt} needs the Graphviz program `dot`, which was not "
-                f"found on PATH: {_INSTALL_HINT}"
-            ) from None
-        except graphviz.CalledProcessError as exc:
-            stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
-            raise GraphvizError(
-                f"render: Graphviz could not draw {fmt}: {stderr.strip() or exc}"
-            ) from None
-
-    return atomic_write_bytes(target, content)
+        source: str = dot.source
+        return source.encode("utf-8")
+    try:
+        content: bytes = dot.pipe(format=fmt)
+    except graphviz.ExecutableNotFound:
+        raise GraphvizNotFoundError(
+            f"render: drawing {fmt} needs the Graphviz program `dot`, which was not "
+            f"found on PATH: {_INSTALL_HINT}"
+        ) from None
+    except graphviz.CalledProcessError as exc:
+        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
+        raise GraphvizError(
+            f"render: Graphviz could not draw {fmt}: {stderr.strip() or exc}"
+        ) from None
+    return content

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import random
+import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
@@ -355,6 +356,17 @@ def save(model: MLP, path: str | os.PathLike[str], metadata: dict[str, Any] | No
     return atomic_write_text(path, json.dumps(document, allow_nan=False, indent=1))
 
 
+#: The largest model file :func:`load` reads. :func:`save` writes about 26 bytes per
+#: parameter, so this is room for some 2.5 million parameters; a bigger file (or a
+#: device such as /dev/zero) is refused before it is read into memory.
+MAX_MODEL_BYTES = 64 * 1024 * 1024
+
+#: The most parameters :func:`load` builds. A file can hold numbers far more densely
+#: than :func:`save` writes them (``0,0,0,...``): this bounds the memory a crafted
+#: file can make ``load`` allocate (about 120 bytes a parameter).
+MAX_MODEL_PARAMETERS = 4_000_000
+
+
 def _reject_constant(name: str) -> float:
     raise ModelFileError(f"non-finite number {name} in the model file")
 
@@ -362,9 +374,11 @@ def _reject_constant(name: str) -> float:
 def load(path: str | os.PathLike[str]) -> MLP:
     """Read a model written by :func:`save`; raise :class:`ModelFileError` if anything is off.
 
-    Checks the format name and version, the architecture, every layer's shape and that
-    every number is finite, before building the model: a bad file never yields a
-    half-built model.
+    Checks the file size (at most :data:`MAX_MODEL_BYTES`), the format name and
+    version, the architecture (at most :data:`MAX_MODEL_PARAMETERS` parameters), every
+    layer's shape against it and that every number is finite, all before building the
+    model: a bad file never yields a half-built model, and a small file cannot make
+    ``load`` allocate a large one.
     """
     model, _ = load_with_metadata(path)
     return model
@@ -374,24 +388,71 @@ def load_with_metadata(path: str | os.PathLike[str]) -> tuple[MLP, dict[str, Any
     """Like :func:`load`, and also return the file's metadata dictionary."""
     source = Path(path)
     try:
-        text = source.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ModelFileError(f"{source}: no such model file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ModelFileError(f"{source}: cannot read the model file ({exc})") from None
-    try:
-        doc = json.loads(text, parse_constant=_reject_constant)
+        return _build(json.loads(_read_model_text(source), parse_constant=_reject_constant))
     except json.JSONDecodeError as exc:
         raise ModelFileError(
             f"{source}: not a valid model file (truncated or corrupt JSON: {exc.msg} "
             f"at line {exc.lineno} column {exc.colno})"
         ) from None
+    except RecursionError:
+        raise ModelFileError(
+            f"{source}: not a model file (its JSON is nested too deeply to read)"
+        ) from None
     except ModelFileError as exc:
         raise ModelFileError(f"{source}: {exc}") from None
+
+
+def _read_model_text(source: Path) -> str:
+    """The file's text, refusing anything larger than :data:`MAX_MODEL_BYTES` unread."""
+    limit = MAX_MODEL_BYTES
+    too_big = ModelFileError(
+        f"the file is larger than {limit:,} bytes (chainrule.nn.MAX_MODEL_BYTES); "
+        "it is not a model file written by chainrule"
+    )
     try:
-        return _build(doc)
-    except ModelFileError as exc:
-        raise ModelFileError(f"{source}: {exc}") from None
+        with open(source, "rb") as f:
+            info = os.fstat(f.fileno())
+            if stat.S_ISREG(info.st_mode) and info.st_size > limit:
+                raise too_big
+            data = f.read(limit + 1)  # devices and pipes have no size: read at most this
+    except FileNotFoundError:
+        raise ModelFileError("no such model file") from None
+    except OSError as exc:
+        raise ModelFileError(f"cannot read the model file ({exc.strerror or exc})") from None
+    if len(data) > limit:
+        raise too_big
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ModelFileError("not a model file (not UTF-8 text)") from None
+
+
+def _architecture(arch: object) -> tuple[int, list[int], str, str | None]:
+    """``nin, nouts, activation, output_activation``, checked without building anything."""
+    if not isinstance(arch, dict) or arch.get("type") != "MLP":
+        raise ModelFileError("the architecture must be an object with type 'MLP'")
+    nin, nouts = arch.get("nin"), arch.get("nouts")
+    activation, output_activation = arch.get("activation"), arch.get("output_activation")
+    try:
+        _check_size("nin", nin)
+        if not isinstance(nouts, list) or not nouts:
+            raise ValueError(f"nouts must be a non-empty list of layer sizes, got {nouts!r:.40}")
+        for n in nouts:
+            _check_size("each layer size in nouts", n)
+        _check_choice("activation", activation, ACTIVATIONS)
+        if output_activation is not None:
+            _check_choice("output_activation", output_activation, ACTIVATIONS)
+    except ValueError as exc:
+        raise ModelFileError(f"invalid architecture: {exc}"[:200]) from None
+    assert isinstance(nin, int) and isinstance(activation, str)
+    sizes = [nin, *nouts]
+    count = sum((sizes[i] + 1) * sizes[i + 1] for i in range(len(nouts)))
+    if count > MAX_MODEL_PARAMETERS:
+        raise ModelFileError(
+            f"the architecture has {count:,} parameters, more than chainrule loads "
+            f"({MAX_MODEL_PARAMETERS:,}, chainrule.nn.MAX_MODEL_PARAMETERS)"
+        )
+    return nin, nouts, activation, output_activation
 
 
 def _build(doc: Any) -> tuple[MLP, dict[str, Any]]:
@@ -400,53 +461,56 @@ def _build(doc: Any) -> tuple[MLP, dict[str, Any]]:
     version = doc.get("version")
     if version != VERSION:
         raise ModelFileError(
-            f"unknown model file version {version!r}; this chainrule reads version {VERSION}"
+            f"unknown model file version {version!r:.40}; this chainrule reads version {VERSION}"
         )
-    arch = doc.get("architecture")
-    if not isinstance(arch, dict) or arch.get("type") != "MLP":
-        raise ModelFileError("the architecture must be an object with type 'MLP'")
-    try:
-        model = MLP(
-            arch["nin"],
-            arch["nouts"],
-            activation=arch["activation"],
-            output_activation=arch.get("output_activation"),
-            rng=random.Random(0),  # every parameter is overwritten below
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelFileError(f"invalid architecture {arch!r}: {exc}") from None
+    nin, nouts, activation, output_activation = _architecture(doc.get("architecture"))
+    metadata = doc.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise ModelFileError("metadata must be an object")
     layers = doc.get("layers")
-    if not isinstance(layers, list) or len(layers) != len(model.layers):
+    if not isinstance(layers, list) or len(layers) != len(nouts):
         raise ModelFileError(
-            f"the architecture has {len(model.layers)} layers but the file holds "
+            f"the architecture has {len(nouts)} layers but the file holds "
             f"{len(layers) if isinstance(layers, list) else 'no list of'} layers"
         )
-    state: dict[str, float] = {}
-    for i, (entry, layer) in enumerate(zip(layers, model.layers, strict=True)):
+    # Every shape and number is checked against the architecture before the model is
+    # built, so the model's size is bounded by the numbers actually in the file.
+    sizes = [nin, *nouts]
+    numbers: list[tuple[list[list[float]], list[float]]] = []
+    for i, entry in enumerate(layers):
+        n_in, n_out = sizes[i], sizes[i + 1]
         if not isinstance(entry, dict):
             raise ModelFileError(f"layer {i} must be an object with weights and biases")
         weights, biases = entry.get("weights"), entry.get("biases")
         shape_ok = (
             isinstance(weights, list)
-            and len(weights) == layer.nout
-            and all(isinstance(row, list) and len(row) == layer.nin for row in weights)
+            and len(weights) == n_out
+            and all(isinstance(row, list) and len(row) == n_in for row in weights)
             and isinstance(biases, list)
-            and len(biases) == layer.nout
+            and len(biases) == n_out
         )
         if not shape_ok:
             raise ModelFileError(
-                f"layer {i}: expected {layer.nout}x{layer.nin} weights and "
-                f"{layer.nout} biases; the file's shapes differ"
+                f"layer {i}: expected {n_out}x{n_in} weights and "
+                f"{n_out} biases; the file's shapes differ"
             )
         assert isinstance(weights, list) and isinstance(biases, list)
-        for j in range(layer.nout):
-            for k in range(layer.nin):
-                state[f"layers.{i}.neurons.{j}.w.{k}"] = _number(weights[j][k], i)
-            state[f"layers.{i}.neurons.{j}.b"] = _number(biases[j], i)
-    model.load_state_dict(state)
-    metadata = doc.get("metadata", {})
-    if not isinstance(metadata, dict):
-        raise ModelFileError("metadata must be an object")
+        numbers.append(
+            ([[_number(w, i) for w in row] for row in weights], [_number(b, i) for b in biases])
+        )
+    model = MLP(
+        nin,
+        nouts,
+        activation=activation,  # type: ignore[arg-type]
+        output_activation=output_activation,  # type: ignore[arg-type]
+        rng=random.Random(0),  # every parameter is overwritten below
+    )
+    # Set the numbers in the layout save() reads them from (linear in the parameters).
+    for layer, (weights, biases) in zip(model.layers, numbers, strict=True):
+        for neuron, row, bias in zip(layer.neurons, weights, biases, strict=True):
+            for p, w in zip(neuron.w, row, strict=True):
+                p.data = w
+            neuron.b.data = bias
     return model, metadata
 
 

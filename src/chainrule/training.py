@@ -23,13 +23,15 @@ from typing import Any
 from chainrule import data as datasets
 from chainrule import losses
 from chainrule.engine import Value, no_grad
-from chainrule.errors import ChainruleError
-from chainrule.nn import ACTIVATIONS, INITS, MLP
+from chainrule.errors import ChainruleError, DivergedError, DomainError
+from chainrule.nn import ACTIVATIONS, INITS, MLP, ModelFileError
 from chainrule.optim import SCHEDULES, SGD, Adam, Optimizer, make_schedule
 
 __all__ = [
+    "DIVERGENCE_FACTOR",
     "LOSSES",
     "OPTIMIZERS",
+    "ConfigError",
     "History",
     "Task",
     "TrainConfig",
@@ -42,6 +44,15 @@ __all__ = [
 
 LOSSES: tuple[str, ...] = ("auto", "hinge", "bce", "mse", "softmax")
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
+
+#: Training stops with :class:`~chainrule.errors.DivergedError` when the loss exceeds
+#: this many times its first value (or 1, whichever is larger): the losses here start
+#: near 1 (hinge, mse) or log(classes) (cross-entropy), so such a loss has blown up.
+DIVERGENCE_FACTOR = 1e6
+
+
+class ConfigError(ChainruleError, ValueError):
+    """A training configuration that cannot run: an unknown choice or a bad number."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +106,34 @@ class Task:
     def to_json(self) -> dict[str, Any]:
         return {"loss": self.loss, "classes": self.classes}
 
+    @classmethod
+    def from_json(cls, data: object, outputs: int) -> Task:
+        """The task stored in a model file's metadata, checked against the model's outputs.
+
+        ``data`` is what :meth:`to_json` wrote, or ``None`` for a file without one (then
+        a one-output model is a hinge classifier, a k-output one a k-class softmax).
+        Raises :class:`~chainrule.nn.ModelFileError` naming what does not fit.
+        """
+        if data is None:
+            return cls("softmax", outputs) if outputs > 1 else cls("hinge", 2)
+        if not isinstance(data, dict):
+            raise ModelFileError(f"the task metadata must be an object, got {data!r:.40}")
+        loss, classes = data.get("loss"), data.get("classes", 2)
+        if loss not in LOSSES or loss == "auto":
+            choices = ", ".join(x for x in LOSSES if x != "auto")
+            raise ModelFileError(f"unknown task loss {loss!r:.40}; expected one of {choices}")
+        if isinstance(classes, bool) or not isinstance(classes, int) or classes < 2:
+            raise ModelFileError(
+                f"the task's classes must be a whole number >= 2, got {classes!r:.40}"
+            )
+        task = cls(loss, classes)
+        if task.outputs != outputs:
+            raise ModelFileError(
+                f"the task ({loss}, {classes} classes) needs {task.outputs} model "
+                f"output{'s' if task.outputs > 1 else ''}, but the model has {outputs}"
+            )
+        return task
+
 
 def _float(v: Value | float) -> float:
     return v.data if isinstance(v, Value) else float(v)
@@ -124,7 +163,10 @@ class TrainConfig:
     compiled: bool = True  # replay the step with chainrule.compile; False: the eager engine
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the first bad choice."""
+        """Raise :class:`ConfigError` (a ``ValueError``) naming the first bad choice.
+
+        Everything a run could trip over is checked here, before any work is done.
+        """
         choices: dict[str, tuple[str, Sequence[str]]] = {
             "dataset": (self.dataset, tuple(datasets.DATASETS)),
             "activation": (self.activation, ACTIVATIONS),
@@ -135,22 +177,42 @@ class TrainConfig:
         }
         for name, (value, allowed) in choices.items():
             if value not in allowed:
-                raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}")
+                raise ConfigError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}")
         if self.steps < 1:
-            raise ValueError(f"steps must be at least 1, got {self.steps}")
+            raise ConfigError(f"steps must be at least 1, got {self.steps}")
         if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
+            raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
         if not self.hidden or any(h < 1 for h in self.hidden):
-            raise ValueError(f"hidden layer sizes must be positive, got {list(self.hidden)}")
+            raise ConfigError(f"hidden layer sizes must be positive, got {list(self.hidden)}")
         if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a positive number, got {self.lr}")
+            raise ConfigError(f"lr must be a positive number, got {self.lr}")
         if not (math.isfinite(self.l2) and self.l2 >= 0):
-            raise ValueError(f"l2 must be a number >= 0, got {self.l2}")
+            raise ConfigError(f"l2 must be a number >= 0, got {self.l2}")
+        if not (math.isfinite(self.momentum) and self.momentum >= 0):
+            raise ConfigError(f"momentum must be a number >= 0, got {self.momentum}")
+        if not (math.isfinite(self.noise) and self.noise >= 0):
+            raise ConfigError(f"noise must be a number >= 0, got {self.noise}")
+        if self.classes < 2:
+            raise ConfigError(f"classes must be at least 2, got {self.classes}")
+        if self.classes != 2 and self.dataset not in datasets.MULTICLASS:
+            raise ConfigError(
+                f"dataset {self.dataset!r} has 2 classes; --classes applies to "
+                f"{' and '.join(sorted(datasets.MULTICLASS))}"
+            )
+        if self.samples < max(2, self.classes):
+            raise ConfigError(
+                f"{self.samples} samples are too few: need at least {max(2, self.classes)}"
+            )
         if not 0 <= self.test_fraction < 1:
-            raise ValueError(f"test fraction must be in [0, 1), got {self.test_fraction}")
+            raise ConfigError(f"test fraction must be in [0, 1), got {self.test_fraction}")
+        if self.test_fraction and max(1, round(self.samples * self.test_fraction)) >= self.samples:
+            raise ConfigError(
+                f"a test fraction of {self.test_fraction} of {self.samples} samples leaves "
+                "none to train on"
+            )
         multiclass = self.classes > 2
         if multiclass and self.loss not in ("auto", "softmax"):
-            raise ValueError(f"{self.classes} classes need the softmax loss, not {self.loss!r}")
+            raise ConfigError(f"{self.classes} classes need the softmax loss, not {self.loss!r}")
 
     def task(self) -> Task:
         loss = self.loss
@@ -186,12 +248,16 @@ class TrainResult:
     X_test: list[list[float]]
     y_test: list[int]
     compile_report: str = ""
+    accuracy: float | None = None  # of the final model on X (train() fills it in)
 
     def metrics(self) -> dict[str, Any]:
         """The run's figures, JSON-ready: final loss and accuracy, steps, time, config."""
+        accuracy = self.accuracy
+        if accuracy is None:
+            accuracy = evaluate(self.model, self.task, self.X, self.y)
         out: dict[str, Any] = {
             "loss": self.history.loss[-1],
-            "accuracy": evaluate(self.model, self.task, self.X, self.y),
+            "accuracy": accuracy,
             "steps": len(self.history.loss),
             "seconds": self.seconds,
             "parameters": self.model.num_parameters(),
@@ -240,7 +306,14 @@ def make_optimizer(config: TrainConfig, model: MLP) -> Optimizer:
 
 
 def train(config: TrainConfig, progress: bool = False) -> TrainResult:
-    """Run ``config``; with ``progress`` a bar shows the loss and accuracy as it goes."""
+    """Run ``config``; with ``progress`` a bar shows the loss and accuracy as it goes.
+
+    Divergence stops the run with :class:`~chainrule.errors.DivergedError` (naming the
+    step and suggesting a smaller learning rate) instead of returning a useless model:
+    a loss that is non-finite or above :data:`DIVERGENCE_FACTOR` times its first value,
+    an overflow in a step after the first update, or a final model with a non-finite
+    parameter or output. Raises :class:`ConfigError` for a bad ``config``.
+    """
     model, task, X, y = build(config)
     X_test: list[list[float]] = []
     y_test: list[int] = []
@@ -278,6 +351,7 @@ def train(config: TrainConfig, progress: bool = False) -> TrainResult:
 
         bar = tqdm(total=config.steps, desc="training", unit="step", leave=True)
     start = time.perf_counter()
+    k = 0
     try:
         for k in range(config.steps):
             if config.batch_size is None or config.batch_size >= len(inputs):
@@ -285,6 +359,7 @@ def train(config: TrainConfig, progress: bool = False) -> TrainResult:
             else:
                 idx = batch_rng.sample(range(len(inputs)), config.batch_size)
             loss, outputs = step([inputs[i] for i in idx], [targets[i] for i in idx])
+            _check_loss(loss.data, history.loss, k, config.lr)
             predicted = [task.predict(o)[0] for o in outputs]
             acc = losses.accuracy(predicted, [y[i] for i in idx])
             optimizer.zero_grad()
@@ -297,19 +372,44 @@ def train(config: TrainConfig, progress: bool = False) -> TrainResult:
             if bar is not None:
                 bar.set_postfix(loss=f"{loss.data:.4f}", accuracy=f"{acc:.0%}", refresh=False)
                 bar.update()
+        k = config.steps
+        final_accuracy = evaluate(model, task, X, y)  # also proves the final model computes
+    except (ArithmeticError, DomainError) as exc:  # overflow, inf - inf, ... in the numbers
+        if isinstance(exc, DivergedError) or not history.loss:
+            raise  # already explained, or the first loss failed: not a divergence
+        raise _diverged(k, config.lr, f"{type(exc).__name__}: {exc}") from exc
     finally:
         if bar is not None:
             bar.close()
+    if not all(math.isfinite(p.data) for p in params):
+        raise _diverged(k, config.lr, "a parameter is no longer a finite number")
     seconds = time.perf_counter() - start
     report = step.explain() if config.compiled else ""
-    return TrainResult(model, config, task, history, seconds, X, y, X_test, y_test, report)
+    return TrainResult(
+        model, config, task, history, seconds, X, y, X_test, y_test, report, final_accuracy
+    )
+
+
+def _check_loss(loss: float, previous: Sequence[float], k: int, lr: float) -> None:
+    """Raise :class:`DivergedError` if ``loss`` (step ``k``) is non-finite or has exploded."""
+    if not math.isfinite(loss):
+        raise _diverged(k, lr, f"the loss is {loss}")
+    if previous and loss > DIVERGENCE_FACTOR * max(previous[0], 1.0):
+        raise _diverged(k, lr, f"the loss grew from {previous[0]:.4g} to {loss:.4g}")
+
+
+def _diverged(step: int, lr: float, why: str) -> DivergedError:
+    return DivergedError(
+        f"training diverged at step {step} ({why}); lower the learning rate "
+        f"(it was {lr:g}): `chainrule lr-find` suggests one"
+    )
 
 
 @dataclass
 class LRFindResult:
     lrs: list[float]
     losses: list[float]  # the final loss of each short run; inf where it diverged
-    suggested: tuple[float, float]
+    suggested: tuple[float, float] | None  # None when every rate diverged
 
 
 def lr_find(
@@ -321,15 +421,18 @@ def lr_find(
 ) -> LRFindResult:
     """Short runs from the same initial model over exponentially spaced learning rates.
 
-    Each run uses a constant learning rate for ``steps`` steps; a run whose loss
-    overflows, or ends above 10× its starting loss, counts as diverged (``inf``). The
-    suggested range is from a tenth of the best learning rate up to the best one:
-    the largest rates that still train well are the ones to try.
+    Each run uses a constant learning rate for ``steps`` steps; a run that diverges
+    (see :func:`train`), or ends above 10× its starting loss, counts as diverged
+    (``inf``). The suggested range is from a tenth of the best learning rate up to the
+    best one -- the largest rates that still train well are the ones to try -- raised
+    if need be so that it contains no rate that diverged. When every rate diverged
+    there is no suggestion (``suggested`` is None).
     """
     if not 0 < lr_min < lr_max:
-        raise ValueError(f"need 0 < lr_min < lr_max, got {lr_min} and {lr_max}")
+        raise ConfigError(f"need 0 < lr_min < lr_max, got {lr_min} and {lr_max}")
     if num < 2:
-        raise ValueError(f"need at least 2 learning rates, got {num}")
+        raise ConfigError(f"need at least 2 learning rates, got {num}")
+    config.validate()
     ratio = (lr_max / lr_min) ** (1.0 / (num - 1))
     lrs = [lr_min * ratio**i for i in range(num)]
     finals = []
@@ -339,7 +442,18 @@ def lr_find(
             result = train(run)
             first, last = result.history.loss[0], result.history.loss[-1]
             finals.append(last if last <= 10 * first else math.inf)
-        except ChainruleError:  # overflow or a domain error: the run blew up
+        except DivergedError:
             finals.append(math.inf)
-    best = min(range(num), key=finals.__getitem__)
-    return LRFindResult(lrs, finals, (lrs[best] / 10.0, lrs[best]))
+    return LRFindResult(lrs, finals, _suggest(lrs, finals))
+
+
+def _suggest(lrs: Sequence[float], finals: Sequence[float]) -> tuple[float, float] | None:
+    """From a tenth of the best rate to the best, above every diverged rate below it."""
+    if not any(math.isfinite(v) for v in finals):
+        return None
+    best = min(range(len(lrs)), key=finals.__getitem__)
+    low = lrs[best] / 10.0
+    for i in range(best):
+        if not math.isfinite(finals[i]) and lrs[i] >= low:
+            low = lrs[i + 1]  # the next tested rate up, which did not diverge
+    return low, lrs[best]

@@ -1,0 +1,37 @@
+"""Packaging: pyproject.toml is read by the build backend without a single warning."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.version import Version
+from setuptools.config.pyprojecttoml import apply_configuration, read_configuration
+from setuptools.dist import Distribution
+
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+
+
+def test_metadata_is_applied_without_deprecation_warnings() -> None:
+    """The licence is an SPDX expression with its file listed; no licence classifier."""
+    dist = Distribution()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # setuptools' SetuptoolsDeprecationWarning included
+        apply_configuration(dist, str(PYPROJECT))
+        dist.finalize_options()
+    assert dist.metadata.license_expression == "MIT"
+    assert [Path(f).name for f in dist.metadata.license_files] == ["LICENSE"]
+    assert not any(c.startswith("License ::") for c in dist.metadata.classifiers)
+
+
+def test_the_build_backend_version_understands_spdx_licences() -> None:
+    """setuptools reads `license = "MIT"` and `license-files` from version 77 on."""
+    config = read_configuration(str(PYPROJECT))
+    (setuptools,) = (
+        Requirement(r)
+        for r in config["build-system"]["requires"]
+        if Requirement(r).name == "setuptools"
+    )
+    assert Version("77.0.0") in setuptools.specifier
+    assert Version("76.1.0") not in setuptools.specifier
