@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 
 import pytest
 import torch
@@ -42,16 +43,90 @@ def test_argnums_tuple_and_negative() -> None:
 
     gx, gy = grad(f, argnums=(0, 1))(2.0, 0.5, 1.0)
     assert gx == pytest.approx(math.exp(0.5)) and gy == pytest.approx(2 * math.exp(0.5))
-    assert grad(f, argnums=-1)(2.0, 0.5, 1.0) == 1.0
+    gz, gy = grad(f, argnums=(-1, -2))(2.0, 0.5, 1.0)
+    assert gz == 1.0 and gy == pytest.approx(2 * math.exp(0.5))
 
 
-def test_argnums_errors() -> None:
+def test_argnums_is_checked_when_the_transform_is_made() -> None:
+    for bad in ("0", 1.0, True, [0, "1"], None):
+        with pytest.raises(TypeError, match="argnums must be an int or a non-empty sequence"):
+            grad(poly, argnums=bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="non-empty"):
+        vg(poly, argnums=())
+    with pytest.raises(ValueError, match="must not repeat a position"):
+        grad(poly, argnums=(1, 1))
+    with pytest.raises(TypeError, match="expected a function"):
+        grad(3.0)  # type: ignore[arg-type]
+
+
+def test_argnums_range_is_checked_at_each_call() -> None:
+    df = grad(lambda x, y, *rest: x * y, argnums=(0, -2))
+    with pytest.raises(ValueError, match="name the same argument twice"):
+        df(1.0, 2.0)  # 0 and -2 are both the first of two arguments
+    assert df(1.0, 2.0, 3.0) == (2.0, 1.0)  # of three, -2 is the second
     with pytest.raises(ValueError, match="argnums 3 is out of range"):
         grad(poly, argnums=3)(1.0)
-    with pytest.raises(TypeError, match="argnums must be"):
-        grad(poly, argnums="0")(1.0)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"argument 0 must be a real number or a Value.*str"):
         grad(poly)("x")
+
+
+def test_other_arguments_pass_through_exactly_as_given() -> None:
+    """JAX's rule: only the argnums arguments become Values; a number stays a number."""
+    assert grad(lambda x, n: x**n)(-2.0, 3) == 12.0  # n a Value would make (-2) ** n illegal
+    seen = []
+    model = object()
+
+    def f(x, n, thing, *, scale, label="none"):
+        seen.append((n, thing, scale, label))
+        return scale * x**n
+
+    assert vg(f)(2.0, 3, model, scale=0.5, label="mine") == (4.0, 6.0)
+    n, thing, scale, label = seen[0]
+    assert type(n) is int and thing is model and type(scale) is float and label == "mine"
+    with pytest.raises(TypeError, match="unexpected keyword argument 'nope'"):
+        grad(poly)(1.0, nope=1)
+
+
+def test_keyword_arguments_are_never_differentiated_but_can_carry_a_graph() -> None:
+    c = Value(3.0)
+    slope = grad(lambda x, *, c: c * x * x)(2.0, c=c)  # d/dx = 2 c x = 12
+    assert isinstance(slope, Value) and slope.data == 12.0
+    slope.backward()  # d/dc (2 c x) = 2 x
+    assert c.grad == 4.0
+
+
+def test_has_aux_returns_the_auxiliary_output_as_jax_does() -> None:
+    log = object()
+
+    def loss(w, x):
+        pred = (w * x).tanh()
+        return (pred - 0.5) ** 2, (pred, log)
+
+    (value, (pred, aux)), (dw, dx) = vg(loss, argnums=(0, 1), has_aux=True)(0.7, -1.3)
+    tw = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    tx = torch.tensor(-1.3, dtype=torch.float64, requires_grad=True)
+    tpred = torch.tanh(tw * tx)
+    tvalue = (tpred - 0.5) ** 2
+    tvalue.backward()
+    assert value == pytest.approx(tvalue.item(), rel=1e-14)
+    assert isinstance(pred, Value) and pred.data == pytest.approx(tpred.item(), rel=1e-14)
+    assert aux is log  # aux comes back as f returned it
+    assert dw == pytest.approx(tw.grad.item(), rel=1e-12)
+    assert dx == pytest.approx(tx.grad.item(), rel=1e-12)
+    g, (pred2, _) = grad(loss, has_aux=True)(0.7, -1.3)
+    assert g == pytest.approx(dw, rel=1e-15) and pred2.data == pred.data
+    with pytest.raises(TypeError, match=r"has_aux=True, <lambda> must return a pair \(out, aux\)"):
+        grad(lambda x: x * x, has_aux=True)(1.0)
+    with pytest.raises(TypeError, match="first of its pair"):
+        grad(lambda x: ("out", x), has_aux=True)(1.0)
+
+
+def test_grad_of_grad_with_aux() -> None:
+    def inner(x):
+        return grad(lambda y: (y**3, "inner aux"), has_aux=True)(x)[0]  # 3 x**2
+
+    assert grad(inner)(2.0) == 12.0
+    assert grad(lambda x: (inner(x), x.data), has_aux=True)(2.0) == (12.0, 2.0)
 
 
 def test_function_returning_a_constant_has_zero_gradient() -> None:
@@ -65,6 +140,41 @@ def test_no_perturbation_confusion() -> None:
     assert grad(lambda x: x * grad(lambda y: x + y)(x))(1.0) == 1.0
 
 
+def test_inner_transforms_over_a_closure_keep_the_outer_graph() -> None:
+    """d/dx [d/dy (x y) at y = 2] = 1, though the inner call is given a plain number."""
+    assert grad(lambda x: grad(lambda y: x * y)(2.0))(3.0) == 1.0
+
+    def outer(x):  # d/dy tanh(x y) at y = 0.5 is x (1 - tanh(x y)**2)
+        return grad(lambda y: (x * y).tanh())(0.5)
+
+    tx = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
+    ty = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
+    (g,) = torch.autograd.grad(torch.tanh(tx * ty), ty, create_graph=True)
+    (expected,) = torch.autograd.grad(g, tx)
+    assert grad(outer)(0.3) == pytest.approx(expected.item(), rel=1e-12)
+
+
+def test_top_level_calls_in_another_thread_still_return_floats() -> None:
+    inside, done = threading.Event(), threading.Event()
+    results = []
+
+    def waits(x):
+        inside.set()  # this thread is now inside a transformed function
+        assert done.wait(timeout=30)
+        return x * x
+
+    worker = threading.Thread(target=lambda: results.append(grad(waits)(3.0)))
+    worker.start()
+    assert inside.wait(timeout=30)
+    try:
+        value, slope = vg(poly)(3.0)
+        assert type(value) is float and type(slope) is float
+    finally:
+        done.set()
+        worker.join()
+    assert results == [6.0]
+
+
 def test_mixed_partials_match_torch() -> None:
     def f(x, y):
         return (x * y).tanh() * x.exp() / (1 + y * y)
@@ -75,7 +185,8 @@ def test_mixed_partials_match_torch() -> None:
             def first(x, y, i=i):
                 return grad(f, argnums=i)(x, y)
 
-            ours = grad(first, argnums=j)(0.3, -0.7)
+            # Values in, Values out: f calls methods on the argument it does not differentiate
+            ours = grad(first, argnums=j)(Value(0.3), Value(-0.7)).data
             tx = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
             ty = torch.tensor(-0.7, dtype=torch.float64, requires_grad=True)
             out = torch.tanh(tx * ty) * torch.exp(tx) / (1 + ty * ty)

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
+import pickle
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from chainrule import Value, dot
 from chainrule.nn import (
+    ACTIVATIONS,
+    DEFAULT_ACTIVATION,
     MLP,
     Layer,
     ModelFileError,
@@ -21,6 +26,8 @@ from chainrule.nn import (
     load_with_metadata,
     save,
 )
+from chainrule.optim import SGD
+from chainrule.training import TrainConfig
 
 
 def test_parameter_counts() -> None:
@@ -136,7 +143,7 @@ def test_named_parameters_state_dict_and_zero_grad() -> None:
     other = MLP(2, [2, 1], rng=random.Random(1))
     other.load_state_dict(state)
     assert other.state_dict() == state
-    with pytest.raises(KeyError, match="missing"):
+    with pytest.raises(ValueError, match="missing"):
         other.load_state_dict({"layers.0.neurons.0.b": 1.0})
     before = other.state_dict()
     with pytest.raises(ValueError, match="finite"):
@@ -175,31 +182,200 @@ def test_parameters_are_built_afresh_and_follow_changes_to_the_model() -> None:
     assert same_values(model.parameters(), [p for _, p in model.named_parameters()])
 
 
-def test_subclasses_that_only_name_their_parameters_still_list_them() -> None:
-    class Scaled(Module):
-        def __init__(self) -> None:
-            self.body = MLP(2, [3, 1], rng=random.Random(0))
-            self.scale = Value(2.0)
+class Scaled(Module):
+    """A user's module: a Value attribute and a list of Layers, nothing overridden."""
 
+    def __init__(self) -> None:
+        self.scale = Value(2.0)
+        self.note = "not a parameter"
+        self.layers = [Layer(2, 3, rng=random.Random(0)), Layer(3, 1, rng=random.Random(1))]
+
+    def __call__(self, x):
+        for layer in self.layers:
+            x = layer._forward(x)
+        return self.scale * x[0]
+
+
+def test_a_subclass_gets_its_parameters_from_its_attributes() -> None:
+    model = Scaled()
+    names = [name for name, _ in model.named_parameters()]
+    expected = ["scale"] + [
+        f"layers.{i}.neurons.{j}.{p}"
+        for i, (nin, nout) in enumerate([(2, 3), (3, 1)])
+        for j in range(nout)
+        for p in [*(f"w.{k}" for k in range(nin)), "b"]
+    ]
+    assert names == expected
+    ps = model.parameters()
+    assert same_values(ps, [p for _, p in model.named_parameters()]) and len(ps) == 14
+    assert ps[0] is model.scale and ps[1] is model.layers[0].neurons[0].w[0]
+    state = model.state_dict()
+    assert list(state) == expected
+    # and it trains: every parameter gets a gradient and moves
+    opt = SGD(ps, lr=0.1)
+    out = model([Value(0.5), Value(-1.0)])
+    out.backward()
+    assert model.scale.grad == out.data / model.scale.data
+    before = [p.data for p in ps]
+    opt.step()
+    assert [p.data for p in ps] == [x - 0.1 * p.grad for x, p in zip(before, ps, strict=True)]
+    model.zero_grad()
+    assert all(p.grad == 0.0 for p in ps)
+
+
+def test_shared_parameters_are_listed_once_under_their_first_name() -> None:
+    model = Scaled()
+    model.tied = model.layers[1].neurons[0].b  # the same Value twice
+    model.again = model.layers[0]  # the same module twice
+    model.ring = [model]  # a module that holds itself: the walk must end
+    names = [name for name, _ in model.named_parameters()]
+    assert len(names) == len(set(names)) == 14
+    assert "tied" not in names and not any(n.startswith(("again.", "ring.")) for n in names)
+    assert same_values(model.parameters(), [p for _, p in model.named_parameters()])
+    SGD(model.parameters(), lr=0.1)  # each once: the optimiser accepts them
+
+
+def test_default_activation_is_one_constant_for_every_building_block() -> None:
+    assert DEFAULT_ACTIVATION in ACTIVATIONS
+    assert Neuron(2).activation == DEFAULT_ACTIVATION
+    assert Layer(2, 3).activation == DEFAULT_ACTIVATION
+    assert MLP(2, [3, 3, 1]).activation == DEFAULT_ACTIVATION
+    assert [layer.activation for layer in MLP(2, [3, 3, 1]).layers] == [
+        DEFAULT_ACTIVATION,
+        DEFAULT_ACTIVATION,
+        "linear",
+    ]
+    assert TrainConfig().activation == DEFAULT_ACTIVATION  # the command line's default too
+
+
+class SameName(Module):
+    """A module whose ``==`` looks at a name only: equal to any layer, by its own rule."""
+
+    def __init__(self, layer: Layer) -> None:
+        self.name = "layer"
+        self.inner = Layer(layer.nin, layer.nout)
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    __hash__ = Module.__hash__
+
+
+def mutations():
+    """Ways a user changes a model by hand; parameters() must follow each one."""
+
+    def replace_list_by_an_equal_copy_then_grow_it(m):
+        n = m.layers[0].neurons[0]
+        n.w = list(n.w)  # equal to the old list, but a different one
+        n.w.append(Value(9.0))
+
+    def write_into_the_attribute_dict(m):
+        vars(m.layers[1])["extra"] = Value(1.0)
+
+    def move_an_attribute_to_the_end(m):
+        scale = m.scale
+        del m.scale
+        m.scale = scale
+
+    def nest_a_list_then_grow_the_inner_one(m):
+        m.groups = [[Value(1.0)], (Value(2.0),)]
+        m.parameters()
+        inner = list(m.groups[0])
+        m.groups[0] = inner  # an equal copy inside a list
+        inner.append(Value(3.0))
+
+    def use_a_dict(m):
+        m.heads = {"a": Neuron(1), "b": Value(4.0)}
+        m.parameters()
+        m.heads["c"] = Value(5.0)
+
+    def swap_in_a_module_that_claims_to_be_equal(m):
+        m.layers[1] = SameName(m.layers[1])
+
+    return [
+        lambda m: setattr(m.layers[-1].neurons[-1], "extra", Value(1.0)),  # the last one read
+        swap_in_a_module_that_claims_to_be_equal,
+        lambda m: m.layers[0].neurons[1].w.append(Value(0.5)),
+        lambda m: m.layers[1].neurons.append(Neuron(3)),
+        lambda m: m.layers.reverse(),
+        lambda m: m.layers.pop(),
+        lambda m: m.layers[0].neurons.__setitem__(0, Neuron(2)),
+        lambda m: setattr(m, "scale", Value(3.0)),
+        lambda m: setattr(m, "note", Value(3.0)),
+        lambda m: setattr(m.layers[0].neurons[0], "b", Value(1.0)),
+        lambda m: delattr(m, "scale"),
+        lambda m: m.layers[0].neurons[2].w.__setitem__(0, Neuron(1)),  # not only Values now
+        replace_list_by_an_equal_copy_then_grow_it,
+        write_into_the_attribute_dict,
+        move_an_attribute_to_the_end,
+        nest_a_list_then_grow_the_inner_one,
+        use_a_dict,
+    ]
+
+
+@pytest.mark.parametrize("change", mutations())
+def test_parameters_follow_every_change_to_the_model(change) -> None:
+    assert Value.__eq__ is object.__eq__  # the memo compares lists of Values with ==
+    model = Scaled()
+    before = model.parameters()
+    assert model.parameters() == before  # remembered
+    change(model)
+    assert same_values(model.parameters(), [p for _, p in model.named_parameters()])
+    assert not same_values(model.parameters(), before)
+
+
+def test_attributes_with_their_own_equality_do_not_confuse_parameters() -> None:
+    model = Scaled()
+    model.batch = np.arange(6.0)  # NumPy's == is elementwise: never asked
+    model.parameters()
+    model.batch = np.arange(6.0) + 1.0
+    assert same_values(model.parameters(), [p for _, p in model.named_parameters()])
+
+
+def test_models_copy_and_pickle_without_their_memo() -> None:
+    model = Scaled()
+    model.parameters()
+    for twin in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        ps = twin.parameters()
+        assert [p.data for p in ps] == [p.data for p in model.parameters()]
+        assert not any(p is q for p, q in zip(ps, model.parameters(), strict=True))
+        assert same_values(ps, [p for _, p in twin.named_parameters()])
+
+
+def test_an_override_of_named_parameters_still_drives_parameters() -> None:
+    class Frozen(MLP):  # leaves the first layer out of training
         def named_parameters(self) -> list[tuple[str, Value]]:
-            inner = [(f"body.{n}", p) for n, p in self.body.named_parameters()]
-            return [*inner, ("scale", self.scale)]
+            return [(n, p) for n, p in super().named_parameters() if not n.startswith("layers.0")]
 
-    class WithTemperature(MLP):  # redefines named_parameters only: MLP's shortcut must not hide it
-        def __init__(self) -> None:
-            super().__init__(2, [3, 1], rng=random.Random(0))
-            self.temperature = Value(1.0)
+    model = Frozen(2, [3, 1], rng=random.Random(0))
+    assert same_values(model.parameters(), [p for _, p in model.named_parameters()])
+    assert len(model.parameters()) == 4
 
-        def named_parameters(self) -> list[tuple[str, Value]]:
-            return [*super().named_parameters(), ("temperature", self.temperature)]
 
-    for model, extra in ((Scaled(), "scale"), (WithTemperature(), "temperature")):
-        ps = model.parameters()
-        assert same_values(ps, [p for _, p in model.named_parameters()])
-        assert ps[-1] is getattr(model, extra) and len(ps) == 14
-        ps[-1].grad = 1.0
-        model.zero_grad()
-        assert ps[-1].grad == 0.0
+def test_load_state_dict_strict_and_not() -> None:
+    model = MLP(2, [2, 1], rng=random.Random(0))
+    state = model.state_dict()
+    partial = {k: v + 1.0 for k, v in state.items() if k.startswith("layers.1")}
+    extra = {**partial, "layers.9.neurons.0.b": 0.0, "bias": 1.0}
+    with pytest.raises(ValueError, match="strict=True") as info:
+        model.load_state_dict(extra)
+    message = str(info.value)
+    assert "missing layers.0.neurons.0.w.0, layers.0.neurons.0.w.1" in message
+    assert "unexpected layers.9.neurons.0.b, bias" in message
+    assert model.state_dict() == state  # nothing changed
+    missing, unexpected = model.load_state_dict(extra, strict=False)
+    assert missing == [k for k in state if k not in partial]
+    assert unexpected == ["layers.9.neurons.0.b", "bias"]
+    assert model.state_dict() == {**state, **partial}  # the intersection was loaded
+    assert model.load_state_dict(state) == ([], [])
+    with pytest.raises(ValueError, match="finite"):
+        model.load_state_dict({**partial, "layers.1.neurons.0.b": math.inf}, strict=False)
+    assert model.state_dict() == state  # checked before anything changed
+    with pytest.raises(TypeError, match="expected a dict, got list"):
+        model.load_state_dict([1.0])  # type: ignore[arg-type]
+    big = MLP(2, [16, 1], rng=random.Random(0))
+    with pytest.raises(ValueError, match=f"and {big.num_parameters() - 10} more; unexpected none"):
+        big.load_state_dict({})
 
 
 def test_repr_is_readable() -> None:

@@ -53,6 +53,72 @@ def test_divergence_is_an_error_naming_the_learning_rate() -> None:
     assert x.data == 1.0  # the parameter keeps its last finite value
 
 
+def snapshot(opt):
+    state = {k: list(v) for k, v in vars(opt).items() if isinstance(v, list)}
+    return [p.data for p in opt.params], state, opt.steps
+
+
+@pytest.mark.parametrize(
+    ("make", "grads", "message"),
+    [
+        # the second parameter overflows: the first must not move either
+        (lambda p: SGD(p, lr=1e300), [1.0, 1e10], r"parameter 1 would become -inf"),
+        (lambda p: SGD(p, lr=1.0, momentum=0.9), [1.0, math.inf], r"parameter 1 would become"),
+        # weight decay adds 1e8 * -1e300 to the gradient -1e308: it overflows
+        (
+            lambda p: SGD(p, lr=1e-20, weight_decay=1e8),
+            [0.0, -1e308],
+            "parameter 1 would become inf",
+        ),
+        (lambda p: Adam(p, lr=0.1), [1.0, math.nan], r"parameter 1 would become nan"),
+        # g² overflows: the step itself stays finite, but v would be poisoned for good
+        (lambda p: Adam(p, lr=0.1), [1.0, 1e200], r"running state of parameter 1 would become inf"),
+    ],
+    ids=["sgd", "sgd-momentum", "sgd-weight-decay", "adam-nan", "adam-state"],
+)
+def test_a_step_that_fails_changes_nothing(make, grads, message) -> None:
+    params = [Value(0.5), Value(-1e300)]
+    opt = make(params)
+    twin = make([Value(p.data) for p in params])  # sees only the good steps
+    for _ in range(2):  # a couple of good steps first, so that the state is not all zeros
+        for ps in (opt.params, twin.params):
+            for p, g in zip(ps, [0.25, -0.5], strict=True):
+                p.grad = g
+        opt.step()
+        twin.step()
+    before = snapshot(opt)
+    for p, g in zip(params, grads, strict=True):
+        p.grad = g
+    with pytest.raises(NumericOverflowError, match=message) as info:
+        opt.step()
+    assert "step 3" in str(info.value) and "nothing was updated" in str(info.value)
+    assert snapshot(opt) == before  # every parameter, the state and the step count
+    for ps in (opt.params, twin.params):  # and the next good step is the twin's
+        for p, g in zip(ps, [0.125, 0.75], strict=True):
+            p.grad = g
+    opt.step()
+    twin.step()
+    assert snapshot(opt) == snapshot(twin)
+
+
+def test_a_large_but_finite_step_is_not_mistaken_for_divergence() -> None:
+    params = [Value(1e308), Value(1e308)]  # their sum overflows; each is finite
+    opt = SGD(params, lr=1.0)
+    for p in params:
+        p.grad = -1e307
+    opt.step()
+    assert [p.data for p in params] == [1e308 + 1e307] * 2
+
+
+def test_duplicated_parameters_are_refused() -> None:
+    a, b = Value(1.0), Value(2.0)
+    for make in (SGD, Adam):
+        with pytest.raises(ValueError, match=r"parameter 2 is parameter 0 again"):
+            make([a, b, a], lr=0.1)
+    opt = SGD([a, b], lr=0.1)
+    assert opt.params == (a, b)  # fixed: a tuple
+
+
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="lr must be > 0"):
         SGD([Value(1.0)], lr=0)

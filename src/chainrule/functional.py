@@ -7,14 +7,23 @@ and it composes, as in JAX::
     >>> grad(f)(3.0), grad(grad(f))(3.0)
     (14.0, 6.0)
 
-Called with plain numbers, the transforms return plain floats. Called with Values (as
-an outer ``grad`` does), they return Values whose graphs reach back to those inputs,
-which is what lets derivatives of any order work through every operation.
+The argument rules are JAX's: only the ``argnums`` positional arguments are
+differentiated; every other argument, positional or keyword, reaches ``f`` exactly as
+given (a number stays a number, a model stays a model):
+
+    >>> grad(lambda x, n: x**n)(-2.0, 3)  # d/dx x**3 = 3x**2; n stays the int 3
+    12.0
+
+Called with plain numbers, the transforms return plain floats. Called with Values, or
+from inside a function that another transform is differentiating, they return Values
+whose graphs reach back to those inputs, which is what lets derivatives of any order
+work through every operation, closures included.
 """
 
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
@@ -35,73 +44,156 @@ Scalar: TypeAlias = "Value | float"
 ArgNums: TypeAlias = "int | Sequence[int]"
 
 
-def _argnums(argnums: ArgNums, nargs: int) -> tuple[int, ...]:
-    """Validate ``argnums`` against the number of arguments given."""
-    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
-    if not nums or not all(isinstance(i, int) and not isinstance(i, bool) for i in nums):
+def _check_argnums(argnums: object) -> tuple[int, ...]:
+    """``argnums`` as a tuple, checked when the transform is made (its range is checked
+    at each call, when the number of arguments is known)."""
+    nums = (argnums,) if isinstance(argnums, int) else argnums
+    if (
+        isinstance(argnums, bool)
+        or not isinstance(nums, Sequence)
+        or isinstance(nums, str)
+        or not nums
+        or not all(isinstance(i, int) and not isinstance(i, bool) for i in nums)
+    ):
         raise TypeError(f"argnums must be an int or a non-empty sequence of ints, got {argnums!r}")
+    if len(set(nums)) != len(nums):
+        raise ValueError(f"argnums must not repeat a position, got {argnums!r}")
+    return tuple(nums)
+
+
+def _positions(nums: tuple[int, ...], nargs: int) -> tuple[int, ...]:
+    """``nums`` as positions ``0 <= i < nargs`` (negative ones count from the end)."""
     for i in nums:
         if not -nargs <= i < nargs:
             raise ValueError(
-                f"argnums {i} is out of range: the function was called with {nargs} argument(s)"
+                f"argnums {i} is out of range: the function was called with "
+                f"{nargs} positional argument(s)"
             )
-    return tuple(i % nargs for i in nums)
+    positions = tuple(i % nargs for i in nums)
+    if len(set(positions)) != len(positions):
+        raise ValueError(
+            f"argnums {nums} name the same argument twice for a call with {nargs} argument(s)"
+        )
+    return positions
+
+
+class _Nesting(threading.local):
+    """How many transformed functions this thread is inside (see :func:`value_and_grad`)."""
+
+    depth = 0
+
+
+_nesting = _Nesting()
 
 
 def value_and_grad(
-    f: Callable[..., Any], argnums: ArgNums = 0
-) -> Callable[..., tuple[Scalar, Any]]:
+    f: Callable[..., Any], argnums: ArgNums = 0, has_aux: bool = False
+) -> Callable[..., tuple[Any, Any]]:
     """Return a function computing ``f``'s value and its gradient with respect to ``argnums``.
 
-    ``argnums`` is one position (the gradient is one number) or a sequence of them
-    (a tuple of numbers). Each differentiated argument is treated as an independent
-    input, even if the same Value is passed twice or also used inside ``f``.
+    ``argnums`` is one position (the gradient is one number) or a sequence of distinct
+    positions (a tuple of numbers, one per position). Negative positions count from the
+    end, as in Python indexing. The type of ``argnums`` is checked here; whether each
+    position exists is checked at each call. Each differentiated argument must be a
+    number or a Value, and is treated as an independent input, even if the same Value
+    is passed twice or also used inside ``f``. All other arguments, and every keyword
+    argument, are passed to ``f`` untouched and never differentiated.
+
+    With ``has_aux=True``, ``f`` returns a pair ``(out, aux)``: ``out`` is
+    differentiated and ``aux`` (anything: predictions, a log) is passed back as ``f``
+    returned it, and the result is ``((value, aux), gradient)``, as in JAX:
+
+    >>> def loss(w, x, *, target):
+    ...     pred = w * x
+    ...     return (pred - target) ** 2, pred
+    >>> (value, pred), dw = value_and_grad(loss, has_aux=True)(0.5, 4.0, target=3.0)
+    >>> value, pred.data, dw  # (2 - 3)**2, w * x, 2 (w x - t) x
+    (1.0, 2.0, -8.0)
+
+    Results are plain floats when the call is given plain numbers; Values, with graphs
+    of their own, when any argument is a Value or when the call happens inside a
+    function that another transform is differentiating (so ``grad(grad(f))`` and
+    closures over an outer variable differentiate correctly).
     """
+    if not callable(f):
+        raise TypeError(f"grad: expected a function to differentiate, got {type(f).__name__}")
+    nums = _check_argnums(argnums)
+    single = isinstance(argnums, int)
 
     @functools.wraps(f)
-    def value_and_grad_f(*args: Any) -> tuple[Scalar, Any]:
-        nums = _argnums(argnums, len(args))
-        symbolic = any(isinstance(a, Value) for a in args)
-        # Numbers become Values (so ``f`` may call ``.exp()`` on any of them); other
-        # arguments, such as a model, pass through unchanged.
-        inputs = [Value(a) if _is_real(a) else a for a in args]
+    def value_and_grad_f(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        positions = _positions(nums, len(args))
+        symbolic = (
+            _nesting.depth > 0
+            or any(isinstance(a, Value) for a in args)
+            or any(isinstance(a, Value) for a in kwargs.values())
+        )
+        inputs = list(args)
         with enable_grad():
-            for i in nums:
+            for i in positions:
                 a = inputs[i]
                 if not isinstance(a, Value):
-                    raise TypeError(
-                        f"grad: argument {i} must be a real number or a Value to be "
-                        f"differentiated, got {type(a).__name__}"
-                    )
+                    if not _is_real(a):
+                        raise TypeError(
+                            f"grad: argument {i} must be a real number or a Value to be "
+                            f"differentiated, got {type(a).__name__}"
+                        )
+                    a = Value(a)
                 inputs[i] = _identity(a)  # a fresh node: independent of any other use of a
-            out = f(*inputs)
+            _nesting.depth += 1
+            try:
+                result = f(*inputs, **kwargs)
+            finally:
+                _nesting.depth -= 1
+            out, aux = _split_aux(result, f) if has_aux else (result, None)
+            wrt = [inputs[i] for i in positions]
             if isinstance(out, Value):
-                grads = backward_graph(out, [inputs[i] for i in nums])
+                grads = backward_graph(out, wrt)
             elif _is_real(out):  # f ignores its inputs: every derivative is zero
                 out = Value(out)
-                grads = [Value(0.0) for _ in nums]
+                grads = [Value(0.0) for _ in wrt]
             else:
                 raise TypeError(
-                    f"grad: {_name(f)} must return a Value or a number, got {type(out).__name__}"
+                    f"grad: {_name(f)} must return a Value or a number"
+                    f"{' as the first of its pair (out, aux)' if has_aux else ''}, "
+                    f"got {type(out).__name__}"
                 )
-        result: list[Scalar] = list(grads) if symbolic else [g.data for g in grads]
+        gs: list[Scalar] = list(grads) if symbolic else [g.data for g in grads]
         value: Scalar = out if symbolic else out.data
-        return value, (result[0] if isinstance(argnums, int) else tuple(result))
+        gradient = gs[0] if single else tuple(gs)
+        return ((value, aux), gradient) if has_aux else (value, gradient)
 
     return value_and_grad_f
 
 
-def grad(f: Callable[..., Any], argnums: ArgNums = 0) -> Callable[..., Any]:
+def _split_aux(result: Any, f: Callable[..., Any]) -> tuple[Any, Any]:
+    if not isinstance(result, tuple | list) or len(result) != 2:
+        raise TypeError(
+            f"grad: with has_aux=True, {_name(f)} must return a pair (out, aux), "
+            f"got {type(result).__name__}"
+        )
+    return result[0], result[1]
+
+
+def grad(f: Callable[..., Any], argnums: ArgNums = 0, has_aux: bool = False) -> Callable[..., Any]:
     """Return a function computing the derivative of ``f`` with respect to ``argnums``.
+
+    The rules are :func:`value_and_grad`'s; ``grad`` returns only the gradient, or
+    ``(gradient, aux)`` with ``has_aux=True``, as in JAX:
 
     >>> grad(lambda x, y: x * y, argnums=(0, 1))(2.0, 5.0)
     (5.0, 2.0)
+    >>> grad(lambda x, *, scale: scale * x.tanh())(0.0, scale=3.0)  # keywords pass through
+    3.0
+    >>> grad(lambda x: (x * x, "aux"), has_aux=True)(3.0)
+    (6.0, 'aux')
     """
-    vg = value_and_grad(f, argnums)
+    vg = value_and_grad(f, argnums, has_aux)
 
     @functools.wraps(f)
-    def grad_f(*args: Any) -> Any:
-        return vg(*args)[1]
+    def grad_f(*args: Any, **kwargs: Any) -> Any:
+        value, gradient = vg(*args, **kwargs)
+        return (gradient, value[1]) if has_aux else gradient
 
     return grad_f
 

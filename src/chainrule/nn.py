@@ -15,9 +15,11 @@ import math
 import os
 import random
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from itertools import chain
+from operator import is_
 from pathlib import Path
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, NamedTuple, TypeAlias
 
 from chainrule._io import atomic_write_text
 from chainrule.engine import Value, _dot, _is_real, _to_float
@@ -25,8 +27,10 @@ from chainrule.errors import ChainruleError
 
 __all__ = [
     "ACTIVATIONS",
+    "DEFAULT_ACTIVATION",
     "INITS",
     "MLP",
+    "IncompatibleKeys",
     "Layer",
     "ModelFileError",
     "Module",
@@ -41,6 +45,11 @@ Input: TypeAlias = "Sequence[Value | float]"
 
 ACTIVATIONS: tuple[str, ...] = ("tanh", "relu", "sigmoid", "linear")
 INITS: tuple[str, ...] = ("uniform", "xavier", "he")
+
+#: The activation of ``Neuron``, ``Layer`` and ``MLP``'s hidden layers unless one is given:
+#: ReLU, as in the reference implementation's ``nn`` (whose ``Neuron`` is ReLU unless told
+#: otherwise) and its moons demo. The lecture's tanh neuron is ``Neuron(n, "tanh")``.
+DEFAULT_ACTIVATION: Activation = "relu"
 
 FORMAT = "chainrule.model"
 VERSION = 1
@@ -71,30 +80,76 @@ def _as_inputs(x: Input, expected: int, who: str) -> list[Value]:
     return [v if isinstance(v, Value) else Value(v) for v in xs]
 
 
-class Module:
-    """Base class of everything with parameters.
+class IncompatibleKeys(NamedTuple):
+    """What :meth:`Module.load_state_dict` could not match (PyTorch's return value)."""
 
-    A subclass defines :meth:`named_parameters`; :meth:`parameters` then follows from
-    it. ``Neuron``, ``Layer`` and ``MLP`` also write ``parameters()`` out directly, in
-    the same order, because it is called at every training step and formatting a name
-    for each parameter would cost more than a compiled step. Nothing is cached: the list
-    is built afresh on each call, so it always reflects the model as it is now.
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+
+
+class Module:
+    """Base class of everything with parameters; its parameters follow from its attributes.
+
+    As in PyTorch, a subclass only stores its parameters: every attribute that is a
+    ``Value``, a ``Module``, or a list, tuple or dict of them (nested to any depth) is
+    found by :meth:`named_parameters`, in the order the attributes were set, and named
+    by the path to it (``layers.0.neurons.3.w.1``). Other attributes (numbers, strings,
+    anything else) are ignored; so keep a Value that is not a parameter, such as a
+    cached output, out of the module's attributes. A Value reachable twice, such as a
+    weight shared by two layers, is listed once, under the first name that reaches it.
+
+    >>> class Scaled(Module):
+    ...     def __init__(self) -> None:
+    ...         self.body = Layer(2, 1, activation="linear")
+    ...         self.scale = Value(2.0)
+    >>> [name for name, _ in Scaled().named_parameters()]
+    ['body.neurons.0.w.0', 'body.neurons.0.w.1', 'body.neurons.0.b', 'scale']
+
+    :meth:`parameters` is called at every training step, so it does not walk the
+    attributes again while nothing has changed: it keeps the list it found together
+    with every container it read (each module's attribute dict, each list and dict)
+    and a copy of their contents, and reuses the list only while every container still
+    holds the very same objects, in the same order (compared by identity, never by a
+    type's own ``==``, except for a list that held only Values, compared with ``==``,
+    which for Values is identity). Assigning, appending, deleting or replacing
+    anything, even by writing into ``__dict__``, is therefore seen at the next call;
+    nothing can go stale. The check is a few C-level passes: ~6 µs for the 337
+    parameters of ``MLP(2, [16, 16, 1])``, where a fresh walk takes ~40 times longer.
     """
+
+    __slots__ = ("__dict__", "__weakref__", "_memo")
+    _memo: _Memo
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         # A subclass that redefines which parameters it has (named_parameters) but not
-        # parameters() must not inherit a parent's shortcut, which would miss the change.
+        # parameters() gets parameters() from its own named_parameters().
         if "named_parameters" in vars(cls) and "parameters" not in vars(cls):
-            cls.parameters = Module.parameters  # type: ignore[method-assign]
+            cls.parameters = Module._parameters_from_names  # type: ignore[method-assign]
 
     def parameters(self) -> list[Value]:
-        """Every trainable Value, in the order of :meth:`named_parameters`."""
+        """Every trainable Value, each once, in the order of :meth:`named_parameters`.
+
+        The list is the caller's own: changing it does not change the model.
+        """
+        try:
+            memo = self._memo
+        except AttributeError:  # never walked yet
+            pass
+        else:
+            if memo.fresh():
+                return memo.params.copy()
+        walk = _Walk(self)
+        self._memo = _Memo(walk)
+        return walk.params.copy()
+
+    def _parameters_from_names(self) -> list[Value]:
         return [p for _, p in self.named_parameters()]
 
     def named_parameters(self) -> list[tuple[str, Value]]:
         """``(name, parameter)`` pairs, e.g. ``("layers.0.neurons.3.w.1", Value)``."""
-        return []
+        walk = _Walk(self)
+        return list(zip(walk.names, walk.params, strict=True))
 
     def zero_grad(self) -> None:
         """Set every parameter's gradient to zero (gradients accumulate otherwise)."""
@@ -105,28 +160,121 @@ class Module:
         """Every parameter's value by name: a plain, JSON-ready copy."""
         return {name: p.data for name, p in self.named_parameters()}
 
-    def load_state_dict(self, state: dict[str, float]) -> None:
-        """Set parameters from :meth:`state_dict` output; names must match exactly.
+    def load_state_dict(self, state: Mapping[str, float], strict: bool = True) -> IncompatibleKeys:
+        """Set parameters from :meth:`state_dict` output, as PyTorch does.
 
-        Everything is checked before any parameter changes, so a bad dict leaves the
-        model as it was.
+        With ``strict=True`` the names must match exactly: a missing or unexpected name
+        raises ``ValueError`` listing them. With ``strict=False`` the parameters named
+        in both are set and the others left alone. Either way the names that did not
+        match are returned, as ``(missing_keys, unexpected_keys)``. Every value is
+        checked (a finite number) before any parameter changes, so a bad dict leaves
+        the model as it was.
         """
+        if not isinstance(state, Mapping):
+            raise TypeError(f"load_state_dict: expected a dict, got {type(state).__name__}")
         named = self.named_parameters()
-        expected = [name for name, _ in named]
-        missing = [n for n in expected if n not in state]
-        unexpected = [n for n in state if n not in set(expected)]
-        if missing or unexpected:
-            raise KeyError(
-                f"state_dict does not fit this model: missing {missing[:5]}, "
-                f"unexpected {unexpected[:5]}"
+        expected = {name for name, _ in named}
+        missing = [name for name, _ in named if name not in state]
+        unexpected = [name for name in state if name not in expected]
+        if strict and (missing or unexpected):
+            raise ValueError(
+                f"load_state_dict: the state does not fit this {type(self).__name__} "
+                f"(strict=True): missing {_some(missing)}; unexpected {_some(unexpected)}"
             )
-        values = {name: _to_float(state[name], f"state_dict[{name!r}]") for name in expected}
-        for name, p in named:
-            p.data = values[name]
+        values = [
+            (p, _to_float(state[name], f"state_dict[{name!r}]"))
+            for name, p in named
+            if name in state
+        ]
+        for p, x in values:
+            p.data = x
+        return IncompatibleKeys(missing, unexpected)
 
     def num_parameters(self) -> int:
         """How many scalars the model learns."""
         return len(self.parameters())
+
+    def __getstate__(self) -> dict[str, Any]:
+        # copy / deepcopy / pickle take the attributes only; the memo is rebuilt on use.
+        return self.__dict__
+
+
+def _some(names: list[str], limit: int = 10) -> str:
+    """``names`` for a message: all of them, or the first ``limit`` and how many more."""
+    if not names:
+        return "none"
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+_SHAREABLE = (Value, Module, list, dict)  # what may be reached twice (or hold itself)
+
+
+class _Walk:
+    """One pass over a module's attributes: its parameters, each once, with names, and
+    every mutable container the pass read (for :class:`_Memo`)."""
+
+    __slots__ = ("leaves", "names", "nodes", "params", "seen")
+
+    def __init__(self, root: Module) -> None:
+        self.names: list[str] = []
+        self.params: list[Value] = []
+        self.seen: set[int] = {id(root)}  # ids of the Values, modules and lists met so far
+        self.leaves: list[list[Value]] = []  # lists that hold only Values
+        self.nodes: list[Collection[object]] = []  # attribute dicts, other lists, dicts' values
+        self.module(root, "")
+
+    def module(self, m: Module, prefix: str) -> None:
+        attrs = vars(m)
+        self.nodes.append(attrs.values())
+        for name, v in attrs.items():
+            self.item(v, prefix + name)
+
+    def item(self, v: object, name: str) -> None:
+        if isinstance(v, _SHAREABLE):
+            if id(v) in self.seen:  # shared: a Value is listed once; a cycle ends here
+                return
+            self.seen.add(id(v))
+        elif not isinstance(v, tuple):
+            return  # a number, a string, anything else: not a parameter
+        if isinstance(v, Value):
+            self.names.append(name)
+            self.params.append(v)
+        elif isinstance(v, Module):
+            self.module(v, name + ".")
+        elif isinstance(v, list | tuple):  # (tuples cannot change: their holder is checked)
+            if type(v) is list and all(type(x) is Value for x in v):
+                self.leaves.append(v)
+            elif isinstance(v, list):
+                self.nodes.append(v)
+            for i, x in enumerate(v):
+                self.item(x, f"{name}.{i}")
+        elif isinstance(v, dict):
+            self.nodes.append(v.values())
+            for key, x in v.items():
+                self.item(x, f"{name}.{key}")
+
+
+class _Memo:
+    """The parameters a :class:`_Walk` found, valid while what it read is unchanged."""
+
+    __slots__ = ("leaf_copies", "leaves", "node_items", "node_sizes", "nodes", "params")
+
+    def __init__(self, walk: _Walk) -> None:
+        self.params = walk.params
+        self.leaves = walk.leaves
+        self.leaf_copies = [list(c) for c in walk.leaves]
+        self.nodes = walk.nodes
+        self.node_sizes = list(map(len, walk.nodes))
+        self.node_items = list(chain.from_iterable(walk.nodes))  # held: ids stay unique
+
+    def fresh(self) -> bool:
+        """Whether every container still holds the same objects (all in C: ~5 µs for 337)."""
+        return (
+            self.leaves == self.leaf_copies
+            and list(map(len, self.nodes)) == self.node_sizes
+            and all(map(is_, chain.from_iterable(self.nodes), self.node_items))
+        )
 
 
 def _draw_weight(init: str, nin: int, nout: int, rng: Any) -> float:
@@ -142,14 +290,16 @@ def _draw_weight(init: str, nin: int, nout: int, rng: Any) -> float:
 class Neuron(Module):
     """``act(w · x + b)`` with ``nin`` weights ``w`` and a bias ``b``.
 
-    Weights start as the ``init`` scheme draws them from ``rng`` (the ``random``
-    module by default, so ``random.seed`` reproduces them); the bias starts at 0.
+    ``act`` is :data:`DEFAULT_ACTIVATION` (ReLU) unless ``activation`` names another;
+    the lecture's neuron is ``Neuron(2, "tanh")``. Weights start as the ``init``
+    scheme draws them from ``rng`` (the ``random`` module by default, so
+    ``random.seed`` reproduces them); the bias starts at 0.
     """
 
     def __init__(
         self,
         nin: int,
-        activation: Activation = "tanh",
+        activation: Activation = DEFAULT_ACTIVATION,
         *,
         init: Init = "uniform",
         rng: random.Random | None = None,
@@ -170,12 +320,6 @@ class Neuron(Module):
     def _forward(self, xs: Sequence[Value]) -> Value:
         return _activate(_dot(self.w, xs, self.b), self.activation)  # w · x + b: one node
 
-    def parameters(self) -> list[Value]:
-        return [*self.w, self.b]
-
-    def named_parameters(self) -> list[tuple[str, Value]]:
-        return [*((f"w.{i}", w) for i, w in enumerate(self.w)), ("b", self.b)]
-
     def __repr__(self) -> str:
         return f"Neuron({len(self.w)}, activation={self.activation!r})"
 
@@ -191,13 +335,13 @@ def _activate(v: Value, activation: str) -> Value:
 
 
 class Layer(Module):
-    """``nout`` neurons that all see the same ``nin`` inputs."""
+    """``nout`` neurons that all see the same ``nin`` inputs (ReLU unless told otherwise)."""
 
     def __init__(
         self,
         nin: int,
         nout: int,
-        activation: Activation = "tanh",
+        activation: Activation = DEFAULT_ACTIVATION,
         *,
         init: Init = "uniform",
         rng: random.Random | None = None,
@@ -226,19 +370,6 @@ class Layer(Module):
     def activation(self) -> str:
         return self.neurons[0].activation
 
-    def parameters(self) -> list[Value]:
-        ps: list[Value] = []
-        for n in self.neurons:
-            ps += n.parameters()
-        return ps
-
-    def named_parameters(self) -> list[tuple[str, Value]]:
-        return [
-            (f"neurons.{i}.{name}", p)
-            for i, n in enumerate(self.neurons)
-            for name, p in n.named_parameters()
-        ]
-
     def __repr__(self) -> str:
         return f"Layer({self.nin}, {self.nout}, activation={self.activation!r})"
 
@@ -246,16 +377,17 @@ class Layer(Module):
 class MLP(Module):
     """A multi-layer perceptron: ``nin`` inputs, then one layer per entry of ``nouts``.
 
-    ``activation`` applies to the hidden layers, ``output_activation`` to the last
-    (``None`` or ``"linear"``: none). ``MLP(3, [4, 4, 1], activation="tanh",
-    output_activation="tanh")`` is the lecture's network (41 parameters).
+    ``activation`` (:data:`DEFAULT_ACTIVATION`, ReLU, unless given) applies to the hidden
+    layers, ``output_activation`` to the last (``None`` or ``"linear"``: none).
+    ``MLP(3, [4, 4, 1], activation="tanh", output_activation="tanh")`` is the
+    lecture's network (41 parameters); ``MLP(2, [16, 16, 1])`` is the reference demo's.
     """
 
     def __init__(
         self,
         nin: int,
         nouts: Sequence[int],
-        activation: Activation = "relu",
+        activation: Activation = DEFAULT_ACTIVATION,
         output_activation: Activation | None = None,
         *,
         init: Init = "uniform",
@@ -293,19 +425,6 @@ class MLP(Module):
         for layer in self.layers:
             xs = layer._forward(xs)
         return xs[0] if len(xs) == 1 else xs
-
-    def parameters(self) -> list[Value]:
-        ps: list[Value] = []
-        for layer in self.layers:
-            ps += layer.parameters()
-        return ps
-
-    def named_parameters(self) -> list[tuple[str, Value]]:
-        return [
-            (f"layers.{i}.{name}", p)
-            for i, layer in enumerate(self.layers)
-            for name, p in layer.named_parameters()
-        ]
 
     def architecture(self) -> dict[str, Any]:
         """What it takes to build this model again (the model file's header)."""

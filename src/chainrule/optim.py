@@ -1,7 +1,8 @@
 """Optimisers and learning-rate schedules, with PyTorch's names.
 
-An optimiser holds a list of parameters; ``step()`` moves each one against its
-gradient, ``zero_grad()`` resets the gradients. A schedule maps a step number to a
+An optimiser holds its parameters (each once); ``step()`` moves each one against its
+gradient, all of them or, if any would stop being finite, none; ``zero_grad()``
+resets the gradients. A schedule maps a step number to a
 learning rate; set ``optimizer.lr = schedule(k)`` before each step. This module needs
 only the standard library.
 """
@@ -13,6 +14,9 @@ from collections.abc import Iterable
 
 from chainrule.engine import Value
 from chainrule.errors import NumericOverflowError
+
+_isfinite = math.isfinite
+_sqrt = math.sqrt
 
 __all__ = [
     "SCHEDULES",
@@ -37,16 +41,30 @@ def _positive(name: str, x: float, allow_zero: bool = False) -> float:
 
 
 class Optimizer:
-    """Base class: the parameters, the learning rate ``lr``, ``zero_grad()``."""
+    """Base class: the parameters, the learning rate ``lr``, ``zero_grad()`` and ``step()``.
+
+    ``params`` is fixed at construction, as a tuple; each Value may appear only once
+    (listed twice, it would be updated twice per step).
+    """
 
     weight_decay = 0.0  # added to each gradient as weight_decay * p (L2); subclasses set it
 
     def __init__(self, params: Iterable[Value], lr: float) -> None:
-        self.params = list(params)
+        who = type(self).__name__
+        self.params: tuple[Value, ...] = tuple(params)
         if not self.params:
-            raise ValueError(f"{type(self).__name__}: no parameters to optimise")
+            raise ValueError(f"{who}: no parameters to optimise")
         if not all(isinstance(p, Value) for p in self.params):
-            raise TypeError(f"{type(self).__name__}: parameters must be Values")
+            raise TypeError(f"{who}: parameters must be Values")
+        first: dict[int, int] = {}
+        for i, p in enumerate(self.params):
+            j = first.setdefault(id(p), i)
+            if j != i:
+                raise ValueError(
+                    f"{who}: parameter {i} is parameter {j} again (the same Value listed "
+                    "twice), so it would be updated twice per step; pass each parameter "
+                    "once (Module.parameters() lists each once)"
+                )
         self.lr = _positive("lr", lr)
         self.steps = 0
 
@@ -56,19 +74,53 @@ class Optimizer:
             p.grad = 0.0
 
     def step(self) -> None:
-        """Update every parameter once from its current gradient."""
-        self.steps += 1
-        for i, p in enumerate(self.params):
-            new = p.data - self._update(i, p.grad + self.weight_decay * p.data)
-            if not math.isfinite(new):
-                raise NumericOverflowError(
-                    f"{type(self).__name__}.step: a parameter became {new} at step "
-                    f"{self.steps} (training diverged); lower the learning rate (lr={self.lr})"
-                )
-            p.data = new
+        """Update every parameter once from its current gradient: all of them, or none.
 
-    def _update(self, i: int, g: float) -> float:  # pragma: no cover - abstract
+        Every new value (and the optimiser's new state) is computed first and checked to
+        be finite; only then is anything assigned. A step that would make any value
+        ``inf`` or ``nan`` raises :class:`~chainrule.errors.NumericOverflowError` naming
+        the parameter, and leaves every parameter, the state and ``steps`` as they were.
+        """
+        params = self.params
+        wd = self.weight_decay
+        grads = [p.grad + wd * p.data for p in params] if wd else [p.grad for p in params]
+        t = self.steps + 1
+        new, state = self._propose(grads, t)
+        for values in (new, *state):
+            # A finite sum means every term is finite (nan and inf propagate); only when
+            # it is not is each value looked at, to tell divergence from a large sum.
+            if not _isfinite(sum(values)) and not all(map(_isfinite, values)):
+                raise self._diverged(values is new, values, grads, t)
+        for p, x in zip(params, new, strict=True):
+            p.data = x
+        self._commit(state)
+        self.steps = t
+
+    def _propose(
+        self, grads: list[float], t: int
+    ) -> tuple[list[float], tuple[list[float], ...]]:  # pragma: no cover - abstract
+        """The new parameter values and the new state for step ``t`` from ``grads`` (one per
+        parameter, weight decay included), changing nothing."""
         raise NotImplementedError
+
+    def _commit(self, state: tuple[list[float], ...]) -> None:  # pragma: no cover - abstract
+        """Keep the state that :meth:`_propose` computed (the step is going ahead)."""
+        raise NotImplementedError
+
+    def _diverged(
+        self, params: bool, values: list[float], grads: list[float], t: int
+    ) -> NumericOverflowError:
+        i = next(k for k, x in enumerate(values) if not _isfinite(x))
+        what = (
+            f"parameter {i} would become {values[i]}"
+            if params
+            else f"the running state of parameter {i} would become {values[i]}"
+        )
+        return NumericOverflowError(
+            f"{type(self).__name__}.step: {what} at step {t} (its value {self.params[i].data!r}, "
+            f"its gradient {grads[i]!r}); nothing was updated (training diverged); "
+            f"lower the learning rate (lr={self.lr})"
+        )
 
 
 class SGD(Optimizer):
@@ -89,10 +141,17 @@ class SGD(Optimizer):
         self.weight_decay = _positive("weight_decay", weight_decay, allow_zero=True)
         self.velocity = [0.0] * len(self.params)
 
-    def _update(self, i: int, g: float) -> float:
-        if self.momentum:
-            g = self.velocity[i] = self.momentum * self.velocity[i] + g
-        return self.lr * g
+    def _propose(self, grads: list[float], t: int) -> tuple[list[float], tuple[list[float], ...]]:
+        lr, params = self.lr, self.params
+        if not self.momentum:
+            return [p.data - lr * g for p, g in zip(params, grads, strict=True)], ()
+        mu = self.momentum
+        velocity = [mu * v + g for v, g in zip(self.velocity, grads, strict=True)]
+        return [p.data - lr * v for p, v in zip(params, velocity, strict=True)], (velocity,)
+
+    def _commit(self, state: tuple[list[float], ...]) -> None:
+        if state:
+            (self.velocity,) = state
 
 
 class Adam(Optimizer):
@@ -120,13 +179,23 @@ class Adam(Optimizer):
         self.m = [0.0] * len(self.params)
         self.v = [0.0] * len(self.params)
 
-    def _update(self, i: int, g: float) -> float:
+    def _propose(self, grads: list[float], t: int) -> tuple[list[float], tuple[list[float], ...]]:
         b1, b2 = self.betas
-        self.m[i] = m = b1 * self.m[i] + (1.0 - b1) * g
-        self.v[i] = v = b2 * self.v[i] + (1.0 - b2) * g * g
-        m_hat = m / (1.0 - b1**self.steps)
-        v_hat = v / (1.0 - b2**self.steps)
-        return self.lr * m_hat / (math.sqrt(v_hat) + self.eps)
+        c1, c2 = 1.0 - b1, 1.0 - b2
+        m = [b1 * mi + c1 * g for mi, g in zip(self.m, grads, strict=True)]
+        v = [b2 * vi + c2 * g * g for vi, g in zip(self.v, grads, strict=True)]
+        # lr * m̂ / (sqrt(v̂) + eps), with the bias corrections taken out of the loop
+        step_size = self.lr / (1.0 - b1**t)
+        root_c2 = math.sqrt(1.0 - b2**t)
+        eps = self.eps
+        new = [
+            p.data - step_size * mi / (_sqrt(vi) / root_c2 + eps)
+            for p, mi, vi in zip(self.params, m, v, strict=True)
+        ]
+        return new, (v, m)  # v first: a g² that overflows shows there, not in the step
+
+    def _commit(self, state: tuple[list[float], ...]) -> None:
+        self.v, self.m = state
 
 
 # -- schedules --------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from chainrule import data as datasets
 from chainrule import losses
 from chainrule.engine import Value, no_grad
 from chainrule.errors import ChainruleError, DivergedError, DomainError
-from chainrule.nn import ACTIVATIONS, INITS, MLP, ModelFileError
+from chainrule.nn import ACTIVATIONS, DEFAULT_ACTIVATION, INITS, MLP, ModelFileError
 from chainrule.optim import SCHEDULES, SGD, Adam, Optimizer, make_schedule
 
 __all__ = [
@@ -148,7 +148,7 @@ class TrainConfig:
     noise: float = 0.1
     classes: int = 2
     hidden: tuple[int, ...] = (16, 16)
-    activation: str = "relu"
+    activation: str = DEFAULT_ACTIVATION
     init: str = "uniform"
     loss: str = "auto"
     l2: float = 1e-4
