@@ -18,7 +18,7 @@ from chainrule.compiler.analysis import Analysis, Const, Node
 from chainrule.compiler.ops import ARRAY_RULES, FORWARD, Array
 from chainrule.engine import _RULES
 
-__all__ = ["Kernel", "Layout", "MatMul", "plan"]
+__all__ = ["Kernel", "Layout", "MatMul", "groups_of", "plan"]
 
 
 def _strided(pos: Array) -> tuple[int, tuple[int, ...]] | None:
@@ -403,11 +403,18 @@ def _group_key(node: Node) -> tuple[Any, ...]:
     return (node.level, node.op, repr(extra), node.needs_grad)
 
 
-def plan(analysis: Analysis, start: int) -> tuple[list[Kernel], Layout]:
-    """Group the nodes by (level, op) and make one kernel (or a few) per group."""
+def groups_of(analysis: Analysis) -> dict[tuple[Any, ...], list[Node]]:
+    """The program's nodes grouped by (level, op): each group becomes one kernel or a few."""
     groups: dict[tuple[Any, ...], list[Node]] = {}
     for node in analysis.nodes:
         groups.setdefault(_group_key(node), []).append(node)
+    return groups
+
+
+def plan(
+    analysis: Analysis, groups: dict[tuple[Any, ...], list[Node]], start: int
+) -> tuple[list[Kernel], Layout]:
+    """Lay the values out in one buffer and make the kernels, level by level."""
     layout = Layout(start, analysis.constants, len(analysis.nodes))
     kernels: list[Kernel] = []
     for key in sorted(groups, key=lambda k: (k[0], k[1], k[2], k[3])):

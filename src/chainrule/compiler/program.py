@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from chainrule.compiler.analysis import Const, analyse
-from chainrule.compiler.kernels import Kernel, MatMul, plan
+from chainrule.compiler.kernels import Kernel, MatMul, groups_of, plan
 from chainrule.compiler.ops import Array
 from chainrule.compiler.tracing import (
     Tracer,
@@ -295,18 +295,22 @@ class _Program:
         self.n_inputs = sum(a.size for a in arrays)
         analysis = analyse(graph, len(self.params), self.n_inputs, name, where)
         del graph, again, first
-        self.kernels, layout = plan(analysis, len(self.params) + self.n_inputs)
         self.program_nodes = len(analysis.nodes)
         self.levels = max((node.level for node in analysis.nodes), default=0)
-        elements = sum(k.size for k in self.kernels)
-        replay = 2 * len(self.kernels) * _REPLAY_PER_KERNEL + elements * _REPLAY_PER_ELEMENT
+        groups = groups_of(analysis)
+        # Replay pays per kernel call and per element, eager per node: a narrow graph
+        # (a long chain: one node per level) runs eagerly, and keeps no program.
+        elements = sum(len(n.inputs) for n in analysis.nodes)
+        replay = 2 * len(groups) * _REPLAY_PER_KERNEL + elements * _REPLAY_PER_ELEMENT
         eager = self.traced_nodes * _EAGER_PER_NODE
         if replay > eager and owner.allow_fallback:
             self.fallback = (
-                f"runs eagerly: {len(self.kernels)} kernels for {self.traced_nodes} nodes "
+                f"runs eagerly: {len(groups)} kernels for {self.traced_nodes} nodes "
                 f"(a narrow graph; replay would take ~{replay * 1e3:.2f} ms against "
                 f"~{eager * 1e3:.2f} ms eagerly)"
             )
+            groups.clear()
+        self.kernels, layout = plan(analysis, groups, len(self.params) + self.n_inputs)
         self.vals = np.zeros(layout.size)
         self.grads = np.zeros(layout.size)
         self.vals[layout.const_start : layout.const_end] = [c.value for c in layout.constants]
