@@ -203,7 +203,8 @@ def compiled(
     chains: dict[str, list[float]] = {"eager": [], "compiled": []}
     for r in range(rounds):
         for engine in rotate(list(chains), r):
-            chains[engine] += work("chain", engine, "--steps", "5", script="compiled.py")["seconds"]
+            steps = work("chain", engine, "--steps", "10", script="compiled.py")["seconds"]
+            chains[engine] += steps[1:]
     chain = {e: median(t) for e, t in chains.items()}
 
     loop_t, array_t = median(loop), median(array)
