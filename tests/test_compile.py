@@ -573,13 +573,13 @@ def test_tracing_in_one_thread_changes_nothing_for_another() -> None:
     worker = threading.Thread(target=eager_worker)
     worker.start()
     try:
-        for _ in range(5):
+        for _ in range(2):
             model, loss = demo_setup()
             chainrule.compile(loss, model.parameters())()
     finally:
         stop.set()
         worker.join()
-    assert results and len(set(results)) == 1
+    assert len(results) > 10 and len(set(results)) == 1
     x = Value(0.7)
     y = (x * x).tanh() * x
     y.backward()

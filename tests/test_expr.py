@@ -458,7 +458,7 @@ def check_contract(text: str, value: float) -> None:
         return
 
 
-@settings(max_examples=2500)
+@settings(max_examples=800)
 @given(
     st.lists(st.sampled_from(ALLOWED_TOKENS + DISALLOWED_TOKENS), max_size=25).map("".join),
     VARIABLE_VALUE,
@@ -467,7 +467,7 @@ def test_fuzz_token_soup(text: str, value: float) -> None:
     check_contract(text, value)
 
 
-@settings(max_examples=1000)
+@settings(max_examples=400)
 @given(st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x7F), max_size=40))
 def test_fuzz_ascii_text(text: str) -> None:
     check_contract(text, 0.7)
@@ -509,13 +509,13 @@ def mutated_expressions(draw: st.DrawFn) -> str:
     return text
 
 
-@settings(max_examples=1000)
+@settings(max_examples=300)
 @given(mutated_expressions(), VARIABLE_VALUE)
 def test_fuzz_mutated_expressions(text: str, value: float) -> None:
     check_contract(text, value)
 
 
-@settings(max_examples=300)
+@settings(max_examples=150)
 @given(valid_expressions(), VARIABLE_VALUE)
 def test_valid_expressions_parse_and_fail_only_with_arithmetic_errors(
     text: str, value: float
