@@ -33,6 +33,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
+import workloads  # bench/workloads.py: the same demo as the other engines run
 
 import chainrule
 from chainrule import Value
@@ -42,20 +43,11 @@ from chainrule.nn import MLP
 
 
 def demo_problem() -> tuple[Any, Any]:
-    X, y = moons(100, noise=0.1, seed=1337)
-    ys = [2.0 * c - 1.0 for c in y]
+    """The reference demo's model and loss, exactly as ``workloads.demo_step`` runs them."""
+    X, y = workloads.moons()
     random.seed(1337)
     model = MLP(2, [16, 16, 1])
-
-    def loss() -> Value:
-        inputs = [list(map(Value, row)) for row in X]
-        scores = list(map(model, inputs))
-        losses = [(1 + -yi * si).relu() for yi, si in zip(ys, scores, strict=True)]
-        data_loss = sum(losses) * (1.0 / len(losses))
-        reg_loss = 1e-4 * sum(p * p for p in model.parameters())
-        return data_loss + reg_loss
-
-    return model, loss
+    return model, workloads.demo_loss(Value, model, X, y)
 
 
 def demo(engine: str, steps: int) -> dict[str, Any]:
@@ -65,11 +57,7 @@ def demo(engine: str, steps: int) -> dict[str, Any]:
     for k in range(steps):
         start = time.perf_counter()
         total = step()
-        model.zero_grad()
-        total.backward()
-        lr = 1.0 - 0.9 * k / 100
-        for p in model.parameters():
-            p.data -= lr * p.grad
+        workloads.backward_and_update(model, total, k)
         times.append(time.perf_counter() - start)
         values.append(total.data)
     return {"seconds": times, "loss": values}

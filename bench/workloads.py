@@ -31,6 +31,29 @@ def moons() -> tuple[list[list[float]], list[float]]:
     return X, [2.0 * c - 1.0 for c in y]
 
 
+def demo_loss(Value: Any, model: Any, X: list[list[float]], y: list[float]) -> Any:
+    """The reference demo's loss, written the way a user writes it (``sum()`` over Values)."""
+
+    def loss() -> Any:
+        inputs = [list(map(Value, row)) for row in X]
+        scores = list(map(model, inputs))
+        losses = [(1 + -yi * si).relu() for yi, si in zip(y, scores, strict=True)]
+        data_loss = sum(losses) * (1.0 / len(losses))
+        reg_loss = 1e-4 * sum(p * p for p in model.parameters())
+        return data_loss + reg_loss
+
+    return loss
+
+
+def backward_and_update(model: Any, total: Any, k: int) -> None:
+    """``zero_grad()``, ``backward()`` and the demo's SGD update (lr 1.0 falling to 0.1)."""
+    model.zero_grad()
+    total.backward()
+    lr = 1.0 - 0.9 * k / 100
+    for p in model.parameters():
+        p.data -= lr * p.grad
+
+
 def demo_step(engine: str, steps: int) -> dict[str, Any]:
     """The reference demo's training step, written the way a user writes it."""
     X, y = moons()
@@ -48,23 +71,12 @@ def demo_step(engine: str, steps: int) -> dict[str, Any]:
 
         model = MLP(2, [16, 16, 1])
 
-    def loss() -> Any:
-        inputs = [list(map(Value, row)) for row in X]
-        scores = list(map(model, inputs))
-        losses = [(1 + -yi * si).relu() for yi, si in zip(y, scores, strict=True)]
-        data_loss = sum(losses) * (1.0 / len(losses))
-        reg_loss = 1e-4 * sum(p * p for p in model.parameters())
-        return data_loss + reg_loss
-
+    loss = demo_loss(Value, model, X, y)
     times, values = [], []
     for k in range(steps):
         start = time.perf_counter()
         total = loss()
-        model.zero_grad()
-        total.backward()
-        lr = 1.0 - 0.9 * k / 100
-        for p in model.parameters():
-            p.data -= lr * p.grad
+        backward_and_update(model, total, k)
         times.append(time.perf_counter() - start)
         values.append(total.data)
     return {"seconds": times, "loss": values}
@@ -256,18 +268,11 @@ def micrograd_nn(engine: str, steps: int) -> dict[str, Any]:
 
     collector = CollectorClock()
     times, in_gc, values = [], [], []
+    loss = demo_loss(Value, model, X, y)
     for k in range(steps):
         gc_before, start = collector.seconds, time.perf_counter()
-        inputs = [list(map(Value, row)) for row in X]
-        scores = list(map(model, inputs))
-        losses = [(1 + -yi * si).relu() for yi, si in zip(y, scores, strict=True)]
-        data_loss = sum(losses) * (1.0 / len(losses))
-        total = data_loss + 1e-4 * sum(p * p for p in model.parameters())
-        model.zero_grad()
-        total.backward()
-        lr = 1.0 - 0.9 * k / 100
-        for p in model.parameters():
-            p.data -= lr * p.grad
+        total = loss()
+        backward_and_update(model, total, k)
         times.append(time.perf_counter() - start)
         in_gc.append(collector.seconds - gc_before)
         values.append(total.data)

@@ -177,60 +177,12 @@ class _Elementwise(Kernel):
                 slot.add(d * g)
 
 
-class _Sum(Kernel):
-    """``out = offset + Σ coef·x`` per node: the folded ``+``/``-`` chains and ``sum``."""
+class _PerNodeReduction(Kernel):
+    """A group of n-ary nodes, each reducing its own inputs (its *terms*) to one value.
 
-    kind = "sum"
-
-    def __init__(self, nodes: list[Node], layout: Layout) -> None:
-        nodes.sort(key=_sort_key)
-        layout.place(nodes)
-        self.size, self.start = len(nodes), nodes[0].pos
-        self.needs_grad = nodes[0].needs_grad
-        counts = [len(n.inputs) for n in nodes]
-        self.width = counts[0] if len(set(counts)) == 1 else 0
-        shape = (self.size, self.width) if self.width else (sum(counts),)
-        self.terms = _Slot([x for n in nodes for x in n.inputs], shape, layout)
-        coefs = np.array([c for n in nodes for c in n.arg[0]]).reshape(shape)
-        self.coefs: Array | None = None if (coefs == 1.0).all() else coefs
-        offsets = np.array([n.arg[1] for n in nodes])
-        self.offsets: Array | float = (
-            float(offsets[0]) if (offsets == offsets[0]).all() else offsets
-        )
-        self.counts = np.array(counts)
-        self.starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-
-    def slots(self) -> list[_Slot]:
-        return [self.terms]
-
-    def forward(self) -> None:
-        x = self.terms.get()
-        if self.coefs is not None:
-            x = x * self.coefs
-        if self.width == 1:
-            total = x[:, 0]
-        elif self.width:
-            total = x.sum(axis=1)
-        else:
-            total = np.add.reduceat(x, self.starts)
-        self.out[...] = total + self.offsets if self.offsets is not None else total
-
-    def backward(self) -> None:
-        if not self.terms.needs_grad:
-            return
-        g = self.gout
-        c = (
-            np.broadcast_to(g[:, None], self.terms.shape)
-            if self.width
-            else np.repeat(g, self.counts)
-        )
-        self.terms.add(c * self.coefs if self.coefs is not None else c)
-
-
-class _LogSumExp(Kernel):
-    """``out = log Σ exp(x)`` per node; each input's local derivative is its softmax."""
-
-    kind = "logsumexp"
+    When every node has the same number of terms the terms form a matrix, one row per
+    node; otherwise they are one flat array cut into segments (``np.*.reduceat``).
+    """
 
     def __init__(self, nodes: list[Node], layout: Layout) -> None:
         nodes.sort(key=_sort_key)
@@ -248,14 +200,48 @@ class _LogSumExp(Kernel):
         return [self.terms]
 
     def _spread(self, a: Array) -> Array:
+        """One value per node, repeated for each of its terms."""
         return a[:, None] if self.width else np.repeat(a, self.counts)
+
+    def _total(self, x: Array) -> Array:
+        """The sum of each node's terms."""
+        if self.width == 1:
+            return x[:, 0]
+        return x.sum(axis=1) if self.width else np.add.reduceat(x, self.starts)
+
+
+class _Sum(_PerNodeReduction):
+    """``out = offset + Σ coef·x`` per node: the folded ``+``/``-`` chains and ``sum``."""
+
+    kind = "sum"
+
+    def __init__(self, nodes: list[Node], layout: Layout) -> None:
+        super().__init__(nodes, layout)
+        coefs = np.array([c for n in nodes for c in n.arg[0]]).reshape(self.terms.shape)
+        self.coefs: Array | None = None if (coefs == 1.0).all() else coefs
+        offsets = np.array([n.arg[1] for n in nodes])
+        same = (offsets == offsets[0]).all()
+        self.offsets: Array | float = float(offsets[0]) if same else offsets
+
+    def forward(self) -> None:
+        x = self.terms.get()
+        self.out[...] = self._total(x if self.coefs is None else x * self.coefs) + self.offsets
+
+    def backward(self) -> None:
+        if self.terms.needs_grad:
+            c = np.broadcast_to(self._spread(self.gout), self.terms.shape)
+            self.terms.add(c if self.coefs is None else c * self.coefs)
+
+
+class _LogSumExp(_PerNodeReduction):
+    """``out = log Σ exp(x)`` per node; each input's local derivative is its softmax."""
+
+    kind = "logsumexp"
 
     def forward(self) -> None:
         x = self.x = self.terms.get()
         top = x.max(axis=1) if self.width else np.maximum.reduceat(x, self.starts)
-        e = np.exp(x - self._spread(top))
-        total = e.sum(axis=1) if self.width else np.add.reduceat(e, self.starts)
-        self.out[...] = top + np.log(total)
+        self.out[...] = top + np.log(self._total(np.exp(x - self._spread(top))))
 
     def backward(self) -> None:
         if self.terms.needs_grad:
