@@ -32,6 +32,7 @@ __all__ = [
     "Value",
     "dot",
     "enable_grad",
+    "gradients",
     "is_grad_enabled",
     "logsumexp",
     "no_grad",
@@ -534,22 +535,50 @@ def topological_order(root: Value) -> list[Value]:
     return order
 
 
-def backward_graph(root: Value, wrt: Sequence[Value]) -> list[Value]:
-    """The gradients of ``root`` with respect to ``wrt``, as Values with graphs of their own.
+def gradients(root: Value, wrt: Sequence[Value]) -> list[Value]:
+    """The gradients ``∂root/∂w`` for each ``w`` in ``wrt``, as Values with graphs of their own.
 
-    The same chain rule as :meth:`Value.backward`, but each local derivative and each
-    product is a Value operation, so the results can be differentiated again. ``grad``
-    attributes are left untouched.
+    The chain rule of :meth:`Value.backward`, written with Value operations: each node
+    ``n`` gets an adjoint ``ḡ(n) = ∂root/∂n``, starting from ``ḡ(root) = 1`` and
+    summing over the nodes ``m`` that use ``n`` as an input::
+
+        ḡ(n) = Σ_m  ḡ(m) · ∂m/∂n
+
+    Each local derivative ``∂m/∂n`` comes from the rule table and each product is a
+    Value operation, so the results can be differentiated again (``grad(grad(f))``).
+    Only nodes on a path from ``root`` down to some ``w`` are visited: a node that
+    depends on no ``w`` contributes nothing, so its rule is never called. A ``w`` that
+    ``root`` does not depend on gets the constant 0. ``grad`` attributes are left
+    untouched. Under :func:`no_grad` the results are plain leaves with the right values.
+
+    >>> x, y = Value(3.0), Value(-2.0)
+    >>> dx, dy = gradients(x * x * y, [x, y])
+    >>> dx.data, dy.data  # 2xy, x²
+    (-12.0, 9.0)
     """
+    if not isinstance(root, Value):
+        raise TypeError(f"gradients: root must be a Value, got {type(root).__name__}")
+    for i, w in enumerate(wrt):
+        if not isinstance(w, Value):
+            raise TypeError(f"gradients: wrt[{i}] must be a Value, got {type(w).__name__}")
+    # Keep the nodes that depend on some w (inputs come first in topological order).
+    targets = set(wrt)
+    live: set[Value] = set()
+    path: list[Value] = []
+    for node in topological_order(root):
+        if node in targets or not live.isdisjoint(node._prev):
+            live.add(node)
+            path.append(node)
     adjoint: dict[Value, Value] = {root: _lift(1.0)}  # type: ignore[dict-item]
-    for node in reversed(topological_order(root)):
+    for node in reversed(path):
         g = adjoint.get(node)
         if g is None or not node._prev:
             continue
         local = _RULES[node._op](node._prev, node, node._arg)
         for p, d in zip(node._prev, local, strict=True):
-            contribution = d * g
-            before = adjoint.get(p)
-            adjoint[p] = contribution if before is None else before + contribution
+            if p in live:
+                contribution = d * g
+                before = adjoint.get(p)
+                adjoint[p] = contribution if before is None else before + contribution
     zero = _lift(0.0)
     return [adjoint.get(w, zero) for w in wrt]  # type: ignore[misc]
