@@ -5,10 +5,12 @@ from __future__ import annotations
 import decimal
 import gc
 import math
+import re
 import sys
 
 import numpy as np
 import pytest
+import torch
 
 from chainrule import (
     ChainruleError,
@@ -291,3 +293,56 @@ def test_graphs_are_freed_without_the_cycle_collector() -> None:
         assert live_values() == before  # freed by reference counting alone
     finally:
         gc.enable()
+
+
+# -- a Value as a number ----------------------------------------------------------------
+
+
+def test_float_round_and_format_read_the_value() -> None:
+    v = Value(2.71828, label="e")
+    assert float(v) == 2.71828 and type(float(v)) is float
+    assert round(v) == 3 and type(round(v)) is int
+    assert round(v, 2) == 2.72 and type(round(v, 2)) is float
+    assert format(v, ".3f") == "2.718" and f"{v:+.1e}" == "+2.7e+00"
+    assert f"{v}" == str(v) == repr(v)  # an empty spec keeps the Value's own text
+    assert math.sqrt(Value(4.0)) == 2.0  # math functions accept it through __float__
+
+
+@pytest.mark.parametrize("x", [-1.5, -1e-300, 0.0, 2.0])
+def test_abs_is_an_op_with_torchs_derivative_even_at_zero(x: float) -> None:
+    v = Value(x)
+    out = abs(v)
+    assert out._op == "abs" and out._prev == (v,)
+    out.backward()
+    t = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    torch.abs(t).backward()
+    assert (out.data, v.grad) == (abs(x), t.grad.item())
+    assert grad(grad(abs))(x) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("compare", "op"),
+    [
+        (lambda a, b: a < b, "<"),
+        (lambda a, b: a <= b, "<="),
+        (lambda a, b: a > b, ">"),
+        (lambda a, b: a >= b, ">="),
+        (lambda a, b: a < 2.5, "<"),
+        (lambda a, b: 2.5 >= a, "<="),  # noqa: SIM300  reflected: Python asks a <= 2.5
+    ],
+)
+def test_ordering_comparisons_are_refused_with_the_reason(compare, op: str) -> None:
+    a, b = Value(1.5), Value(-2.0)
+    with pytest.raises(TypeError, match=rf"^{re.escape(op)}: Values cannot be compared") as info:
+        compare(a, b)
+    message = str(info.value)
+    assert "1.5" in message and "branch on their data" in message
+    assert f"a.data {op} b.data" in message and "relu()" in message
+
+
+def test_equality_and_hashing_stay_by_identity() -> None:
+    a, b = Value(1.0), Value(1.0)
+    assert a == a and a != b and a != 1.0
+    assert len({a, b, a}) == 2 and {a: 1}[a] == 1
+    with pytest.raises(TypeError, match="Values cannot be compared"):
+        sorted([a, b])

@@ -104,6 +104,18 @@ def _to_float(x: object, where: str = "Value") -> float:
     return x
 
 
+def _ordering_error(op: str, a: Value, b: object) -> TypeError:
+    """Why ``a < b`` is refused, and what to write instead."""
+    shown = f"{b.data!r}" if isinstance(b, Value) else f"{b!r:.40}"
+    return TypeError(
+        f"{op}: Values cannot be compared ({a.data!r} {op} {shown}): a comparison would "
+        "branch on their data, which the graph does not record, so backward(), grad() and "
+        "compile() could not see the choice. Compare the numbers explicitly "
+        f"(a.data {op} b.data) if that is what you mean, or express it with Value operations "
+        "such as relu() or abs()."
+    )
+
+
 def _describe(op: str, args: Sequence[float], arg: float | None) -> str:
     """Write an operation with its operands the way a person would, e.g. ``3.0 / 0.0``."""
     if arg is not None:
@@ -208,6 +220,42 @@ class Value:
 
     def __pos__(self) -> Value:
         return self
+
+    def __abs__(self) -> Value:
+        """``|x|`` as an op; its derivative is ``sign(x)``, taken as 0 at 0 as in PyTorch."""
+        return _node(abs(self.data), (self,), "abs")
+
+    # -- reading the number ---------------------------------------------------------
+    # float(v), round(v) and format(v, ".3f") read ``data``: a plain number, off the
+    # graph (``chainrule.compile`` counts them as the caller's reads of ``.data``).
+
+    def __float__(self) -> float:
+        """``float(v)`` is ``v.data``."""
+        return self.data
+
+    def __round__(self, ndigits: int | None = None) -> float | int:
+        """``round(v)`` is ``round(v.data)`` (an int); ``round(v, n)`` a float."""
+        return round(self.data, ndigits)
+
+    def __format__(self, spec: str) -> str:
+        """``format(v, ".3f")`` formats ``data``; an empty spec gives ``str(v)``."""
+        return format(self.data, spec) if spec else str(self)
+
+    # -- comparisons ------------------------------------------------------------------
+    # ``==`` and hashing stay by identity (Values are keys of sets and dicts).
+    # Ordering is refused: ``if a < b`` would branch on data, out of the graph's sight.
+
+    def __lt__(self, other: object) -> bool:
+        raise _ordering_error("<", self, other)
+
+    def __le__(self, other: object) -> bool:
+        raise _ordering_error("<=", self, other)
+
+    def __gt__(self, other: object) -> bool:
+        raise _ordering_error(">", self, other)
+
+    def __ge__(self, other: object) -> bool:
+        raise _ordering_error(">=", self, other)
 
     # -- functions ----------------------------------------------------------------
 
@@ -453,7 +501,7 @@ def _identity(x: Value) -> Value:
 # output with respect to each input. ``backward()`` calls these with floats; the
 # function transforms in ``chainrule.functional`` call them with Values, so that the
 # gradients are graphs themselves and can be differentiated again. The rules therefore
-# use only arithmetic, ``_log``, ``_exp`` and ``_positive``, which work on both
+# use only arithmetic, ``_log``, ``_exp``, ``_positive`` and ``_sign``, which work on both
 # (``_log`` and ``_exp`` also on NumPy arrays, elementwise).
 
 
@@ -480,6 +528,11 @@ def _positive(x: Any) -> bool:
     return (x.data if isinstance(x, Value) else x) > 0.0
 
 
+def _sign(x: Any) -> float:
+    d = x.data if isinstance(x, Value) else x
+    return 1.0 if d > 0.0 else -1.0 if d < 0.0 else 0.0
+
+
 Rule = Callable[[Sequence[Any], Any, Any], Sequence[Any]]
 
 _RULES: dict[str, Rule] = {
@@ -499,6 +552,7 @@ _RULES: dict[str, Rule] = {
     "log": lambda x, out, k: (1.0 / x[0],),
     "tanh": lambda x, out, k: (1.0 - out * out,),
     "relu": lambda x, out, k: (1.0 if _positive(x[0]) else 0.0,),
+    "abs": lambda x, out, k: (_sign(x[0]),),  # sign(x), 0 at 0 as in PyTorch
     "sigmoid": lambda x, out, k: (out * (1.0 - out),),
     "softplus": lambda x, out, k: (_exp(x[0] - out),),  # sigmoid(x) = e^(x - softplus(x))
     # the fused n-ary ops: inputs (*w, *x, bias) and (*values)
