@@ -305,6 +305,44 @@ class Value:
         x = self.data
         return _node(max(x, 0.0) + math.log1p(math.exp(-abs(x))), (self,), "softplus")
 
+    # -- copying and pickling -------------------------------------------------------
+    # Without recursion, so that deep graphs work; a node used twice stays one node.
+
+    def __copy__(self) -> Value:
+        """A new node with the same fields, sharing its inputs (``_prev``) with ``self``."""
+        return _restore(self.data, self.grad, self.label, self._op, self._arg, self._prev)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Value:
+        """A copy of the whole graph below ``self``. Nodes already copied (by this
+        ``deepcopy`` call, e.g. from another Value in the same list) are reused."""
+        for node in topological_order(self):
+            if id(node) not in memo:
+                prev = tuple([memo[id(p)] for p in node._prev])
+                memo[id(node)] = _restore(
+                    node.data, node.grad, node.label, node._op, node._arg, prev
+                )
+        return memo[id(self)]  # type: ignore[no-any-return]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle the graph below ``self`` as flat records, inputs first.
+
+        The leaves (parameters, inputs, constants) are pickled as objects, so pickle's
+        memo keeps them shared with the rest of what is pickled (a model's parameters
+        stay the model's). Inner nodes are records; a node used twice is restored once.
+        Inner nodes of two Values pickled side by side are not shared between them.
+        """
+        if not self._prev:
+            return _restore, (self.data, self.grad, self.label, self._op, self._arg)
+        order = topological_order(self)
+        leaves = [n for n in order if not n._prev]
+        inner = [n for n in order if n._prev]
+        index = {n: i for i, n in enumerate(leaves + inner)}
+        records = [
+            (n.data, n.grad, n.label, n._op, n._arg, tuple([index[p] for p in n._prev]))
+            for n in inner
+        ]
+        return _restore_graph, (leaves, records)
+
     # -- backpropagation ----------------------------------------------------------
 
     def backward(self) -> None:
@@ -385,6 +423,36 @@ def _node(data: float, prev: tuple[Value, ...], op: str, arg: float | None = Non
             _on_detached(v, prev)
     v._arg = arg
     return v
+
+
+def _restore(
+    data: float,
+    grad: float,
+    label: str,
+    op: str,
+    arg: float | None,
+    prev: tuple[Value, ...] = (),
+) -> Value:
+    """A node with exactly these fields (for copies and pickles: nothing is recomputed)."""
+    v: Value = _new(Value)
+    v.data = data
+    v.grad = grad
+    v.label = label
+    v._op = op
+    v._prev = prev
+    v._arg = arg
+    return v
+
+
+def _restore_graph(
+    leaves: list[Value],
+    records: list[tuple[float, float, str, str, float | None, tuple[int, ...]]],
+) -> Value:
+    """The last node of a graph pickled by ``Value.__reduce__``, rebuilt without recursion."""
+    nodes = list(leaves)
+    for data, grad, label, op, arg, prev in records:
+        nodes.append(_restore(data, grad, label, op, arg, tuple([nodes[i] for i in prev])))
+    return nodes[-1]
 
 
 def _lift(x: object) -> Value | None:
