@@ -48,6 +48,7 @@ OPS: tuple[OpCase, ...] = (
     OpCase("log", lambda a: a.log(), torch.log, ((0.5,), (3.0,))),
     OpCase("tanh", lambda a: a.tanh(), torch.tanh, ((0.5,), (-2.0,), (0.8814,))),
     OpCase("relu", lambda a: a.relu(), torch.relu, ((0.5,), (-2.0,))),
+    OpCase("abs", lambda a: abs(a), torch.abs, ((1.5,), (-0.7,))),
     OpCase("sigmoid", lambda a: a.sigmoid(), torch.sigmoid, ((0.5,), (-3.0,), (40.0,))),
     OpCase(
         "softplus",  # far out on both sides: no overflow, and no precision lost at -30

@@ -138,7 +138,19 @@ def test_every_op_over_a_batch_is_one_kernel_and_equals_eager(op: OpCase) -> Non
 # -- random graphs ---------------------------------------------------------------------
 
 BINARY = ("add", "sub", "mul", "div", "pow", "rpow", "dot", "logsumexp", "sum")
-UNARY = ("neg", "tanh", "sigmoid", "relu", "exp", "log", "square", "sqrt", "softplus", "cube")
+UNARY = (
+    "neg",
+    "tanh",
+    "sigmoid",
+    "relu",
+    "abs",
+    "exp",
+    "log",
+    "square",
+    "sqrt",
+    "softplus",
+    "cube",
+)
 
 
 def in_domain(op: str, a: float, b: float) -> bool:
@@ -148,6 +160,7 @@ def in_domain(op: str, a: float, b: float) -> bool:
         "pow": 0.2 < a < 5 and abs(b) < 2,
         "rpow": abs(a) < 5,
         "relu": abs(a) > 0.05,
+        "abs": abs(a) > 0.05,
         "exp": a < 5,
         "log": a > 0.2,
         "square": abs(a) < 100,
@@ -168,6 +181,8 @@ def apply(op: str, a: Value, b: Value) -> Value:
             return logsumexp([a, b, a])
         case "sum":
             return sum_values([a, b, 1.0, a])
+        case "abs":
+            return abs(a)
         case "cube":
             return a**3
         case "softplus":
@@ -437,6 +452,31 @@ def test_reading_data_of_a_traced_value_is_refused_with_the_line() -> None:
     step = chainrule.compile(loss, [w])
     with pytest.raises(CompileError, match=rf"{HERE}:{line_of('marker: data-branch')}"):
         step(1.2)
+
+
+@pytest.mark.parametrize(
+    ("read", "marker"),
+    [
+        (lambda s: s * float(s), "marker: float-read"),
+        (lambda s: s * round(s, 3), "marker: round-read"),
+        (lambda s: s * float(f"{s:.6f}"), "marker: format-read"),
+    ],
+    ids=["float", "round", "format"],
+)
+def test_float_round_and_format_of_a_traced_value_are_refused_with_the_line(read, marker) -> None:
+    """They read data, as ``.data`` does: the replay would keep the traced number."""
+    w = Value(0.5)
+    step = chainrule.compile(lambda x: read(w * x), [w])
+    line = read.__code__.co_firstlineno  # the lambda's own line, where the read is
+    assert line == line_of(marker)
+    with pytest.raises(CompileError, match=rf"{HERE}:{line}\b.*reads \.data of a traced Value"):
+        step(1.2)
+
+
+def test_float_of_a_constant_inside_the_loss_is_fine() -> None:
+    w, c = Value(0.5), Value(4.0)
+    step = chainrule.compile(lambda x: w * x * float(c), [w], fallback=False)
+    assert step(2.0).data == 4.0
 
 
 def test_no_grad_inside_the_loss_is_refused_with_the_line() -> None:

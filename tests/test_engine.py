@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import decimal
 import gc
 import math
+import pickle
+import re
 import sys
 
 import numpy as np
 import pytest
+import torch
 
 from chainrule import (
     ChainruleError,
@@ -20,6 +24,7 @@ from chainrule import (
     is_grad_enabled,
     logsumexp,
     no_grad,
+    topological_order,
 )
 from chainrule.engine import _RULES
 
@@ -292,3 +297,131 @@ def test_graphs_are_freed_without_the_cycle_collector() -> None:
         assert live_values() == before  # freed by reference counting alone
     finally:
         gc.enable()
+
+
+# -- a Value as a number ----------------------------------------------------------------
+
+
+def test_float_round_and_format_read_the_value() -> None:
+    v = Value(2.71828, label="e")
+    assert float(v) == 2.71828 and type(float(v)) is float
+    assert round(v) == 3 and type(round(v)) is int
+    assert round(v, 2) == 2.72 and type(round(v, 2)) is float
+    assert format(v, ".3f") == "2.718" and f"{v:+.1e}" == "+2.7e+00"
+    assert f"{v}" == str(v) == repr(v)  # an empty spec keeps the Value's own text
+    assert math.sqrt(Value(4.0)) == 2.0  # math functions accept it through __float__
+
+
+@pytest.mark.parametrize("x", [-1.5, -1e-300, 0.0, 2.0])
+def test_abs_is_an_op_with_torchs_derivative_even_at_zero(x: float) -> None:
+    v = Value(x)
+    out = abs(v)
+    assert out._op == "abs" and out._prev == (v,)
+    out.backward()
+    t = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    torch.abs(t).backward()
+    assert (out.data, v.grad) == (abs(x), t.grad.item())
+    assert grad(grad(abs))(x) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("compare", "op"),
+    [
+        (lambda a, b: a < b, "<"),
+        (lambda a, b: a <= b, "<="),
+        (lambda a, b: a > b, ">"),
+        (lambda a, b: a >= b, ">="),
+        (lambda a, b: a < 2.5, "<"),
+        (lambda a, b: 2.5 >= a, "<="),  # noqa: SIM300  reflected: Python asks a <= 2.5
+    ],
+)
+def test_ordering_comparisons_are_refused_with_the_reason(compare, op: str) -> None:
+    a, b = Value(1.5), Value(-2.0)
+    with pytest.raises(TypeError, match=rf"^{re.escape(op)}: Values cannot be compared") as info:
+        compare(a, b)
+    message = str(info.value)
+    assert "1.5" in message and "branch on their data" in message
+    assert f"a.data {op} b.data" in message and "relu()" in message
+
+
+def test_equality_and_hashing_stay_by_identity() -> None:
+    a, b = Value(1.0), Value(1.0)
+    assert a == a and a != b and a != 1.0
+    assert len({a, b, a}) == 2 and {a: 1}[a] == 1
+    with pytest.raises(TypeError, match="Values cannot be compared"):
+        sorted([a, b])
+
+
+# -- copying and pickling ---------------------------------------------------------------
+
+
+def deep_copy(v):
+    return copy.deepcopy(v)
+
+
+def pickled(v):
+    return pickle.loads(pickle.dumps(v))
+
+
+def structure(root: Value) -> list[tuple]:
+    """Every node's fields and its inputs as positions: equal lists, equal graphs."""
+    order = topological_order(root)
+    at = {id(n): i for i, n in enumerate(order)}
+    return [
+        (n.data, n.grad, n.label, n._op, n._arg, tuple(at[id(p)] for p in n._prev)) for n in order
+    ]
+
+
+def shared_graph() -> tuple[Value, Value, Value]:
+    a = Value(2.0, label="a")
+    b = a * a  # the same input twice
+    b.label = "b"
+    c = b + b.tanh() + b**0.5  # b reached by three paths; ** keeps its exponent in _arg
+    c.backward()
+    return a, b, c
+
+
+@pytest.mark.parametrize("clone", [deep_copy, pickled], ids=["deepcopy", "pickle"])
+def test_a_100k_node_chain_copies_and_pickles_without_recursion(clone) -> None:
+    limit = sys.getrecursionlimit()
+    x = Value(0.5, label="x")
+    y = x
+    for _ in range(50_000):  # 50,000 constants and 100,000 results
+        y = y * 1.0 + x
+    y2 = clone(y)
+    assert y2 is not y and sys.getrecursionlimit() == limit
+    assert structure(y2) == structure(y)
+    x2 = topological_order(y2)[0]
+    assert x2.label == "x" and x2 is not x
+    y2.backward()
+    assert x2.grad == 50_001.0 and x.grad == 0.0  # the copy is its own graph
+
+
+@pytest.mark.parametrize("clone", [deep_copy, pickled], ids=["deepcopy", "pickle"])
+def test_copies_keep_every_field_and_shared_nodes_shared(clone) -> None:
+    a, b, c = shared_graph()
+    c2 = clone(c)
+    assert structure(c2) == structure(c)  # data, grad, label, _op, _arg, inputs
+    b2 = c2._prev[0]._prev[0]  # c = (b + tanh(b)) + b ** 0.5
+    assert b2.label == "b" and b2 is not b
+    assert b2._prev[0] is b2._prev[1]  # a * a: still one a
+    assert c2._prev[1]._prev[0] is b2 and c2._prev[0]._prev[1]._prev[0] is b2
+    assert b2._prev[0].grad == a.grad != 0.0
+    # a leaf alone
+    w = clone(Value(-3.0, label="w"))
+    assert (w.data, w.grad, w.label, w._op, w._prev, w._arg) == (-3.0, 0.0, "w", "", (), None)
+
+
+def test_values_copied_together_share_their_common_nodes() -> None:
+    a, b, c = shared_graph()
+    c2, b2, a2 = copy.deepcopy([c, b, a])  # deepcopy's memo ties the three copies
+    assert c2._prev[1]._prev[0] is b2 and b2._prev == (a2, a2)
+    cp, ap = pickle.loads(pickle.dumps((c, a)))  # pickle shares the leaves
+    assert topological_order(cp)[0] is ap and ap.label == "a"
+
+
+def test_shallow_copy_shares_the_inputs() -> None:
+    a, b, _ = shared_graph()
+    b2 = copy.copy(b)
+    assert b2 is not b and b2._prev == (a, a) and b2._prev[0] is a
+    assert (b2.data, b2.grad, b2.label, b2._op) == (b.data, b.grad, "b", "*")

@@ -8,7 +8,15 @@ import threading
 import pytest
 import torch
 
-from chainrule import GradcheckError, Value, grad, gradcheck, no_grad, numerical_grad
+from chainrule import (
+    GradcheckError,
+    Value,
+    grad,
+    gradcheck,
+    gradients,
+    no_grad,
+    numerical_grad,
+)
 from chainrule import value_and_grad as vg
 
 
@@ -193,6 +201,55 @@ def test_mixed_partials_match_torch() -> None:
             g = torch.autograd.grad(out, (tx, ty), create_graph=True)[i]
             expected = torch.autograd.grad(g, (tx, ty))[j].item()
             assert ours == pytest.approx(expected, rel=1e-12)
+
+
+def test_gradients_match_torch_and_differentiate_again() -> None:
+    x, y, unused = Value(0.3), Value(-0.7), Value(5.0)
+    out = (x * y).tanh() * x.exp() / (1 + y * y)
+    dx, dy, du = gradients(out, [x, y, unused])
+    tx = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
+    ty = torch.tensor(-0.7, dtype=torch.float64, requires_grad=True)
+    t_out = torch.tanh(tx * ty) * torch.exp(tx) / (1 + ty * ty)
+    tdx, tdy = torch.autograd.grad(t_out, (tx, ty), create_graph=True)
+    assert (dx.data, dy.data) == pytest.approx((tdx.item(), tdy.item()), rel=1e-13)
+    assert du.data == 0.0  # out does not depend on it
+    assert (x.grad, y.grad) == (0.0, 0.0)  # grad attributes untouched
+    dxy, dyy = gradients(dy, [x, y])  # the gradients are graphs: differentiate again
+    txy, tyy = torch.autograd.grad(tdy, (tx, ty))
+    assert (dxy.data, dyy.data) == pytest.approx((txy.item(), tyy.item()), rel=1e-12)
+
+
+def test_gradients_visit_only_nodes_between_root_and_wrt(monkeypatch) -> None:
+    from chainrule import engine
+
+    called: list[str] = []
+
+    def recording(op, rule):
+        return lambda x, out, k: called.append(op) or rule(x, out, k)
+
+    monkeypatch.setattr(
+        engine, "_RULES", {op: recording(op, rule) for op, rule in engine._RULES.items()}
+    )
+    w, c = Value(0.5), Value(2.0)
+    out = (w * 3.0).tanh() + (c.exp() - 1.0).log()  # the log/exp branch has no w in it
+    (dw,) = gradients(out, [w])
+    assert dw.data == pytest.approx(3.0 * (1.0 - math.tanh(1.5) ** 2), rel=1e-14)
+    assert sorted(called) == ["*", "+", "tanh"]
+
+
+def test_a_branch_without_the_input_is_not_differentiated() -> None:
+    """sqrt's slope at 0 is infinite, but d(w * sqrt(0))/dw = sqrt(0) = 0 (as PyTorch says)."""
+    c = Value(0.0)
+    tw = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)
+    (expected,) = torch.autograd.grad(tw * torch.tensor(0.0, dtype=torch.float64) ** 0.5, tw)
+    assert grad(lambda w: w * c**0.5)(2.0) == expected.item() == 0.0
+
+
+def test_gradients_bad_arguments_are_type_errors() -> None:
+    with pytest.raises(TypeError, match="gradients: root must be a Value, got float"):
+        gradients(1.0, [Value(1.0)])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"gradients: wrt\[1\] must be a Value, got int"):
+        gradients(Value(1.0), [Value(1.0), 2])  # type: ignore[list-item]
 
 
 def test_grad_works_inside_no_grad() -> None:

@@ -32,6 +32,7 @@ __all__ = [
     "Value",
     "dot",
     "enable_grad",
+    "gradients",
     "is_grad_enabled",
     "logsumexp",
     "no_grad",
@@ -101,6 +102,18 @@ def _to_float(x: object, where: str = "Value") -> float:
     if not _isfinite(x):
         raise DomainError(f"{where}: data must be a finite number, got {x}")
     return x
+
+
+def _ordering_error(op: str, a: Value, b: object) -> TypeError:
+    """Why ``a < b`` is refused, and what to write instead."""
+    shown = f"{b.data!r}" if isinstance(b, Value) else f"{b!r:.40}"
+    return TypeError(
+        f"{op}: Values cannot be compared ({a.data!r} {op} {shown}): a comparison would "
+        "branch on their data, which the graph does not record, so backward(), grad() and "
+        "compile() could not see the choice. Compare the numbers explicitly "
+        f"(a.data {op} b.data) if that is what you mean, or express it with Value operations "
+        "such as relu() or abs()."
+    )
 
 
 def _describe(op: str, args: Sequence[float], arg: float | None) -> str:
@@ -208,6 +221,42 @@ class Value:
     def __pos__(self) -> Value:
         return self
 
+    def __abs__(self) -> Value:
+        """``|x|`` as an op; its derivative is ``sign(x)``, taken as 0 at 0 as in PyTorch."""
+        return _node(abs(self.data), (self,), "abs")
+
+    # -- reading the number ---------------------------------------------------------
+    # float(v), round(v) and format(v, ".3f") read ``data``: a plain number, off the
+    # graph (``chainrule.compile`` counts them as the caller's reads of ``.data``).
+
+    def __float__(self) -> float:
+        """``float(v)`` is ``v.data``."""
+        return self.data
+
+    def __round__(self, ndigits: int | None = None) -> float | int:
+        """``round(v)`` is ``round(v.data)`` (an int); ``round(v, n)`` a float."""
+        return round(self.data, ndigits)
+
+    def __format__(self, spec: str) -> str:
+        """``format(v, ".3f")`` formats ``data``; an empty spec gives ``str(v)``."""
+        return format(self.data, spec) if spec else str(self)
+
+    # -- comparisons ------------------------------------------------------------------
+    # ``==`` and hashing stay by identity (Values are keys of sets and dicts).
+    # Ordering is refused: ``if a < b`` would branch on data, out of the graph's sight.
+
+    def __lt__(self, other: object) -> bool:
+        raise _ordering_error("<", self, other)
+
+    def __le__(self, other: object) -> bool:
+        raise _ordering_error("<=", self, other)
+
+    def __gt__(self, other: object) -> bool:
+        raise _ordering_error(">", self, other)
+
+    def __ge__(self, other: object) -> bool:
+        raise _ordering_error(">=", self, other)
+
     # -- functions ----------------------------------------------------------------
 
     def exp(self) -> Value:
@@ -255,6 +304,44 @@ class Value:
         """
         x = self.data
         return _node(max(x, 0.0) + math.log1p(math.exp(-abs(x))), (self,), "softplus")
+
+    # -- copying and pickling -------------------------------------------------------
+    # Without recursion, so that deep graphs work; a node used twice stays one node.
+
+    def __copy__(self) -> Value:
+        """A new node with the same fields, sharing its inputs (``_prev``) with ``self``."""
+        return _restore(self.data, self.grad, self.label, self._op, self._arg, self._prev)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Value:
+        """A copy of the whole graph below ``self``. Nodes already copied (by this
+        ``deepcopy`` call, e.g. from another Value in the same list) are reused."""
+        for node in topological_order(self):
+            if id(node) not in memo:
+                prev = tuple([memo[id(p)] for p in node._prev])
+                memo[id(node)] = _restore(
+                    node.data, node.grad, node.label, node._op, node._arg, prev
+                )
+        return memo[id(self)]  # type: ignore[no-any-return]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle the graph below ``self`` as flat records, inputs first.
+
+        The leaves (parameters, inputs, constants) are pickled as objects, so pickle's
+        memo keeps them shared with the rest of what is pickled (a model's parameters
+        stay the model's). Inner nodes are records; a node used twice is restored once.
+        Inner nodes of two Values pickled side by side are not shared between them.
+        """
+        if not self._prev:
+            return _restore, (self.data, self.grad, self.label, self._op, self._arg)
+        order = topological_order(self)
+        leaves = [n for n in order if not n._prev]
+        inner = [n for n in order if n._prev]
+        index = {n: i for i, n in enumerate(leaves + inner)}
+        records = [
+            (n.data, n.grad, n.label, n._op, n._arg, tuple([index[p] for p in n._prev]))
+            for n in inner
+        ]
+        return _restore_graph, (leaves, records)
 
     # -- backpropagation ----------------------------------------------------------
 
@@ -336,6 +423,36 @@ def _node(data: float, prev: tuple[Value, ...], op: str, arg: float | None = Non
             _on_detached(v, prev)
     v._arg = arg
     return v
+
+
+def _restore(
+    data: float,
+    grad: float,
+    label: str,
+    op: str,
+    arg: float | None,
+    prev: tuple[Value, ...] = (),
+) -> Value:
+    """A node with exactly these fields (for copies and pickles: nothing is recomputed)."""
+    v: Value = _new(Value)
+    v.data = data
+    v.grad = grad
+    v.label = label
+    v._op = op
+    v._prev = prev
+    v._arg = arg
+    return v
+
+
+def _restore_graph(
+    leaves: list[Value],
+    records: list[tuple[float, float, str, str, float | None, tuple[int, ...]]],
+) -> Value:
+    """The last node of a graph pickled by ``Value.__reduce__``, rebuilt without recursion."""
+    nodes = list(leaves)
+    for data, grad, label, op, arg, prev in records:
+        nodes.append(_restore(data, grad, label, op, arg, tuple([nodes[i] for i in prev])))
+    return nodes[-1]
 
 
 def _lift(x: object) -> Value | None:
@@ -452,7 +569,7 @@ def _identity(x: Value) -> Value:
 # output with respect to each input. ``backward()`` calls these with floats; the
 # function transforms in ``chainrule.functional`` call them with Values, so that the
 # gradients are graphs themselves and can be differentiated again. The rules therefore
-# use only arithmetic, ``_log``, ``_exp`` and ``_positive``, which work on both
+# use only arithmetic, ``_log``, ``_exp``, ``_positive`` and ``_sign``, which work on both
 # (``_log`` and ``_exp`` also on NumPy arrays, elementwise).
 
 
@@ -479,6 +596,11 @@ def _positive(x: Any) -> bool:
     return (x.data if isinstance(x, Value) else x) > 0.0
 
 
+def _sign(x: Any) -> float:
+    d = x.data if isinstance(x, Value) else x
+    return 1.0 if d > 0.0 else -1.0 if d < 0.0 else 0.0
+
+
 Rule = Callable[[Sequence[Any], Any, Any], Sequence[Any]]
 
 _RULES: dict[str, Rule] = {
@@ -498,6 +620,7 @@ _RULES: dict[str, Rule] = {
     "log": lambda x, out, k: (1.0 / x[0],),
     "tanh": lambda x, out, k: (1.0 - out * out,),
     "relu": lambda x, out, k: (1.0 if _positive(x[0]) else 0.0,),
+    "abs": lambda x, out, k: (_sign(x[0]),),  # sign(x), 0 at 0 as in PyTorch
     "sigmoid": lambda x, out, k: (out * (1.0 - out),),
     "softplus": lambda x, out, k: (_exp(x[0] - out),),  # sigmoid(x) = e^(x - softplus(x))
     # the fused n-ary ops: inputs (*w, *x, bias) and (*values)
@@ -534,22 +657,50 @@ def topological_order(root: Value) -> list[Value]:
     return order
 
 
-def backward_graph(root: Value, wrt: Sequence[Value]) -> list[Value]:
-    """The gradients of ``root`` with respect to ``wrt``, as Values with graphs of their own.
+def gradients(root: Value, wrt: Sequence[Value]) -> list[Value]:
+    """The gradients ``∂root/∂w`` for each ``w`` in ``wrt``, as Values with graphs of their own.
 
-    The same chain rule as :meth:`Value.backward`, but each local derivative and each
-    product is a Value operation, so the results can be differentiated again. ``grad``
-    attributes are left untouched.
+    The chain rule of :meth:`Value.backward`, written with Value operations: each node
+    ``n`` gets an adjoint ``ḡ(n) = ∂root/∂n``, starting from ``ḡ(root) = 1`` and
+    summing over the nodes ``m`` that use ``n`` as an input::
+
+        ḡ(n) = Σ_m  ḡ(m) · ∂m/∂n
+
+    Each local derivative ``∂m/∂n`` comes from the rule table and each product is a
+    Value operation, so the results can be differentiated again (``grad(grad(f))``).
+    Only nodes on a path from ``root`` down to some ``w`` are visited: a node that
+    depends on no ``w`` contributes nothing, so its rule is never called. A ``w`` that
+    ``root`` does not depend on gets the constant 0. ``grad`` attributes are left
+    untouched. Under :func:`no_grad` the results are plain leaves with the right values.
+
+    >>> x, y = Value(3.0), Value(-2.0)
+    >>> dx, dy = gradients(x * x * y, [x, y])
+    >>> dx.data, dy.data  # 2xy, x²
+    (-12.0, 9.0)
     """
+    if not isinstance(root, Value):
+        raise TypeError(f"gradients: root must be a Value, got {type(root).__name__}")
+    for i, w in enumerate(wrt):
+        if not isinstance(w, Value):
+            raise TypeError(f"gradients: wrt[{i}] must be a Value, got {type(w).__name__}")
+    # Keep the nodes that depend on some w (inputs come first in topological order).
+    targets = set(wrt)
+    live: set[Value] = set()
+    path: list[Value] = []
+    for node in topological_order(root):
+        if node in targets or not live.isdisjoint(node._prev):
+            live.add(node)
+            path.append(node)
     adjoint: dict[Value, Value] = {root: _lift(1.0)}  # type: ignore[dict-item]
-    for node in reversed(topological_order(root)):
+    for node in reversed(path):
         g = adjoint.get(node)
         if g is None or not node._prev:
             continue
         local = _RULES[node._op](node._prev, node, node._arg)
         for p, d in zip(node._prev, local, strict=True):
-            contribution = d * g
-            before = adjoint.get(p)
-            adjoint[p] = contribution if before is None else before + contribution
+            if p in live:
+                contribution = d * g
+                before = adjoint.get(p)
+                adjoint[p] = contribution if before is None else before + contribution
     zero = _lift(0.0)
     return [adjoint.get(w, zero) for w in wrt]  # type: ignore[misc]

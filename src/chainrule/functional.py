@@ -32,8 +32,8 @@ from chainrule.engine import (
     _identity,
     _is_real,
     _to_float,
-    backward_graph,
     enable_grad,
+    gradients,
     no_grad,
 )
 from chainrule.errors import GradcheckError
@@ -148,7 +148,7 @@ def value_and_grad(
             out, aux = _split_aux(result, f) if has_aux else (result, None)
             wrt = [inputs[i] for i in positions]
             if isinstance(out, Value):
-                grads = backward_graph(out, wrt)
+                grads = gradients(out, wrt)
             elif _is_real(out):  # f ignores its inputs: every derivative is zero
                 out = Value(out)
                 grads = [Value(0.0) for _ in wrt]

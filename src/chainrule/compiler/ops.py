@@ -48,12 +48,14 @@ FORWARD: dict[str, Callable[..., Array]] = {
     "log": lambda x, k: np.log(x[0]),
     "tanh": lambda x, k: np.tanh(x[0]),
     "relu": lambda x, k: np.maximum(x[0], 0.0),
+    "abs": lambda x, k: np.abs(x[0]),
     "sigmoid": lambda x, k: _sigmoid(x[0]),
     "softplus": lambda x, k: _softplus(x[0]),
 }
 
 ARRAY_RULES: dict[str, Callable[[Sequence[Array], Array, Any], Sequence[Array]]] = {
     "relu": lambda x, out, k: ((x[0] > 0.0) * 1.0,),
+    "abs": lambda x, out, k: (np.sign(x[0]),),
     "**": lambda x, out, k: (
         (k * x[0] ** (k - 1),)
         if k is not None

@@ -2,11 +2,11 @@
 replay faithfully.
 
 While a trace runs, ``Value.data`` is watched: a read of a traced Value's data made
-outside the engine is Python control flow on a number that the replay will not see
-change. ``no_grad()`` results are watched too, through the engine's ``_on_detached``
-hook. Both are refused only if what was read or detached depends on the parameters or
-inputs. Other threads keep reading and writing ``data`` as before, a little slower
-while a trace runs.
+outside the engine (or through ``float(v)``, ``round(v)``, ``format(v, spec)``) is
+Python control flow on a number that the replay will not see change. ``no_grad()``
+results are watched too, through the engine's ``_on_detached`` hook. Both are refused
+only if what was read or detached depends on the parameters or inputs. Other threads
+keep reading and writing ``data`` as before, a little slower while a trace runs.
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _DATA_SLOT = Value.__dict__["data"]  # the slot's own descriptor
 _ENGINE_GLOBALS = engine.__dict__
+#: Engine functions whose reads of ``data`` are the caller's: ``float(v)``, ``round(v)``
+#: and ``format(v, spec)`` hand the number to the user's code.
+_CALLER_READS = frozenset(f.__code__ for f in (Value.__float__, Value.__round__, Value.__format__))
 _tracers: dict[int, Tracer] = {}  # thread id -> the trace running in it
 _install_lock = threading.Lock()
 
@@ -58,11 +61,13 @@ class _DataWatch:
         _slot: Any = _DATA_SLOT.__get__,
         _frame: Any = sys._getframe,
         _engine: Any = _ENGINE_GLOBALS,
+        _caller_reads: Any = _CALLER_READS,
     ) -> Any:
         if obj is None:
             return self
         frame = _frame(1)
-        if frame.f_globals is not _engine:  # the engine's own reads are its business
+        # The engine's own reads are its business, except those that pass the number on.
+        if frame.f_globals is not _engine or frame.f_code in _caller_reads:
             tracer = _tracers.get(threading.get_ident())
             if tracer is not None:
                 tracer.note_read(obj, frame)
