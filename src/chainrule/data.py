@@ -7,6 +7,10 @@ hinge loss wants, and :func:`train_test_split` to hold data out.
 ``moons`` reproduces scikit-learn's ``make_moons`` point for point (same algorithm and
 the same NumPy legacy random stream), so ``moons(100, noise=0.1, seed=1337)`` is the
 reference demo's dataset exactly.
+
+:func:`names` is the one dataset that is not generated: 30,869 US first names that
+ship inside the package (public-domain Social Security Administration data; source,
+licence and the exact transformation in ``datasets/NAMES-SOURCE.md`` beside the list).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Sequence
+from importlib import resources
 
 import numpy as np
 
@@ -25,6 +30,7 @@ __all__ = [
     "lecture",
     "make",
     "moons",
+    "names",
     "spiral",
     "to_signed",
     "train_test_split",
@@ -143,6 +149,24 @@ def lecture() -> tuple[list[list[float]], list[float]]:
     X = [[2.0, 3.0, -1.0], [3.0, -1.0, 0.5], [0.5, 1.0, 1.0], [1.0, 1.0, -1.0]]
     y = [1.0, -1.0, -1.0, 1.0]
     return X, y
+
+
+def names() -> list[str]:
+    """US first names, most common first: 30,869 of them, lowercase ``a-z``, no repeats.
+
+    Every name given to at least 150 babies in the United States from 1880 to 2017
+    (both sexes counted together), from the Social Security Administration's
+    public-domain counts, ordered by that total. The list ships in the package
+    (``chainrule/datasets/names.txt``, read through :mod:`importlib.resources`, so it
+    works from an installed wheel as from the source tree); nothing is downloaded.
+    Its source and licence are in ``datasets/NAMES-SOURCE.md`` beside it.
+
+    >>> everyone = names()
+    >>> everyone[:3], len(everyone)
+    (['james', 'john', 'robert'], 30869)
+    """
+    text = (resources.files("chainrule") / "datasets" / "names.txt").read_text(encoding="ascii")
+    return text.split()
 
 
 def _check_classes(classes: int) -> None:
