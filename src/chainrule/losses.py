@@ -110,7 +110,8 @@ def softmax(logits: Sequence[Scalar]) -> list[Value]:
 
     The largest logit is taken out inside the ``logsumexp`` node, so no exponent is
     positive and nothing overflows; no ``data`` is read, so it compiles. The
-    probabilities add up to 1 (to rounding). PyTorch: ``torch.softmax``.
+    probabilities add up to 1 to rounding at the scale of the logits (``z - logsumexp``
+    is rounded there: ~1e-13 for logits near 1000). PyTorch: ``torch.softmax``.
     """
     return [z.exp() for z in log_softmax(logits)]
 
