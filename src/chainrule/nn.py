@@ -37,6 +37,7 @@ __all__ = [
     "CausalSelfAttention",
     "Embedding",
     "IncompatibleKeys",
+    "KVCache",
     "Layer",
     "Linear",
     "ModelFileError",
