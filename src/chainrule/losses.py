@@ -21,10 +21,12 @@ from chainrule.engine import Value, dot, logsumexp, sum_values
 __all__ = [
     "accuracy",
     "binary_cross_entropy_with_logits",
+    "cross_entropy",
     "hinge",
     "l2",
     "log_softmax",
     "mse",
+    "softmax",
     "softmax_cross_entropy",
 ]
 
@@ -103,6 +105,38 @@ def log_softmax(logits: Sequence[Scalar]) -> list[Value]:
     return [z - log_total for z in zs]
 
 
+def softmax(logits: Sequence[Scalar]) -> list[Value]:
+    """``exp(z_i) / Σ exp(z_j)`` as ``exp(z_i - logsumexp(z))``: stable and branch-free.
+
+    The largest logit is taken out inside the ``logsumexp`` node, so no exponent is
+    positive and nothing overflows; no ``data`` is read, so it compiles. The
+    probabilities add up to 1 to rounding at the scale of the logits (``z - logsumexp``
+    is rounded there: ~1e-13 for logits near 1000). PyTorch: ``torch.softmax``.
+    """
+    return [z.exp() for z in log_softmax(logits)]
+
+
+def cross_entropy(logits: Sequence[Scalar], target: int | Sequence[Scalar]) -> Value:
+    """``-log softmax(z)_c`` for one row of logits: the loss of one prediction.
+
+    ``target`` is a class index ``c`` (the loss is ``logsumexp(z) - z_c``) or, as in
+    PyTorch's ``cross_entropy``, a row of class probabilities ``t`` adding up to 1, such
+    as a one-hot row (the loss is ``logsumexp(z) - Σ t_i z_i``). A one-hot row of
+    Values lets the target be an input of a compiled function, which cannot index by a
+    traced number; for a one-hot row both forms give the very same float. For rows of
+    logits and labels, averaged, see :func:`softmax_cross_entropy`.
+    """
+    zs = [z if isinstance(z, Value) else Value(z) for z in logits]
+    k = len(zs)
+    if not k:
+        raise ValueError("cross_entropy: no logits given")
+    if isinstance(target, Sequence) and not isinstance(target, str):
+        return logsumexp(zs) - dot(_probabilities(target, k, "cross_entropy"), zs)
+    if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target < k:
+        raise ValueError(f"cross_entropy: target {target!r} is not a class index 0..{k - 1}")
+    return logsumexp(zs) - zs[target]
+
+
 def softmax_cross_entropy(
     logits: Sequence[Sequence[Scalar]],
     labels: Sequence[int | Sequence[Scalar]],
@@ -134,18 +168,15 @@ def softmax_cross_entropy(
     return _reduce(terms, reduction, "softmax_cross_entropy")
 
 
-def _probabilities(row: Sequence[Scalar], k: int) -> Sequence[Scalar]:
+def _probabilities(
+    row: Sequence[Scalar], k: int, who: str = "softmax_cross_entropy"
+) -> Sequence[Scalar]:
     """A row of k class probabilities; numbers are checked, Values used as they are."""
     if len(row) != k:
-        raise ValueError(
-            f"softmax_cross_entropy: a probability row needs {k} entries, got {len(row)}"
-        )
+        raise ValueError(f"{who}: a probability row needs {k} entries, got {len(row)}")
     numbers = [t for t in row if not isinstance(t, Value)]
     if len(numbers) == k and (any(t < 0 for t in numbers) or abs(math.fsum(numbers) - 1.0) > 1e-9):
-        raise ValueError(
-            "softmax_cross_entropy: a probability row must be >= 0 and add up to 1, "
-            f"got {list(row)}"
-        )
+        raise ValueError(f"{who}: a probability row must be >= 0 and add up to 1, got {list(row)}")
     return row
 
 
