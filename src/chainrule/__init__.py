@@ -21,6 +21,7 @@ from chainrule.engine import (
     is_grad_enabled,
     logsumexp,
     no_grad,
+    set_grad_enabled,
     sum_values,
     topological_order,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "logsumexp",
     "no_grad",
     "numerical_grad",
+    "set_grad_enabled",
     "sum_values",
     "topological_order",
     "trace",

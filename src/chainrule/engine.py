@@ -22,11 +22,17 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
 from chainrule.errors import DivisionByZeroError, DomainError, NumericOverflowError
+from chainrule.grad_mode import (
+    GRAD_ENABLED,
+    enable_grad,
+    is_grad_enabled,
+    no_grad,
+    set_grad_enabled,
+)
 
 __all__ = [
     "Value",
@@ -35,6 +41,7 @@ __all__ = [
     "is_grad_enabled",
     "logsumexp",
     "no_grad",
+    "set_grad_enabled",
     "sum_values",
     "topological_order",
 ]
@@ -43,39 +50,6 @@ __all__ = [
 Operand: TypeAlias = "Value | int | float"
 
 _isfinite = math.isfinite
-_grad_enabled = True  # switched off by no_grad(); one flag for the process, as documented
-
-
-@contextmanager
-def no_grad() -> Iterator[None]:
-    """Record no graph inside this block (also usable as a decorator).
-
-    Operations still compute their values, but the results are leaves: they remember
-    no inputs, so nothing can be backpropagated through them and nothing is kept alive.
-    Use it for inference and for parameter updates. Not thread-local.
-    """
-    global _grad_enabled
-    previous, _grad_enabled = _grad_enabled, False
-    try:
-        yield
-    finally:
-        _grad_enabled = previous
-
-
-@contextmanager
-def enable_grad() -> Iterator[None]:
-    """Record the graph inside this block, even within :func:`no_grad`."""
-    global _grad_enabled
-    previous, _grad_enabled = _grad_enabled, True
-    try:
-        yield
-    finally:
-        _grad_enabled = previous
-
-
-def is_grad_enabled() -> bool:
-    """Whether operations currently record the graph."""
-    return _grad_enabled
 
 
 def _is_real(x: object) -> bool:
@@ -310,6 +284,7 @@ class Value:
 
 
 _new = object.__new__
+_grad_enabled = GRAD_ENABLED.get  # grad mode of this thread or task (chainrule.grad_mode)
 
 #: Set by ``chainrule.compile`` while it traces: called with each result computed under
 #: ``no_grad()`` and the inputs it forgot, so that frozen values can be refused.
@@ -326,7 +301,7 @@ def _node(data: float, prev: tuple[Value, ...], op: str, arg: float | None = Non
     v.data = data
     v.grad = 0.0
     v.label = ""
-    if _grad_enabled:
+    if _grad_enabled():
         v._op = op
         v._prev = prev
     else:
