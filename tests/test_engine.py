@@ -291,3 +291,58 @@ def test_graphs_are_freed_without_the_cycle_collector() -> None:
         assert live_values() == before  # freed by reference counting alone
     finally:
         gc.enable()
+
+
+# -- powers at 0 ----------------------------------------------------------------------
+
+
+def torch_derivative(f, x: float, order: int) -> float:
+    """The ``order``-th derivative of ``f`` at ``x``, from PyTorch (create_graph=True)."""
+    import torch
+
+    t = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    y = f(t)
+    for _ in range(order):
+        if not y.requires_grad:  # a constant: every further derivative is 0
+            return 0.0
+        (y,) = torch.autograd.grad(y, t, create_graph=True)
+    return y.item()
+
+
+@pytest.mark.parametrize(("k", "order"), [(0, 1), (1, 2), (2, 3), (3, 4), (3, 3), (2, 2)])
+def test_derivatives_of_integer_powers_at_zero_match_torch(k: int, order: int) -> None:
+    f = grad(lambda x: x**k)
+    for _ in range(order - 1):
+        f = grad(f)
+    assert f(0.0) == torch_derivative(lambda t: t**k, 0.0, order)
+    x = Value(0.0)
+    (x**k).backward()
+    assert x.grad == torch_derivative(lambda t: t**k, 0.0, 1)
+
+
+def test_zero_to_the_power_zero_with_a_value_exponent() -> None:
+    a, b = Value(0.0), Value(0.0)
+    out = a**b
+    out.backward()
+    assert (out.data, a.grad, b.grad) == (1.0, 0.0, 0.0)  # PyTorch: 1, 0, 0
+
+
+@pytest.mark.parametrize("y", [0.5, 2.0, 0.0])
+def test_a_number_base_is_no_input_of_the_graph(y: float) -> None:
+    """``0.0 ** y``: nobody asked for the derivative with respect to the 0.0 (it is
+    infinite for 0 < y < 1), so none is computed: the base is kept in ``_arg``."""
+    v = Value(y)
+    out = 0.0**v
+    assert out._op == "rpow" and out._prev == (v,) and out._arg == 0.0
+    out.backward()
+    assert v.grad == 0.0
+    assert grad(lambda t: 0.0**t)(y) == 0.0
+    assert grad(lambda t: 2.0**t)(y) == pytest.approx(2.0**y * math.log(2.0), rel=1e-15)
+
+
+def test_mixed_second_derivative_of_a_power_with_a_zero_exponent() -> None:
+    """d²(x**y)/dx dy = x^(y-1) (1 + y log x), 1/x at y = 0, in either order. (PyTorch
+    agrees differentiating d/dy by x; its d/dx, masked where y == 0, gives 0 by y.)"""
+    dx_dy = grad(grad(lambda x, y: x**y, argnums=0), argnums=1)(2.0, 0.0)
+    dy_dx = grad(grad(lambda x, y: x**y, argnums=1), argnums=0)(2.0, 0.0)
+    assert dx_dy == dy_dx == 0.5

@@ -79,6 +79,8 @@ def _to_float(x: object, where: str = "Value") -> float:
 
 def _describe(op: str, args: Sequence[float], arg: float | None) -> str:
     """Write an operation with its operands the way a person would, e.g. ``3.0 / 0.0``."""
+    if op == "rpow":
+        return f"{arg!r} ** {args[0]!r}"
     if arg is not None:
         return f"{args[0]!r} ** {arg!r}"
     if len(args) == 2 and op in _INFIX:
@@ -113,7 +115,7 @@ class Value:
     label: str
     _op: str
     _prev: tuple[Value, ...]
-    _arg: float | None  # the exponent of ``x ** number``; None for every other op
+    _arg: float | None  # the number in ``x ** number`` and ``number ** x``; else None
 
     def __init__(self, data: float, label: str = "") -> None:
         if not isinstance(label, str):
@@ -173,8 +175,9 @@ class Value:
         return _power(self, _to_float(other, "**"))
 
     def __rpow__(self, other: Operand) -> Value:
-        o = other if isinstance(other, Value) else _lift(other)
-        return NotImplemented if o is None else _power(o, self)
+        if not _is_real(other):
+            return NotImplemented
+        return _power(_to_float(other, "**"), self)
 
     def __neg__(self) -> Value:
         return _node(-self.data, (self,), "neg")
@@ -335,9 +338,14 @@ def _divide(a: Value, b: Value) -> Value:
     return _node(a.data / b.data, (a, b), "/")
 
 
-def _power(base: Value, exponent: Value | float) -> Value:
-    """``base ** exponent`` for a number or a Value exponent, with the domain checked."""
-    x = base.data
+def _power(base: Value | float, exponent: Value | float) -> Value:
+    """``base ** exponent`` with the domain checked; at least one of them is a Value.
+
+    A number exponent is kept in ``_arg`` (op ``**``, one input); so is a number base
+    (op ``rpow``, the exponent its one input): a number is no input of the graph, so no
+    derivative is ever computed with respect to it.
+    """
+    x = base.data if isinstance(base, Value) else base
     y = exponent.data if isinstance(exponent, Value) else exponent
     if x == 0.0 and y < 0.0:
         raise DivisionByZeroError(f"**: 0.0 cannot be raised to the negative power {y!r}")
@@ -357,6 +365,8 @@ def _power(base: Value, exponent: Value | float) -> Value:
         raise NumericOverflowError(
             f"**: overflow: {x!r} ** {y!r} is too large for a float"
         ) from None
+    if not isinstance(base, Value):
+        return _node(out, (exponent,), "rpow", base)  # type: ignore[arg-type]
     if isinstance(exponent, Value):
         return _node(out, (base, exponent), "**")
     return _node(out, (base,), "**", exponent)
@@ -427,7 +437,7 @@ def _identity(x: Value) -> Value:
 # output with respect to each input. ``backward()`` calls these with floats; the
 # function transforms in ``chainrule.functional`` call them with Values, so that the
 # gradients are graphs themselves and can be differentiated again. The rules therefore
-# use only arithmetic, ``_log``, ``_exp`` and ``_positive``, which work on both
+# use only arithmetic, ``_log``, ``_exp``, ``_positive`` and ``_nonzero``, which work on both
 # (``_log`` and ``_exp`` also on NumPy arrays, elementwise).
 
 
@@ -454,6 +464,10 @@ def _positive(x: Any) -> bool:
     return (x.data if isinstance(x, Value) else x) > 0.0
 
 
+def _nonzero(x: Any) -> bool:
+    return (x.data if isinstance(x, Value) else x) != 0.0
+
+
 Rule = Callable[[Sequence[Any], Any, Any], Sequence[Any]]
 
 _RULES: dict[str, Rule] = {
@@ -463,12 +477,19 @@ _RULES: dict[str, Rule] = {
     "/": lambda x, out, k: (1.0 / x[1], -out / x[1]),
     "neg": lambda x, out, k: (-1.0,),
     "id": lambda x, out, k: (1.0,),
-    # x ** k for a number k; x ** y for a Value y (d/dy is 0 at x = 0, its limit for y > 0)
+    # x ** k for a number k: k x^(k-1), and 0 for k = 0 (x^0 is the constant 1).
+    # x ** y for a Value y: y x^(y-1), 0 at 0 ** 0; and x^y log x, 0 at x = 0 (its limit
+    # for y > 0). The values PyTorch gives at those points.
     "**": lambda x, out, k: (
-        (k * x[0] ** (k - 1),)
+        (k * x[0] ** (k - 1) if k != 0.0 else 0.0,)
         if k is not None
-        else (x[1] * x[0] ** (x[1] - 1), out * _log(x[0]) if _positive(x[0]) else 0.0)
+        else (
+            x[1] * x[0] ** (x[1] - 1) if _nonzero(x[0]) or _nonzero(x[1]) else 0.0,
+            out * _log(x[0]) if _positive(x[0]) else 0.0,
+        )
     ),
+    # c ** y for a number c (kept as k): c^y log c, and 0 for c = 0 (as PyTorch)
+    "rpow": lambda x, out, c: (out * _log(c) if c > 0.0 else 0.0,),
     "exp": lambda x, out, k: (out,),
     "log": lambda x, out, k: (1.0 / x[0],),
     "tanh": lambda x, out, k: (1.0 - out * out,),
