@@ -20,6 +20,7 @@ from chainrule import (
     is_grad_enabled,
     logsumexp,
     no_grad,
+    sum_values,
 )
 from chainrule.engine import _RULES
 
@@ -246,8 +247,56 @@ def test_fused_rules_work_on_numpy_arrays_elementwise(op: str, inputs: list[list
 def test_undefined_derivative_is_an_error_not_inf() -> None:
     x = Value(0.0)
     y = x**0.5  # defined, but its slope at 0 is infinite
-    with pytest.raises(DomainError, match=r"derivative of \*\* is undefined at 0.0 \*\* 0.5"):
+    with pytest.raises(DomainError, match=r"derivative of \*\* at 0.0 \*\* 0.5 is infinite"):
         y.backward()
+
+
+# -- non-finite gradients: one policy, an error naming the op and operands ---------------
+
+
+@pytest.mark.parametrize(
+    ("f", "x", "error", "message"),
+    [
+        (lambda x: 1 / x, 1e-200, NumericOverflowError, r"derivative of / at 1.0 / 1e-200 .* -inf"),
+        (lambda x: (1 / x) * 0, 1e-200, NumericOverflowError, r"of / at 1.0 / 1e-200"),
+        (lambda x: x.log(), 5e-324, NumericOverflowError, r"of log at log\(5e-324\) .* inf"),
+        (
+            lambda x: x**-1,
+            1e-200,
+            NumericOverflowError,
+            r"of \*\* at 1e-200 \*\* -1.0 is too large",
+        ),
+        (lambda x: (x * 1e200) * 1e200, 1e-300, NumericOverflowError, r"overflows at \*"),
+        (lambda x: x * 1e308 + x * 1e308, 1e-10, NumericOverflowError, r"add up to more"),
+    ],
+)
+def test_non_finite_gradients_are_errors_naming_the_op(f, x, error, message) -> None:
+    v = Value(x)
+    out = f(v)  # the forward pass is finite
+    with pytest.raises(error, match=message) as info:
+        out.backward()
+    assert "backward: the gradient" in str(info.value)
+    assert isinstance(info.value, ChainruleError)
+
+
+def test_a_lifted_numbers_gradient_is_not_checked() -> None:
+    """d/d(1e-300) of (x * 1e-300) * 1e300 overflows, but nobody asked for it."""
+    x = Value(1e10)
+    ((x * 1e-300) * 1e300).backward()
+    assert x.grad == pytest.approx(1.0, rel=1e-12)
+
+
+def test_nan_set_by_hand_is_reported_as_nan_not_overflow() -> None:
+    x = Value(1.0)
+    x.data = math.nan
+    for make in (lambda: x + 1.0, lambda: x * 2.0, lambda: x.exp(), lambda: x**2):
+        with pytest.raises(DomainError, match=r"not a finite number: .*nan.* set to nan"):
+            make()
+
+
+def test_sum_values_overflow_is_a_chainrule_error() -> None:
+    with pytest.raises(NumericOverflowError, match=r"sum: overflow: sum\(1e\+308, 1e\+308\)"):
+        sum_values([1e308, 1e308])
 
 
 def test_no_grad_records_no_graph() -> None:
@@ -277,7 +326,7 @@ def test_graphs_are_freed_without_the_cycle_collector() -> None:
     """No closures, no cycles: dropping the output frees every node at once."""
 
     def live_values() -> int:
-        return sum(type(o) is Value for o in gc.get_objects())
+        return sum(isinstance(o, Value) for o in gc.get_objects())
 
     gc.collect()
     gc.disable()

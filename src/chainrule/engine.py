@@ -25,7 +25,12 @@ import numbers
 from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
-from chainrule.errors import DivisionByZeroError, DomainError, NumericOverflowError
+from chainrule.errors import (
+    ChainruleError,
+    DivisionByZeroError,
+    DomainError,
+    NumericOverflowError,
+)
 from chainrule.grad_mode import (
     GRAD_ENABLED,
     enable_grad,
@@ -73,7 +78,9 @@ def _to_float(x: object, where: str = "Value") -> float:
         except OverflowError:
             raise NumericOverflowError(f"{where}: {x!r:.60} is too large for a float") from None
     if not _isfinite(x):
-        raise DomainError(f"{where}: data must be a finite number, got {x}")
+        what = "data must be" if where == "Value" else "expected"
+        nan = " (not a number)" if x != x else ""
+        raise DomainError(f"{where}: {what} a finite number, got {x}{nan}")
     return x
 
 
@@ -244,6 +251,12 @@ class Value:
         Gradients **accumulate** into leaves (Values you made yourself, such as
         parameters), as in PyTorch: call ``zero_grad()`` or set ``p.grad = 0.0``
         between steps. Intermediate nodes get this pass's gradient afresh.
+
+        A gradient that is not a finite number (a derivative too large for a float,
+        such as that of ``1/x`` at ``x = 1e-200``, or ``inf * 0``) is an error naming
+        the operation and its operands, never a silent ``inf`` or ``nan``; the grads
+        already filled are then left as they are. Numbers lifted into the graph (the
+        ``2.0`` in ``x * 2.0``) are not checked: nobody asked for their gradients.
         """
         order = topological_order(self)
         for node in order:
@@ -255,9 +268,11 @@ class Value:
         try:
             for node in reversed(order):
                 prev = node._prev
+                g = node.grad  # final: every node that uses this one is done
+                if g - g and type(node) is not _Constant:  # inf - inf, nan - nan: nan
+                    raise _gradient_error(order, node)
                 if not prev:
                     continue
-                g = node.grad
                 rule = rules[node._op]
                 n = len(prev)
                 # Nearly all nodes have one or two inputs: those are written out, with
@@ -275,12 +290,50 @@ class Value:
                     local = rule([p.data for p in prev], node.data, node._arg)
                     for p, d in zip(prev, local, strict=True):
                         p.grad += d * g
-        except ArithmeticError as exc:  # e.g. the derivative of x ** 0.5 at x = 0
-            args = [p.data for p in node._prev]
-            raise DomainError(
-                f"backward: the derivative of {node._op} is undefined at "
-                f"{_describe(node._op, args, node._arg)} ({exc})"
-            ) from None
+        except ChainruleError:
+            raise
+        except ArithmeticError as exc:  # e.g. the slope of x ** 0.5 at x = 0: infinite
+            at = _describe(node._op, [p.data for p in node._prev], node._arg)
+            start = f"backward: the gradient is not finite: a derivative of {node._op} at {at}"
+            if isinstance(exc, OverflowError):
+                raise NumericOverflowError(f"{start} is too large for a float") from None
+            raise DomainError(f"{start} is infinite (a division by zero)") from None
+
+
+def _gradient_error(order: list[Value], bad: Value) -> ChainruleError:
+    """The error for ``bad``, whose gradient is not finite: names the operation whose
+    contribution made it so (found again, after the fact: only failures pay for it)."""
+    for node in reversed(order):
+        if node is bad:
+            break
+        if not node._prev:
+            continue
+        g = node.grad
+        local = _RULES[node._op]([p.data for p in node._prev], node.data, node._arg)
+        for i, (p, d) in enumerate(zip(node._prev, local, strict=True), start=1):
+            if type(p) is _Constant or _isfinite(d * g):
+                continue
+            at = _describe(node._op, [q.data for q in node._prev], node._arg)
+            where = f"with respect to its input {i} ({p.data!r})"
+            if _isfinite(d):  # g is finite (checked): the product overflowed
+                return NumericOverflowError(
+                    f"backward: the gradient overflows at {node._op} ({at}): the derivative "
+                    f"{where}, {d!r}, times the gradient {g!r} is too large for a float"
+                )
+            if d == d:  # +-inf
+                return NumericOverflowError(
+                    f"backward: the gradient is not finite: the derivative of {node._op} at "
+                    f"{at} {where} is {d!r} (too large for a float)"
+                )
+            return DomainError(
+                f"backward: the gradient is not finite: the derivative of {node._op} at "
+                f"{at} {where} is undefined (nan)"
+            )
+    what = f"{bad._op} ({_describe(bad._op, [p.data for p in bad._prev], bad._arg)})"
+    return NumericOverflowError(
+        f"backward: the gradient of {what if bad._prev else repr(bad)} is not finite "
+        f"({bad.grad!r}): its contributions add up to more than a float holds"
+    )
 
 
 # -- building nodes -------------------------------------------------------------------
@@ -297,9 +350,7 @@ _on_detached: Callable[[Value, tuple[Value, ...]], None] | None = None
 def _node(data: float, prev: tuple[Value, ...], op: str, arg: float | None = None) -> Value:
     """Make the result of an operation; the one place where graph nodes are created."""
     if not _isfinite(data):
-        raise NumericOverflowError(
-            f"{op}: overflow: {_describe(op, [p.data for p in prev], arg)} is too large for a float"
-        )
+        raise _result_error(data, prev, op, arg)
     v: Value = _new(Value)
     v.data = data
     v.grad = 0.0
@@ -316,14 +367,37 @@ def _node(data: float, prev: tuple[Value, ...], op: str, arg: float | None = Non
     return v
 
 
+class _Constant(Value):
+    """A number lifted into the graph by an operator (the ``2.0`` in ``x * 2.0``): a
+    leaf like any other, except that ``backward()`` does not check its gradient, which
+    nobody asked for (it may overflow where the inputs' gradients do not)."""
+
+    __slots__ = ()
+
+
+def _result_error(data: float, prev: tuple[Value, ...], op: str, arg: float | None) -> Exception:
+    """Why an operation's result is not finite: an operand that is not (a ``data`` set
+    by hand to nan or inf), or an overflow."""
+    args = [p.data for p in prev]
+    shown = _describe(op, args, arg)
+    bad = next((a for a in args if not _isfinite(a)), None)
+    if bad is not None:
+        return DomainError(
+            f"{op}: an operand is not a finite number: {shown} (a Value's data was set to {bad!r})"
+        )
+    if data != data:
+        return DomainError(f"{op}: {shown} is undefined (nan)")
+    return NumericOverflowError(f"{op}: overflow: {shown} is too large for a float")
+
+
 def _lift(x: object) -> Value | None:
     """A Value as it is; a number as a constant leaf; None for anything else."""
     if isinstance(x, Value):
         return x
     if not _is_real(x):
         return None
-    c: Value = _new(Value)
-    c.data = _to_float(x)
+    c: Value = _new(_Constant)
+    c.data = _to_float(x, "operand")
     c.grad = 0.0
     c.label = ""
     c._op = ""
@@ -403,7 +477,12 @@ def sum_values(values: Sequence[Operand]) -> Value:
     vs = _lift_all(values, "sum_values")
     if not vs:
         raise ValueError("sum_values: nothing to add")
-    return _node(math.fsum([v.data for v in vs]), vs, "sum")
+    data = [v.data for v in vs]
+    try:
+        total = math.fsum(data)
+    except (OverflowError, ValueError):  # fsum's own: "intermediate overflow", inf - inf
+        total = math.inf
+    return _node(total, vs, "sum")
 
 
 def logsumexp(values: Sequence[Operand]) -> Value:
