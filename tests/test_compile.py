@@ -77,6 +77,32 @@ def test_every_rule_in_the_engine_compiles() -> None:
     assert set(_RULES) <= compilable_ops()
 
 
+@pytest.mark.parametrize(
+    ("points", "k"),
+    [
+        ([(0.0, None), (2.0, None), (-1.5, None)], 0.0),  # x ** 0: 0 everywhere, at 0 too
+        ([(0.0, None), (1.5, None)], 1.0),
+        ([(0.0, None), (-1.5, None)], 3.0),
+        ([(0.0, 0.0), (0.0, 1.0), (0.0, 2.5), (2.0, 0.0), (1.5, -1.3)], None),  # x ** y
+    ],
+)
+def test_array_form_of_power_matches_the_scalar_rule(points, k) -> None:
+    """The branch-free ``**`` (``ARRAY_RULES``) agrees with the engine's rule, at 0 too."""
+    from chainrule.compiler.ops import ARRAY_RULES, FORWARD
+
+    arrays = [np.array([p[0] for p in points])]
+    if k is None:
+        arrays.append(np.array([p[1] for p in points]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no NumPy division or overflow warnings either
+        out = FORWARD["**"](arrays, k)
+        local = ARRAY_RULES["**"](arrays, out, k)
+    for j, p in enumerate(points):
+        xs = list(p) if k is None else [p[0]]
+        scalar = _RULES["**"](xs, float(out[j]), k)
+        assert [float(np.broadcast_to(d, out.shape)[j]) for d in local] == list(scalar)
+
+
 CASES = [
     pytest.param(op, sample, id=f"{op.name}-{i}")
     for op in OPS

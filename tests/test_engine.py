@@ -24,9 +24,10 @@ from chainrule import (
     is_grad_enabled,
     logsumexp,
     no_grad,
+    sum_values,
     topological_order,
 )
-from chainrule.engine import _RULES
+from chainrule.engine import _RULES, _Constant
 
 
 def reference_readme_expression() -> tuple[Value, Value, Value]:
@@ -252,8 +253,56 @@ def test_fused_rules_work_on_numpy_arrays_elementwise(op: str, inputs: list[list
 def test_undefined_derivative_is_an_error_not_inf() -> None:
     x = Value(0.0)
     y = x**0.5  # defined, but its slope at 0 is infinite
-    with pytest.raises(DomainError, match=r"derivative of \*\* is undefined at 0.0 \*\* 0.5"):
+    with pytest.raises(DomainError, match=r"derivative of \*\* at 0.0 \*\* 0.5 is infinite"):
         y.backward()
+
+
+# -- non-finite gradients: one policy, an error naming the op and operands ---------------
+
+
+@pytest.mark.parametrize(
+    ("f", "x", "error", "message"),
+    [
+        (lambda x: 1 / x, 1e-200, NumericOverflowError, r"derivative of / at 1.0 / 1e-200 .* -inf"),
+        (lambda x: (1 / x) * 0, 1e-200, NumericOverflowError, r"of / at 1.0 / 1e-200"),
+        (lambda x: x.log(), 5e-324, NumericOverflowError, r"of log at log\(5e-324\) .* inf"),
+        (
+            lambda x: x**-1,
+            1e-200,
+            NumericOverflowError,
+            r"of \*\* at 1e-200 \*\* -1.0 is too large",
+        ),
+        (lambda x: (x * 1e200) * 1e200, 1e-300, NumericOverflowError, r"overflows at \*"),
+        (lambda x: x * 1e308 + x * 1e308, 1e-10, NumericOverflowError, r"add up to more"),
+    ],
+)
+def test_non_finite_gradients_are_errors_naming_the_op(f, x, error, message) -> None:
+    v = Value(x)
+    out = f(v)  # the forward pass is finite
+    with pytest.raises(error, match=message) as info:
+        out.backward()
+    assert "backward: the gradient" in str(info.value)
+    assert isinstance(info.value, ChainruleError)
+
+
+def test_a_lifted_numbers_gradient_is_not_checked() -> None:
+    """d/d(1e-300) of (x * 1e-300) * 1e300 overflows, but nobody asked for it."""
+    x = Value(1e10)
+    ((x * 1e-300) * 1e300).backward()
+    assert x.grad == pytest.approx(1.0, rel=1e-12)
+
+
+def test_nan_set_by_hand_is_reported_as_nan_not_overflow() -> None:
+    x = Value(1.0)
+    x.data = math.nan
+    for make in (lambda: x + 1.0, lambda: x * 2.0, lambda: x.exp(), lambda: x**2):
+        with pytest.raises(DomainError, match=r"not a finite number: .*nan.* set to nan"):
+            make()
+
+
+def test_sum_values_overflow_is_a_chainrule_error() -> None:
+    with pytest.raises(NumericOverflowError, match=r"sum: overflow: sum\(1e\+308, 1e\+308\)"):
+        sum_values([1e308, 1e308])
 
 
 def test_no_grad_records_no_graph() -> None:
@@ -283,7 +332,7 @@ def test_graphs_are_freed_without_the_cycle_collector() -> None:
     """No closures, no cycles: dropping the output frees every node at once."""
 
     def live_values() -> int:
-        return sum(type(o) is Value for o in gc.get_objects())
+        return sum(type(o) in (Value, _Constant) for o in gc.get_objects())
 
     gc.collect()
     gc.disable()
@@ -425,3 +474,58 @@ def test_shallow_copy_shares_the_inputs() -> None:
     b2 = copy.copy(b)
     assert b2 is not b and b2._prev == (a, a) and b2._prev[0] is a
     assert (b2.data, b2.grad, b2.label, b2._op) == (b.data, b.grad, "b", "*")
+
+
+# -- powers at 0 ----------------------------------------------------------------------
+
+
+def torch_derivative(f, x: float, order: int) -> float:
+    """The ``order``-th derivative of ``f`` at ``x``, from PyTorch (create_graph=True)."""
+    import torch
+
+    t = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    y = f(t)
+    for _ in range(order):
+        if not y.requires_grad:  # a constant: every further derivative is 0
+            return 0.0
+        (y,) = torch.autograd.grad(y, t, create_graph=True)
+    return y.item()
+
+
+@pytest.mark.parametrize(("k", "order"), [(0, 1), (1, 2), (2, 3), (3, 4), (3, 3), (2, 2)])
+def test_derivatives_of_integer_powers_at_zero_match_torch(k: int, order: int) -> None:
+    f = grad(lambda x: x**k)
+    for _ in range(order - 1):
+        f = grad(f)
+    assert f(0.0) == torch_derivative(lambda t: t**k, 0.0, order)
+    x = Value(0.0)
+    (x**k).backward()
+    assert x.grad == torch_derivative(lambda t: t**k, 0.0, 1)
+
+
+def test_zero_to_the_power_zero_with_a_value_exponent() -> None:
+    a, b = Value(0.0), Value(0.0)
+    out = a**b
+    out.backward()
+    assert (out.data, a.grad, b.grad) == (1.0, 0.0, 0.0)  # PyTorch: 1, 0, 0
+
+
+@pytest.mark.parametrize("y", [0.5, 2.0, 0.0])
+def test_a_number_base_is_no_input_of_the_graph(y: float) -> None:
+    """``0.0 ** y``: nobody asked for the derivative with respect to the 0.0 (it is
+    infinite for 0 < y < 1), so none is computed: the base is kept in ``_arg``."""
+    v = Value(y)
+    out = 0.0**v
+    assert out._op == "rpow" and out._prev == (v,) and out._arg == 0.0
+    out.backward()
+    assert v.grad == 0.0
+    assert grad(lambda t: 0.0**t)(y) == 0.0
+    assert grad(lambda t: 2.0**t)(y) == pytest.approx(2.0**y * math.log(2.0), rel=1e-15)
+
+
+def test_mixed_second_derivative_of_a_power_with_a_zero_exponent() -> None:
+    """d²(x**y)/dx dy = x^(y-1) (1 + y log x), 1/x at y = 0, in either order. (PyTorch
+    agrees differentiating d/dy by x; its d/dx, masked where y == 0, gives 0 by y.)"""
+    dx_dy = grad(grad(lambda x, y: x**y, argnums=0), argnums=1)(2.0, 0.0)
+    dy_dx = grad(grad(lambda x, y: x**y, argnums=1), argnums=0)(2.0, 0.0)
+    assert dx_dy == dy_dx == 0.5

@@ -22,6 +22,7 @@ from chainrule.engine import (
     is_grad_enabled,
     logsumexp,
     no_grad,
+    set_grad_enabled,
     sum_values,
     topological_order,
 )
@@ -76,6 +77,7 @@ __all__ = [
     "logsumexp",
     "no_grad",
     "numerical_grad",
+    "set_grad_enabled",
     "sum_values",
     "topological_order",
     "trace",

@@ -22,11 +22,22 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
-from chainrule.errors import DivisionByZeroError, DomainError, NumericOverflowError
+from chainrule.errors import (
+    ChainruleError,
+    DivisionByZeroError,
+    DomainError,
+    NumericOverflowError,
+)
+from chainrule.grad_mode import (
+    GRAD_ENABLED,
+    enable_grad,
+    is_grad_enabled,
+    no_grad,
+    set_grad_enabled,
+)
 
 __all__ = [
     "Value",
@@ -36,6 +47,7 @@ __all__ = [
     "is_grad_enabled",
     "logsumexp",
     "no_grad",
+    "set_grad_enabled",
     "sum_values",
     "topological_order",
 ]
@@ -44,39 +56,6 @@ __all__ = [
 Operand: TypeAlias = "Value | int | float"
 
 _isfinite = math.isfinite
-_grad_enabled = True  # switched off by no_grad(); one flag for the process, as documented
-
-
-@contextmanager
-def no_grad() -> Iterator[None]:
-    """Record no graph inside this block (also usable as a decorator).
-
-    Operations still compute their values, but the results are leaves: they remember
-    no inputs, so nothing can be backpropagated through them and nothing is kept alive.
-    Use it for inference and for parameter updates. Not thread-local.
-    """
-    global _grad_enabled
-    previous, _grad_enabled = _grad_enabled, False
-    try:
-        yield
-    finally:
-        _grad_enabled = previous
-
-
-@contextmanager
-def enable_grad() -> Iterator[None]:
-    """Record the graph inside this block, even within :func:`no_grad`."""
-    global _grad_enabled
-    previous, _grad_enabled = _grad_enabled, True
-    try:
-        yield
-    finally:
-        _grad_enabled = previous
-
-
-def is_grad_enabled() -> bool:
-    """Whether operations currently record the graph."""
-    return _grad_enabled
 
 
 def _is_real(x: object) -> bool:
@@ -100,7 +79,9 @@ def _to_float(x: object, where: str = "Value") -> float:
         except OverflowError:
             raise NumericOverflowError(f"{where}: {x!r:.60} is too large for a float") from None
     if not _isfinite(x):
-        raise DomainError(f"{where}: data must be a finite number, got {x}")
+        what = "data must be" if where == "Value" else "expected"
+        nan = " (not a number)" if x != x else ""
+        raise DomainError(f"{where}: {what} a finite number, got {x}{nan}")
     return x
 
 
@@ -118,6 +99,8 @@ def _ordering_error(op: str, a: Value, b: object) -> TypeError:
 
 def _describe(op: str, args: Sequence[float], arg: float | None) -> str:
     """Write an operation with its operands the way a person would, e.g. ``3.0 / 0.0``."""
+    if op == "rpow":
+        return f"{arg!r} ** {args[0]!r}"
     if arg is not None:
         return f"{args[0]!r} ** {arg!r}"
     if len(args) == 2 and op in _INFIX:
@@ -152,7 +135,7 @@ class Value:
     label: str
     _op: str
     _prev: tuple[Value, ...]
-    _arg: float | None  # the exponent of ``x ** number``; None for every other op
+    _arg: float | None  # the number in ``x ** number`` and ``number ** x``; else None
 
     def __init__(self, data: float, label: str = "") -> None:
         if not isinstance(label, str):
@@ -212,8 +195,9 @@ class Value:
         return _power(self, _to_float(other, "**"))
 
     def __rpow__(self, other: Operand) -> Value:
-        o = other if isinstance(other, Value) else _lift(other)
-        return NotImplemented if o is None else _power(o, self)
+        if not _is_real(other):
+            return NotImplemented
+        return _power(_to_float(other, "**"), self)
 
     def __neg__(self) -> Value:
         return _node(-self.data, (self,), "neg")
@@ -354,6 +338,12 @@ class Value:
         Gradients **accumulate** into leaves (Values you made yourself, such as
         parameters), as in PyTorch: call ``zero_grad()`` or set ``p.grad = 0.0``
         between steps. Intermediate nodes get this pass's gradient afresh.
+
+        A gradient that is not a finite number (a derivative too large for a float,
+        such as that of ``1/x`` at ``x = 1e-200``, or ``inf * 0``) is an error naming
+        the operation and its operands, never a silent ``inf`` or ``nan``; the grads
+        already filled are then left as they are. Numbers lifted into the graph (the
+        ``2.0`` in ``x * 2.0``) are not checked: nobody asked for their gradients.
         """
         order = topological_order(self)
         for node in order:
@@ -365,9 +355,11 @@ class Value:
         try:
             for node in reversed(order):
                 prev = node._prev
+                g = node.grad  # final: every node that uses this one is done
+                if g - g and type(node) is not _Constant:  # inf - inf, nan - nan: nan
+                    raise _gradient_error(order, node)
                 if not prev:
                     continue
-                g = node.grad
                 rule = rules[node._op]
                 n = len(prev)
                 # Nearly all nodes have one or two inputs: those are written out, with
@@ -385,18 +377,57 @@ class Value:
                     local = rule([p.data for p in prev], node.data, node._arg)
                     for p, d in zip(prev, local, strict=True):
                         p.grad += d * g
-        except ArithmeticError as exc:  # e.g. the derivative of x ** 0.5 at x = 0
-            args = [p.data for p in node._prev]
-            raise DomainError(
-                f"backward: the derivative of {node._op} is undefined at "
-                f"{_describe(node._op, args, node._arg)} ({exc})"
-            ) from None
+        except ChainruleError:
+            raise
+        except ArithmeticError as exc:  # e.g. the slope of x ** 0.5 at x = 0: infinite
+            at = _describe(node._op, [p.data for p in node._prev], node._arg)
+            start = f"backward: the gradient is not finite: a derivative of {node._op} at {at}"
+            if isinstance(exc, OverflowError):
+                raise NumericOverflowError(f"{start} is too large for a float") from None
+            raise DomainError(f"{start} is infinite (a division by zero)") from None
+
+
+def _gradient_error(order: list[Value], bad: Value) -> ChainruleError:
+    """The error for ``bad``, whose gradient is not finite: names the operation whose
+    contribution made it so (found again, after the fact: only failures pay for it)."""
+    for node in reversed(order):
+        if node is bad:
+            break
+        if not node._prev:
+            continue
+        g = node.grad
+        local = _RULES[node._op]([p.data for p in node._prev], node.data, node._arg)
+        for i, (p, d) in enumerate(zip(node._prev, local, strict=True), start=1):
+            if type(p) is _Constant or _isfinite(d * g):
+                continue
+            at = _describe(node._op, [q.data for q in node._prev], node._arg)
+            where = f"with respect to its input {i} ({p.data!r})"
+            if _isfinite(d):  # g is finite (checked): the product overflowed
+                return NumericOverflowError(
+                    f"backward: the gradient overflows at {node._op} ({at}): the derivative "
+                    f"{where}, {d!r}, times the gradient {g!r} is too large for a float"
+                )
+            if d == d:  # +-inf
+                return NumericOverflowError(
+                    f"backward: the gradient is not finite: the derivative of {node._op} at "
+                    f"{at} {where} is {d!r} (too large for a float)"
+                )
+            return DomainError(
+                f"backward: the gradient is not finite: the derivative of {node._op} at "
+                f"{at} {where} is undefined (nan)"
+            )
+    what = f"{bad._op} ({_describe(bad._op, [p.data for p in bad._prev], bad._arg)})"
+    return NumericOverflowError(
+        f"backward: the gradient of {what if bad._prev else repr(bad)} is not finite "
+        f"({bad.grad!r}): its contributions add up to more than a float holds"
+    )
 
 
 # -- building nodes -------------------------------------------------------------------
 
 
 _new = object.__new__
+_grad_enabled = GRAD_ENABLED.get  # grad mode of this thread or task (chainrule.grad_mode)
 
 #: Set by ``chainrule.compile`` while it traces: called with each result computed under
 #: ``no_grad()`` and the inputs it forgot, so that frozen values can be refused.
@@ -406,14 +437,12 @@ _on_detached: Callable[[Value, tuple[Value, ...]], None] | None = None
 def _node(data: float, prev: tuple[Value, ...], op: str, arg: float | None = None) -> Value:
     """Make the result of an operation; the one place where graph nodes are created."""
     if not _isfinite(data):
-        raise NumericOverflowError(
-            f"{op}: overflow: {_describe(op, [p.data for p in prev], arg)} is too large for a float"
-        )
+        raise _result_error(data, prev, op, arg)
     v: Value = _new(Value)
     v.data = data
     v.grad = 0.0
     v.label = ""
-    if _grad_enabled:
+    if _grad_enabled():
         v._op = op
         v._prev = prev
     else:
@@ -455,14 +484,37 @@ def _restore_graph(
     return nodes[-1]
 
 
+class _Constant(Value):
+    """A number lifted into the graph by an operator (the ``2.0`` in ``x * 2.0``): a
+    leaf like any other, except that ``backward()`` does not check its gradient, which
+    nobody asked for (it may overflow where the inputs' gradients do not)."""
+
+    __slots__ = ()
+
+
+def _result_error(data: float, prev: tuple[Value, ...], op: str, arg: float | None) -> Exception:
+    """Why an operation's result is not finite: an operand that is not (a ``data`` set
+    by hand to nan or inf), or an overflow."""
+    args = [p.data for p in prev]
+    shown = _describe(op, args, arg)
+    bad = next((a for a in args if not _isfinite(a)), None)
+    if bad is not None:
+        return DomainError(
+            f"{op}: an operand is not a finite number: {shown} (a Value's data was set to {bad!r})"
+        )
+    if data != data:
+        return DomainError(f"{op}: {shown} is undefined (nan)")
+    return NumericOverflowError(f"{op}: overflow: {shown} is too large for a float")
+
+
 def _lift(x: object) -> Value | None:
     """A Value as it is; a number as a constant leaf; None for anything else."""
     if isinstance(x, Value):
         return x
     if not _is_real(x):
         return None
-    c: Value = _new(Value)
-    c.data = _to_float(x)
+    c: Value = _new(_Constant)
+    c.data = _to_float(x, "operand")
     c.grad = 0.0
     c.label = ""
     c._op = ""
@@ -477,9 +529,14 @@ def _divide(a: Value, b: Value) -> Value:
     return _node(a.data / b.data, (a, b), "/")
 
 
-def _power(base: Value, exponent: Value | float) -> Value:
-    """``base ** exponent`` for a number or a Value exponent, with the domain checked."""
-    x = base.data
+def _power(base: Value | float, exponent: Value | float) -> Value:
+    """``base ** exponent`` with the domain checked; at least one of them is a Value.
+
+    A number exponent is kept in ``_arg`` (op ``**``, one input); so is a number base
+    (op ``rpow``, the exponent its one input): a number is no input of the graph, so no
+    derivative is ever computed with respect to it.
+    """
+    x = base.data if isinstance(base, Value) else base
     y = exponent.data if isinstance(exponent, Value) else exponent
     if x == 0.0 and y < 0.0:
         raise DivisionByZeroError(f"**: 0.0 cannot be raised to the negative power {y!r}")
@@ -499,6 +556,8 @@ def _power(base: Value, exponent: Value | float) -> Value:
         raise NumericOverflowError(
             f"**: overflow: {x!r} ** {y!r} is too large for a float"
         ) from None
+    if not isinstance(base, Value):
+        return _node(out, (exponent,), "rpow", base)  # type: ignore[arg-type]
     if isinstance(exponent, Value):
         return _node(out, (base, exponent), "**")
     return _node(out, (base,), "**", exponent)
@@ -535,7 +594,12 @@ def sum_values(values: Sequence[Operand]) -> Value:
     vs = _lift_all(values, "sum_values")
     if not vs:
         raise ValueError("sum_values: nothing to add")
-    return _node(math.fsum([v.data for v in vs]), vs, "sum")
+    data = [v.data for v in vs]
+    try:
+        total = math.fsum(data)
+    except (OverflowError, ValueError):  # fsum's own: "intermediate overflow", inf - inf
+        total = math.inf
+    return _node(total, vs, "sum")
 
 
 def logsumexp(values: Sequence[Operand]) -> Value:
@@ -569,8 +633,8 @@ def _identity(x: Value) -> Value:
 # output with respect to each input. ``backward()`` calls these with floats; the
 # function transforms in ``chainrule.functional`` call them with Values, so that the
 # gradients are graphs themselves and can be differentiated again. The rules therefore
-# use only arithmetic, ``_log``, ``_exp``, ``_positive`` and ``_sign``, which work on both
-# (``_log`` and ``_exp`` also on NumPy arrays, elementwise).
+# use only arithmetic, ``_log``, ``_exp``, ``_positive``, ``_sign`` and ``_nonzero``, which
+# work on both (``_log`` and ``_exp`` also on NumPy arrays, elementwise).
 
 
 def _log(x: Any) -> Any:
@@ -601,6 +665,10 @@ def _sign(x: Any) -> float:
     return 1.0 if d > 0.0 else -1.0 if d < 0.0 else 0.0
 
 
+def _nonzero(x: Any) -> bool:
+    return (x.data if isinstance(x, Value) else x) != 0.0
+
+
 Rule = Callable[[Sequence[Any], Any, Any], Sequence[Any]]
 
 _RULES: dict[str, Rule] = {
@@ -610,12 +678,19 @@ _RULES: dict[str, Rule] = {
     "/": lambda x, out, k: (1.0 / x[1], -out / x[1]),
     "neg": lambda x, out, k: (-1.0,),
     "id": lambda x, out, k: (1.0,),
-    # x ** k for a number k; x ** y for a Value y (d/dy is 0 at x = 0, its limit for y > 0)
+    # x ** k for a number k: k x^(k-1), and 0 for k = 0 (x^0 is the constant 1).
+    # x ** y for a Value y: y x^(y-1), 0 at 0 ** 0; and x^y log x, 0 at x = 0 (its limit
+    # for y > 0). The values PyTorch gives at those points.
     "**": lambda x, out, k: (
-        (k * x[0] ** (k - 1),)
+        (k * x[0] ** (k - 1) if k != 0.0 else 0.0,)
         if k is not None
-        else (x[1] * x[0] ** (x[1] - 1), out * _log(x[0]) if _positive(x[0]) else 0.0)
+        else (
+            x[1] * x[0] ** (x[1] - 1) if _nonzero(x[0]) or _nonzero(x[1]) else 0.0,
+            out * _log(x[0]) if _positive(x[0]) else 0.0,
+        )
     ),
+    # c ** y for a number c (kept as k): c^y log c, and 0 for c = 0 (as PyTorch)
+    "rpow": lambda x, out, c: (out * _log(c) if c > 0.0 else 0.0,),
     "exp": lambda x, out, k: (out,),
     "log": lambda x, out, k: (1.0 / x[0],),
     "tanh": lambda x, out, k: (1.0 - out * out,),

@@ -103,11 +103,14 @@ def op_symbol(node: Value) -> str:
     """The text that names ``node``'s operation in a drawing.
 
     ``x ** 2`` (a number exponent, kept in ``_arg``) gives ``"**2"``; ``x ** y`` with a
-    Value exponent gives ``"**"``; every other operation its ``_op`` as it is (``"+"``,
-    ``"neg"``, ``"tanh"``, ``"dot"``, ...); a leaf gives ``""``.
+    Value exponent gives ``"**"``; ``2 ** x`` (a number base, op ``rpow``) gives
+    ``"2**"``; every other operation its ``_op`` as it is (``"+"``, ``"neg"``,
+    ``"tanh"``, ``"dot"``, ...); a leaf gives ``""``.
     """
     if node._op == "**" and node._arg is not None:
         return f"**{_compact_number(node._arg)}"
+    if node._op == "rpow":
+        return f"{_compact_number(node._arg)}**"  # type: ignore[arg-type]
     return node._op
 
 

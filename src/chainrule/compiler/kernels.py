@@ -384,6 +384,8 @@ def _group_key(node: Node) -> tuple[Any, ...]:
         extra: Any = len(node.inputs)
     elif node.op == "**":
         extra = ("k", node.arg) if node.arg is not None else "value"
+    elif node.op == "rpow":
+        extra = ("c", node.arg)
     else:
         extra = None
     return (node.level, node.op, repr(extra), node.needs_grad)

@@ -44,6 +44,7 @@ FORWARD: dict[str, Callable[..., Array]] = {
     "*": lambda x, k: x[0] * x[1],
     "/": lambda x, k: x[0] / x[1],
     "**": lambda x, k: x[0] ** k if k is not None else x[0] ** x[1],
+    "rpow": lambda x, c: c ** x[0],
     "exp": lambda x, k: np.exp(x[0]),
     "log": lambda x, k: np.log(x[0]),
     "tanh": lambda x, k: np.tanh(x[0]),
@@ -57,14 +58,23 @@ ARRAY_RULES: dict[str, Callable[[Sequence[Array], Array, Any], Sequence[Array]]]
     "relu": lambda x, out, k: ((x[0] > 0.0) * 1.0,),
     "abs": lambda x, out, k: (np.sign(x[0]),),
     "**": lambda x, out, k: (
-        (k * x[0] ** (k - 1),)
+        (k * x[0] ** (k - 1) if k != 0.0 else np.zeros_like(x[0]),)
         if k is not None
-        else (
-            x[1] * x[0] ** (x[1] - 1.0),
-            np.where(x[0] > 0.0, out * np.log(np.where(x[0] > 0.0, x[0], 1.0)), 0.0),
-        )
+        else (_pow_slope(x[0], x[1]), _pow_log(x[0], out))
     ),
 }
+
+
+def _pow_slope(x: Array, y: Array) -> Array:
+    """``y x^(y-1)``, and 0 where ``x = y = 0`` (where ``0 ** -1`` would be inf)."""
+    at_origin = (x == 0.0) & (y == 0.0)
+    return np.where(at_origin, 0.0, y * np.where(at_origin, 1.0, x) ** (y - 1.0))
+
+
+def _pow_log(x: Array, out: Array) -> Array:
+    """``x^y log x``, and 0 where ``x = 0``."""
+    return np.where(x > 0.0, out * np.log(np.where(x > 0.0, x, 1.0)), 0.0)
+
 
 #: Ops with a structure of their own (n-ary): handled by dedicated kernels.
 NARY = {"dot", "logsumexp"}
