@@ -529,3 +529,19 @@ def test_mixed_second_derivative_of_a_power_with_a_zero_exponent() -> None:
     dx_dy = grad(grad(lambda x, y: x**y, argnums=0), argnums=1)(2.0, 0.0)
     dy_dx = grad(grad(lambda x, y: x**y, argnums=1), argnums=0)(2.0, 0.0)
     assert dx_dy == dy_dx == 0.5
+
+
+@pytest.mark.parametrize(
+    "clone", [deep_copy, pickled, copy.copy], ids=["deepcopy", "pickle", "copy"]
+)
+def test_copies_keep_lifted_constants_constants(clone) -> None:
+    """A constant's gradient is never checked; a copy must not start checking it."""
+    x = Value(1e-300)
+    y = (x * 1e-300) * 1e300  # the constant 1e-300's gradient overflows; nobody asked for it
+    y.backward()
+    y2 = clone(y)
+    constant = y2._prev[0]._prev[1]
+    assert type(constant) is type(y._prev[0]._prev[1]) and constant is not Value
+    assert type(constant).__name__ == "_Constant"
+    y2.backward()  # no error, as for the original
+    assert y2._prev[0]._prev[0].grad == 2 * x.grad  # the copied grad, plus this pass

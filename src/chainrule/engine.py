@@ -294,7 +294,9 @@ class Value:
 
     def __copy__(self) -> Value:
         """A new node with the same fields, sharing its inputs (``_prev``) with ``self``."""
-        return _restore(self.data, self.grad, self.label, self._op, self._arg, self._prev)
+        return _restore(
+            self.data, self.grad, self.label, self._op, self._arg, self._prev, type(self)
+        )
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Value:
         """A copy of the whole graph below ``self``. Nodes already copied (by this
@@ -303,7 +305,7 @@ class Value:
             if id(node) not in memo:
                 prev = tuple([memo[id(p)] for p in node._prev])
                 memo[id(node)] = _restore(
-                    node.data, node.grad, node.label, node._op, node._arg, prev
+                    node.data, node.grad, node.label, node._op, node._arg, prev, type(node)
                 )
         return memo[id(self)]  # type: ignore[no-any-return]
 
@@ -316,7 +318,7 @@ class Value:
         Inner nodes of two Values pickled side by side are not shared between them.
         """
         if not self._prev:
-            return _restore, (self.data, self.grad, self.label, self._op, self._arg)
+            return _restore, (self.data, self.grad, self.label, self._op, self._arg, (), type(self))
         order = topological_order(self)
         leaves = [n for n in order if not n._prev]
         inner = [n for n in order if n._prev]
@@ -461,9 +463,11 @@ def _restore(
     op: str,
     arg: float | None,
     prev: tuple[Value, ...] = (),
+    cls: type[Value] | None = None,
 ) -> Value:
-    """A node with exactly these fields (for copies and pickles: nothing is recomputed)."""
-    v: Value = _new(Value)
+    """A node with exactly these fields (for copies and pickles: nothing is recomputed);
+    ``cls`` keeps a lifted constant a constant."""
+    v: Value = _new(cls or Value)
     v.data = data
     v.grad = grad
     v.label = label
