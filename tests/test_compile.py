@@ -638,3 +638,27 @@ def test_tracing_in_one_thread_changes_nothing_for_another() -> None:
     y = (x * x).tanh() * x
     y.backward()
     assert results[0] == (y.data, x.grad)
+
+
+def test_value_and_grad_at_parameters_given_as_an_array() -> None:
+    model = MLP(2, [5, 1], rng=random.Random(4))
+    params = model.parameters()
+    X = np.array([[0.3, -0.2], [1.0, 0.4], [-0.6, 0.8]])
+
+    def loss(xb):
+        return L.mse([model(r) for r in xb], [1.0, -1.0, 0.5])
+
+    step = chainrule.compile(loss, params)
+    before = [p.data for p in params]
+    theta = np.array(before) * 0.9 + 0.01
+    value, grads = step.value_and_grad(X, params=theta)
+    assert [p.data for p in params] == before  # the Values are untouched
+    for p, t in zip(params, theta, strict=True):
+        p.data = float(t)
+    expected, expected_grads = eager_value_and_grads(loss, params, X)
+    assert close(value, expected)
+    assert list(grads) == pytest.approx(expected_grads, rel=1e-12, abs=1e-15)
+    with pytest.raises(ValueError, match=f"needs {len(params)} numbers"):
+        step.value_and_grad(X, params=theta[:-1])
+    with pytest.raises(ValueError, match="non-finite"):
+        step.value_and_grad(X, params=np.full(len(params), np.inf))

@@ -163,15 +163,28 @@ class CompiledFunction:
         program = self._program(arrays)
         return program.call(arrays)
 
-    def value_and_grad(self, *inputs: Any) -> tuple[Any, Array]:
+    def value_and_grad(self, *inputs: Any, params: Any = None) -> tuple[Any, Array]:
         """The loss as a float and the gradient as an array, in ``params`` order.
 
         The array path: no ``grad`` is touched. With ``has_aux``, the first item is
-        ``(loss, aux)``.
+        ``(loss, aux)``. ``params``, an array (or sequence) of one number per compiled
+        parameter, replaces their ``data`` for this call: a training loop can keep its
+        parameters in an array and update them with NumPy, writing them back to the
+        Values only when it needs the model (the Values are not changed here).
         """
         arrays = _as_arrays(inputs)
         program = self._program(arrays)
-        return program.value_and_grad(arrays)
+        values: Any = None
+        if params is not None:
+            values = np.asarray(params, dtype=np.float64)
+            if values.shape != (len(self.params),):
+                raise ValueError(
+                    f"compile: params= needs {len(self.params)} numbers, one per compiled "
+                    f"parameter, got an array of shape {values.shape}"
+                )
+            if not np.isfinite(values).all():
+                raise DomainError("compile: params= holds a non-finite number")
+        return program.value_and_grad(arrays, values)
 
     def explain(self) -> str:
         """A short report: per input structure, the nodes, levels, kernels, fallbacks
@@ -395,8 +408,8 @@ class _Program:
                 pass
         return self._eager_gradients(call.params_data, call.inputs)
 
-    def value_and_grad(self, arrays: list[Array]) -> tuple[Any, Array]:
-        params_data = list(map(_data, self.params))
+    def value_and_grad(self, arrays: list[Array], values: Array | None) -> tuple[Any, Array]:
+        params_data = list(map(_data, self.params)) if values is None else values
         if not self.fallback:
             with self.lock:
                 try:
@@ -405,10 +418,10 @@ class _Program:
                     return self._with_aux(outs[0], outs), self._backward()
                 except FloatingPointError:
                     pass
-        loss = self._eager(arrays)
-        value = loss[0].data if self.has_aux else loss.data
-        grads = self._eager_gradients(params_data, arrays)
-        return self._with_aux(value, [value, *_flat_aux(loss[1])] if self.has_aux else []), grads
+        value_and_grads: tuple[Any, Array] = self._eager_gradients(
+            params_data, arrays, with_value=True
+        )
+        return value_and_grads
 
     # -- eagerly ---------------------------------------------------------------------
 
@@ -421,19 +434,26 @@ class _Program:
             return loss, rebuild_aux(aux, floats)
         return out
 
-    def _eager_gradients(self, params_data: list[float], arrays: list[Array]) -> Array:
-        """The gradient computed by the engine, leaving every ``grad`` as it was."""
+    def _eager_gradients(
+        self, params_data: Any, arrays: list[Array], with_value: bool = False
+    ) -> Any:
+        """The gradient computed by the engine at ``params_data`` (and, ``with_value``,
+        the loss before it), leaving every ``data`` and ``grad`` as it was."""
         saved = [(p.data, p.grad) for p in self.params]
         try:
-            for p, d in zip(self.params, params_data, strict=True):
+            for p, d in zip(self.params, list(params_data), strict=True):
                 p.data, p.grad = d, 0.0
             out = self._eager(arrays)
             loss = out[0] if self.has_aux else out
             loss.backward()
-            return np.array([p.grad for p in self.params])
+            grads = np.array([p.grad for p in self.params])
         finally:
             for p, (d, g) in zip(self.params, saved, strict=True):
                 p.data, p.grad = d, g
+        if not with_value:
+            return grads
+        value = loss.data
+        return self._with_aux(value, [value, *_flat_aux(out[1])] if self.has_aux else []), grads
 
     # -- reporting -------------------------------------------------------------------
 
