@@ -662,3 +662,20 @@ def test_value_and_grad_at_parameters_given_as_an_array() -> None:
         step.value_and_grad(X, params=theta[:-1])
     with pytest.raises(ValueError, match="non-finite"):
         step.value_and_grad(X, params=np.full(len(params), np.inf))
+
+
+def test_the_first_shape_traces_twice_and_later_shapes_once() -> None:
+    w, outside = Value(0.5), Value(2.0, label="outside")
+    calls = []
+
+    def loss(xs):
+        calls.append(len(xs))
+        return sum_values([w * x * outside for x in xs])
+
+    with pytest.warns(CompileWarning, match="outside"):
+        step = chainrule.compile(loss, [w], fallback=False)
+        step([1.0, 2.0])
+    assert calls == [2, 2]  # traced twice: the graph is checked to be the same
+    assert step([1.0, 2.0, 3.0]).data == pytest.approx(0.5 * 2.0 * 6.0)
+    assert calls == [2, 2, 3]  # a new shape: traced once
+    assert step.explain().count("baked in as constants") == 2  # still found at the new shape

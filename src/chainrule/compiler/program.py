@@ -147,6 +147,8 @@ class CompiledFunction:
         self.params = _check_params(params)
         self.has_aux = has_aux
         self.allow_fallback = fallback
+        #: Set by the first program: the ids of the Values found captured from outside.
+        self.verified: set[int] | None = None
         self._programs: dict[tuple[tuple[int, ...], ...], _Program] = {}
         self._lock = threading.Lock()
         self._warned = False
@@ -292,22 +294,33 @@ class _Program:
             first = record(self.fn, arrays, self.has_aux, name)
         graph = graph_of(first, self.params, name)
         check(first, tracer, graph, self.params, name)
-        again = graph_of(record(self.fn, arrays, self.has_aux, name), self.params, name)
-        if graph.fingerprint != again.fingerprint:
-            raise CompileError(
-                f"compile: {name} ({where}) built a different graph on two calls with the "
-                "same inputs (random sampling inside the function, a counter, or data that "
-                "changes between calls?). Pass what changes as inputs, so that every call "
-                "with the same input shapes builds the same graph."
-            )
-        seen_again = {id(v) for v in again.constant_leaves}
-        self.captured = [v for v in graph.constant_leaves if id(v) in seen_again]
+        known = owner.verified
+        first_program = known is None
+        if known is None:
+            # The function's first program traces it twice: a graph that differs between
+            # two calls (sampling inside, a counter) is refused, and the constant leaves
+            # that are the same objects both times come from outside the function. Later
+            # input shapes trust what the first check found, and trace once.
+            again = graph_of(record(self.fn, arrays, self.has_aux, name), self.params, name)
+            if graph.fingerprint != again.fingerprint:
+                raise CompileError(
+                    f"compile: {name} ({where}) built a different graph on two calls with "
+                    "the same inputs (random sampling inside the function, a counter, or "
+                    "data that changes between calls?). Pass what changes as inputs, so "
+                    "that every call with the same input shapes builds the same graph."
+                )
+            seen_again = {id(v) for v in again.constant_leaves}
+            self.captured = [v for v in graph.constant_leaves if id(v) in seen_again]
+            owner.verified = {id(v) for v in self.captured}
+            del again
+        else:
+            self.captured = [v for v in graph.constant_leaves if id(v) in known]
         self.trace_seconds = time.perf_counter() - started
         self.traced_nodes = len(graph.order)
         self.aux = first.aux
         self.n_inputs = sum(a.size for a in arrays)
         analysis = analyse(graph, len(self.params), self.n_inputs, name, where)
-        del graph, again, first
+        del graph, first
         self.program_nodes = len(analysis.nodes)
         self.levels = max((node.level for node in analysis.nodes), default=0)
         groups = groups_of(analysis)
@@ -333,7 +346,7 @@ class _Program:
             (x.value, -1) if isinstance(x, Const) else (0.0, x.pos) for x in analysis.outputs
         ]
         self.compile_seconds = time.perf_counter() - started
-        if self.captured:
+        if self.captured and first_program:  # said once per compiled function
             shown = ", ".join(_show(v) for v in self.captured[:3])
             more = f" and {len(self.captured) - 3} more" if len(self.captured) > 3 else ""
             warnings.warn(
@@ -460,7 +473,7 @@ class _Program:
     def report(self) -> list[str]:
         matmuls = sum(isinstance(k, MatMul) for k in self.kernels)
         lines = [
-            f"traced {self.traced_nodes} nodes twice and checked in "
+            f"traced {self.traced_nodes} nodes and checked in "
             f"{self.trace_seconds * 1e3:.1f} ms; "
             f"compiled in {self.compile_seconds * 1e3:.1f} ms in all",
             f"program: {self.program_nodes} nodes after folding sums, {self.levels} levels, "
