@@ -101,15 +101,16 @@ def _describe(op: str, args: Sequence[float], arg: float | None) -> str:
     """Write an operation with its operands the way a person would, e.g. ``3.0 / 0.0``."""
     if op == "rpow":
         return f"{arg!r} ** {args[0]!r}"
-    if arg is not None:
+    if op == "**":
         return f"{args[0]!r} ** {arg!r}"
     if len(args) == 2 and op in _INFIX:
-        return f"{args[0]!r} {op} {args[1]!r}"
+        return f"{args[0]!r} {_INFIX[op]} {args[1]!r}"
     shown = ", ".join(repr(a) for a in args[:6]) + (", ..." if len(args) > 6 else "")
-    return f"{op}({shown})"
+    return f"{op}({shown})" if arg is None else f"{op}({shown}, {arg!r})"
 
 
-_INFIX = {"+", "-", "*", "/", "**"}
+#: The binary operations written between their operands, and how.
+_INFIX = {"+": "+", "-": "-", "*": "*", "/": "/", "pow": "**", "%": "%"}
 
 
 class Value:
@@ -538,7 +539,8 @@ def _power(base: Value | float, exponent: Value | float) -> Value:
 
     A number exponent is kept in ``_arg`` (op ``**``, one input); so is a number base
     (op ``rpow``, the exponent its one input): a number is no input of the graph, so no
-    derivative is ever computed with respect to it.
+    derivative is ever computed with respect to it. A Value base and a Value exponent
+    make the op ``pow``, with two inputs.
     """
     x = base.data if isinstance(base, Value) else base
     y = exponent.data if isinstance(exponent, Value) else exponent
@@ -563,7 +565,7 @@ def _power(base: Value | float, exponent: Value | float) -> Value:
     if not isinstance(base, Value):
         return _node(out, (exponent,), "rpow", base)  # type: ignore[arg-type]
     if isinstance(exponent, Value):
-        return _node(out, (base, exponent), "**")
+        return _node(out, (base, exponent), "pow")
     return _node(out, (base,), "**", exponent)
 
 
@@ -673,6 +675,11 @@ def _nonzero(x: Any) -> bool:
     return (x.data if isinstance(x, Value) else x) != 0.0
 
 
+def _pow_slope(x: Any, y: Any) -> Any:
+    """``∂(x ** y)/∂x = y x^(y-1)``, and 0 at ``0 ** 0`` (where ``0 ** -1`` would be inf)."""
+    return y * x ** (y - 1) if _nonzero(x) or _nonzero(y) else 0.0
+
+
 Rule = Callable[[Sequence[Any], Any, Any], Sequence[Any]]
 
 _RULES: dict[str, Rule] = {
@@ -682,17 +689,11 @@ _RULES: dict[str, Rule] = {
     "/": lambda x, out, k: (1.0 / x[1], -out / x[1]),
     "neg": lambda x, out, k: (-1.0,),
     "id": lambda x, out, k: (1.0,),
-    # x ** k for a number k: k x^(k-1), and 0 for k = 0 (x^0 is the constant 1).
+    # x ** k for a number k: k x^(k-1), and 0 for k = 0 (x^0 is the constant 1)
+    "**": lambda x, out, k: (k * x[0] ** (k - 1) if k != 0.0 else 0.0,),
     # x ** y for a Value y: y x^(y-1), 0 at 0 ** 0; and x^y log x, 0 at x = 0 (its limit
     # for y > 0). The values PyTorch gives at those points.
-    "**": lambda x, out, k: (
-        (k * x[0] ** (k - 1) if k != 0.0 else 0.0,)
-        if k is not None
-        else (
-            x[1] * x[0] ** (x[1] - 1) if _nonzero(x[0]) or _nonzero(x[1]) else 0.0,
-            out * _log(x[0]) if _positive(x[0]) else 0.0,
-        )
-    ),
+    "pow": lambda x, out, k: (_pow_slope(x[0], x[1]), out * _log(x[0]) if _positive(x[0]) else 0.0),
     # c ** y for a number c (kept as k): c^y log c, and 0 for c = 0 (as PyTorch)
     "rpow": lambda x, out, c: (out * _log(c) if c > 0.0 else 0.0,),
     "exp": lambda x, out, k: (out,),

@@ -43,7 +43,8 @@ def _softplus(x: Array) -> Array:
 FORWARD: dict[str, Callable[..., Array]] = {
     "*": lambda x, k: x[0] * x[1],
     "/": lambda x, k: x[0] / x[1],
-    "**": lambda x, k: x[0] ** k if k is not None else x[0] ** x[1],
+    "**": lambda x, k: x[0] ** k,
+    "pow": lambda x, k: x[0] ** x[1],
     "rpow": lambda x, c: c ** x[0],
     "exp": lambda x, k: np.exp(x[0]),
     "log": lambda x, k: np.log(x[0]),
@@ -57,11 +58,8 @@ FORWARD: dict[str, Callable[..., Array]] = {
 ARRAY_RULES: dict[str, Callable[[Sequence[Array], Array, Any], Sequence[Array]]] = {
     "relu": lambda x, out, k: ((x[0] > 0.0) * 1.0,),
     "abs": lambda x, out, k: (np.sign(x[0]),),
-    "**": lambda x, out, k: (
-        (k * x[0] ** (k - 1) if k != 0.0 else np.zeros_like(x[0]),)
-        if k is not None
-        else (_pow_slope(x[0], x[1]), _pow_log(x[0], out))
-    ),
+    "**": lambda x, out, k: (k * x[0] ** (k - 1) if k != 0.0 else np.zeros_like(x[0]),),
+    "pow": lambda x, out, k: (_pow_slope(x[0], x[1]), _pow_log(x[0], out)),
 }
 
 
