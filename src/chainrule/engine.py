@@ -217,6 +217,10 @@ class Value:
         """``|x|`` as an op; its derivative is ``sign(x)``, taken as 0 at 0 as in PyTorch."""
         return _node(abs(self.data), (self,), "abs")
 
+    def abs(self) -> Value:
+        """``|x|``, the same node as ``abs(x)`` (PyTorch's ``Tensor.abs``)."""
+        return self.__abs__()
+
     # -- reading the number ---------------------------------------------------------
     # float(v), round(v) and format(v, ".3f") read ``data``: a plain number, off the
     # graph (``chainrule.compile`` counts them as the caller's reads of ``.data``).
