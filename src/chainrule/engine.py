@@ -853,8 +853,11 @@ def _identity(x: Value) -> Value:
 # output with respect to each input. ``backward()`` calls these with floats; the
 # function transforms in ``chainrule.functional`` call them with Values, so that the
 # gradients are graphs themselves and can be differentiated again. The rules therefore
-# use only arithmetic, ``_log``, ``_exp``, ``_positive``, ``_sign`` and ``_nonzero``, which
-# work on both (``_log`` and ``_exp`` also on NumPy arrays, elementwise).
+# use only arithmetic and the helpers below (``_log``, ``_exp``, ``_cos``, ``_erf``, ...),
+# which work on both -- a function of a Value is itself an op, so that its derivative
+# exists -- and on NumPy arrays, elementwise, for ``chainrule.compile``. The helpers
+# that branch on the data (``_positive``, ``_sign``, ``_share``, ...) return plain
+# numbers: the compiler gives those rules a branch-free array form of its own.
 
 
 def _log(x: Any) -> Any:
