@@ -6,13 +6,14 @@ adding one row here, and every check runs on it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from chainrule import dot, logsumexp, sum_values
+from chainrule import clamp, dot, logsumexp, maximum, minimum, sum_values
 
 
 @dataclass(frozen=True)
@@ -77,13 +78,134 @@ OPS: tuple[OpCase, ...] = (
         ((0.5,), (-2.0,), (0.0,)),
         kinks=((0.0,),),
     ),
-    OpCase("abs", lambda a: abs(a), torch.abs, ((1.5,), (-0.7,))),
+    OpCase(
+        "abs",  # its derivative at 0 is taken as 0, as in PyTorch
+        lambda a: abs(a),
+        torch.abs,
+        ((1.5,), (-0.7,), (0.0,)),
+        kinks=((0.0,),),
+    ),
     OpCase("sigmoid", lambda a: a.sigmoid(), torch.sigmoid, ((0.5,), (-3.0,), (40.0,), (0.0,))),
     OpCase(
         "softplus",  # far out on both sides: no overflow, and no precision lost at -30
         lambda a: a.softplus(),
         torch.nn.functional.softplus,
         ((0.5,), (-2.0,), (0.0,), (30.0,), (-30.0,), (800.0,), (-800.0,)),
+    ),
+    # Trigonometric and hyperbolic functions. Samples stay a few percent inside the
+    # domain limits (the compile sweep moves them by up to 5%); the limits themselves,
+    # where a derivative is infinite, are tested in test_ops.py.
+    OpCase("sin", lambda a: a.sin(), torch.sin, ((0.5,), (-2.0,), (0.0,), (math.pi / 2,))),
+    OpCase("cos", lambda a: a.cos(), torch.cos, ((0.5,), (-2.0,), (0.0,), (math.pi,))),
+    OpCase("tan", lambda a: a.tan(), torch.tan, ((0.5,), (-1.2,), (0.0,), (1.5,))),
+    OpCase("asin", lambda a: a.asin(), torch.asin, ((0.5,), (-0.9,), (0.0,), (0.9,))),
+    OpCase("acos", lambda a: a.acos(), torch.acos, ((0.5,), (-0.9,), (0.0,), (0.9,))),
+    OpCase("atan", lambda a: a.atan(), torch.atan, ((0.5,), (-3.0,), (0.0,), (1e8,))),
+    OpCase("sinh", lambda a: a.sinh(), torch.sinh, ((0.5,), (-3.0,), (0.0,), (650.0,))),
+    OpCase("cosh", lambda a: a.cosh(), torch.cosh, ((0.5,), (-3.0,), (0.0,), (-650.0,))),
+    OpCase("asinh", lambda a: a.asinh(), torch.asinh, ((0.5,), (-3.0,), (0.0,), (1e6,))),
+    OpCase("acosh", lambda a: a.acosh(), torch.acosh, ((1.1,), (3.0,), (1e6,))),
+    OpCase("atanh", lambda a: a.atanh(), torch.atanh, ((0.5,), (-0.9,), (0.0,), (0.9,))),
+    # Roots, logarithms and exponentials
+    OpCase(  # at 1e-6, x - h is the domain's edge: PyTorch checks the slope there
+        "sqrt",
+        lambda a: a.sqrt(),
+        torch.sqrt,
+        ((0.5,), (4.0,), (1e4,), (1e-6,)),
+        kinks=((1e-6,),),
+    ),
+    OpCase(
+        "log2", lambda a: a.log2(), torch.log2, ((0.5,), (8.0,), (1.0,), (1e-6,)), kinks=((1e-6,),)
+    ),
+    OpCase(
+        "log10",
+        lambda a: a.log10(),
+        torch.log10,
+        ((0.5,), (100.0,), (1.0,), (1e-6,)),
+        kinks=((1e-6,),),
+    ),
+    OpCase("log1p", lambda a: a.log1p(), torch.log1p, ((0.5,), (-0.9,), (0.0,), (1e-10,))),
+    OpCase("expm1", lambda a: a.expm1(), torch.expm1, ((0.5,), (-3.0,), (0.0,), (1e-10,))),
+    OpCase("exp2", lambda a: a.exp2(), torch.exp2, ((0.5,), (-3.0,), (0.0,), (10.0,))),
+    OpCase("square", lambda a: a.square(), torch.square, ((1.5,), (-0.7,), (0.0,))),
+    OpCase("reciprocal", lambda a: a.reciprocal(), torch.reciprocal, ((2.0,), (-0.3,), (1e-3,))),
+    OpCase("erf", lambda a: a.erf(), torch.erf, ((0.5,), (-1.5,), (0.0,), (5.0,))),
+    # Activations: far out on both sides as well as at 0
+    OpCase(
+        "gelu",
+        lambda a: a.gelu(),
+        torch.nn.functional.gelu,
+        ((0.5,), (-2.0,), (0.0,), (6.0,), (-6.0,), (-30.0,)),
+    ),
+    OpCase(
+        "silu",
+        lambda a: a.silu(),
+        torch.nn.functional.silu,
+        ((0.5,), (-2.0,), (0.0,), (40.0,), (-40.0,), (-800.0,)),
+    ),
+    # x % y: the sign of y (torch.remainder); it jumps where x / y is an integer
+    OpCase(
+        "remainder",
+        lambda a, b: a % b,
+        torch.remainder,
+        ((5.5, 2.0), (-5.5, 2.0), (5.5, -2.0), (-5.5, -2.0), (0.3, 7.0), (4.0, 2.0)),
+        kinks=((4.0, 2.0),),
+    ),
+    OpCase("remainder_number", lambda a: a % 1.5, lambda a: torch.remainder(a, 1.5), ((4.0,),)),
+    OpCase(
+        "rremainder",
+        lambda b: 7.0 % b,
+        lambda b: torch.remainder(torch.full_like(b, 7.0), b),
+        ((2.5,), (-3.0,)),
+    ),
+    # maximum, minimum: the gradient split half and half at a tie, as in PyTorch
+    OpCase(
+        "maximum",
+        maximum,
+        torch.maximum,
+        ((1.0, 2.0), (2.0, -1.0), (0.7, 0.7)),
+        kinks=((0.7, 0.7),),
+    ),
+    OpCase(
+        "minimum",
+        minimum,
+        torch.minimum,
+        ((1.0, 2.0), (2.0, -1.0), (0.7, 0.7)),
+        kinks=((0.7, 0.7),),
+    ),
+    OpCase(
+        "maximum_number",
+        lambda a: maximum(a, 0.5),
+        lambda a: torch.clamp(a, min=0.5),
+        ((1.5,), (-2.0,)),
+    ),
+    # clamp: derivative 1 on [min, max], bounds included (PyTorch), 0 outside
+    OpCase(
+        "clamp",
+        lambda a: clamp(a, -1.0, 2.0),
+        lambda a: torch.clamp(a, -1.0, 2.0),
+        ((0.5,), (-3.0,), (3.0,), (-1.0,), (2.0,)),
+        kinks=((-1.0,), (2.0,)),
+    ),
+    OpCase(
+        "clamp_min",
+        lambda a: a.clamp(min=0.0),
+        lambda a: torch.clamp(a, min=0.0),
+        ((0.5,), (-3.0,), (0.0,)),
+        kinks=((0.0,),),
+    ),
+    OpCase(
+        "clamp_max",
+        lambda a: clamp(a, max=1.0),
+        lambda a: torch.clamp(a, max=1.0),
+        ((0.5,), (3.0,), (1.0,)),
+        kinks=((1.0,),),
+    ),
+    OpCase(
+        "clamp_empty",  # min > max: max everywhere, derivative 0 (PyTorch)
+        lambda a: clamp(a, 2.0, 1.0),
+        lambda a: torch.clamp(a, 2.0, 1.0),
+        ((0.5,), (1.5,), (3.0,)),
     ),
     OpCase(
         "dot",

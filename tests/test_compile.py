@@ -87,19 +87,21 @@ def test_every_rule_in_the_engine_compiles() -> None:
     ],
 )
 def test_array_form_of_power_matches_the_scalar_rule(points, k) -> None:
-    """The branch-free ``**`` (``ARRAY_RULES``) agrees with the engine's rule, at 0 too."""
+    """The branch-free ``**`` and ``pow`` (``ARRAY_RULES``) agree with the engine's rules,
+    at 0 too."""
     from chainrule.compiler.ops import ARRAY_RULES, FORWARD
 
     arrays = [np.array([p[0] for p in points])]
     if k is None:
         arrays.append(np.array([p[1] for p in points]))
+    op = "**" if k is not None else "pow"
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no NumPy division or overflow warnings either
-        out = FORWARD["**"](arrays, k)
-        local = ARRAY_RULES["**"](arrays, out, k)
+        out = FORWARD[op](arrays, k)
+        local = ARRAY_RULES[op](arrays, out, k)
     for j, p in enumerate(points):
         xs = list(p) if k is None else [p[0]]
-        scalar = _RULES["**"](xs, float(out[j]), k)
+        scalar = _RULES[op](xs, float(out[j]), k)
         assert [float(np.broadcast_to(d, out.shape)[j]) for d in local] == list(scalar)
 
 

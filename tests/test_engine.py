@@ -503,6 +503,19 @@ def test_derivatives_of_integer_powers_at_zero_match_torch(k: int, order: int) -
     assert x.grad == torch_derivative(lambda t: t**k, 0.0, 1)
 
 
+def test_a_number_exponent_and_a_value_exponent_are_two_ops() -> None:
+    """``x ** 2`` keeps the 2 in ``_arg`` (op ``**``, one input); ``x ** y`` is op
+    ``pow`` with two inputs; errors show both as ``**``."""
+    x, y = Value(2.0), Value(3.0)
+    square = x**2
+    assert (square._op, square._prev, square._arg) == ("**", (x,), 2.0)
+    power = x**y
+    assert (power._op, power._prev, power._arg) == ("pow", (x, y), None)
+    steep = Value(0.0) ** Value(0.5)  # its slope in x is infinite at 0
+    with pytest.raises(DomainError, match=r"derivative of pow at 0\.0 \*\* 0\.5 is infinite"):
+        steep.backward()
+
+
 def test_zero_to_the_power_zero_with_a_value_exponent() -> None:
     a, b = Value(0.0), Value(0.0)
     out = a**b

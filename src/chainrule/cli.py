@@ -448,7 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate EXPR with chainrule, run backward(), print the value and "
         "the gradient with respect to every variable, and draw the graph with data and "
         "grad on every node. EXPR may use numbers, variables, + - * / **, parentheses "
-        "and tanh exp log relu sigmoid; nothing else is accepted, and nothing is run. "
+        "and one-argument functions (tanh exp log relu sigmoid sin cos tan asin acos atan "
+        "sinh cosh asinh acosh atanh sqrt abs log2 log10 log1p expm1 exp2 square "
+        "reciprocal erf softplus gelu silu); nothing else is accepted, and nothing is run. "
         'An expression may start with a minus sign: chainrule graph "-x*2" --at x=1.',
     )
     p.add_argument("expression", metavar="EXPR", help='e.g. "3*x**2 - 4*x + 5"')

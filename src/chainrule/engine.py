@@ -41,11 +41,14 @@ from chainrule.grad_mode import (
 
 __all__ = [
     "Value",
+    "clamp",
     "dot",
     "enable_grad",
     "gradients",
     "is_grad_enabled",
     "logsumexp",
+    "maximum",
+    "minimum",
     "no_grad",
     "set_grad_enabled",
     "sum_values",
@@ -56,6 +59,10 @@ __all__ = [
 Operand: TypeAlias = "Value | int | float"
 
 _isfinite = math.isfinite
+_SQRT_HALF = math.sqrt(0.5)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_TWO_BY_SQRT_PI = 2.0 / math.sqrt(math.pi)
+_LN2, _LN10 = math.log(2.0), math.log(10.0)
 
 
 def _is_real(x: object) -> bool:
@@ -101,15 +108,16 @@ def _describe(op: str, args: Sequence[float], arg: float | None) -> str:
     """Write an operation with its operands the way a person would, e.g. ``3.0 / 0.0``."""
     if op == "rpow":
         return f"{arg!r} ** {args[0]!r}"
-    if arg is not None:
+    if op == "**":
         return f"{args[0]!r} ** {arg!r}"
     if len(args) == 2 and op in _INFIX:
-        return f"{args[0]!r} {op} {args[1]!r}"
+        return f"{args[0]!r} {_INFIX[op]} {args[1]!r}"
     shown = ", ".join(repr(a) for a in args[:6]) + (", ..." if len(args) > 6 else "")
-    return f"{op}({shown})"
+    return f"{op}({shown})" if arg is None else f"{op}({shown}, {arg!r})"
 
 
-_INFIX = {"+", "-", "*", "/", "**"}
+#: The binary operations written between their operands, and how.
+_INFIX = {"+": "+", "-": "-", "*": "*", "/": "/", "pow": "**", "%": "%"}
 
 
 class Value:
@@ -209,6 +217,10 @@ class Value:
         """``|x|`` as an op; its derivative is ``sign(x)``, taken as 0 at 0 as in PyTorch."""
         return _node(abs(self.data), (self,), "abs")
 
+    def abs(self) -> Value:
+        """``|x|``, the same node as ``abs(x)`` (PyTorch's ``Tensor.abs``)."""
+        return self.__abs__()
+
     # -- reading the number ---------------------------------------------------------
     # float(v), round(v) and format(v, ".3f") read ``data``: a plain number, off the
     # graph (``chainrule.compile`` counts them as the caller's reads of ``.data``).
@@ -288,6 +300,143 @@ class Value:
         """
         x = self.data
         return _node(max(x, 0.0) + math.log1p(math.exp(-abs(x))), (self,), "softplus")
+
+    # Trigonometric and hyperbolic functions, their inverses, and more logarithms and
+    # exponentials: each is one node, its derivative one line of ``_RULES``. Outside its
+    # domain an operation raises DomainError naming it and the operand, like log.
+
+    def sin(self) -> Value:
+        """``sin x``; its derivative is ``cos x``."""
+        return _node(math.sin(self.data), (self,), "sin")
+
+    def cos(self) -> Value:
+        """``cos x``; its derivative is ``-sin x``."""
+        return _node(math.cos(self.data), (self,), "cos")
+
+    def tan(self) -> Value:
+        """``tan x``; its derivative is ``1 + tan² x``."""
+        return _node(math.tan(self.data), (self,), "tan")
+
+    def asin(self) -> Value:
+        """``arcsin x`` for ``-1 <= x <= 1``; its derivative ``1 / √(1 - x²)`` is
+        infinite at ±1 (``backward()`` there raises)."""
+        if not -1.0 <= self.data <= 1.0:
+            raise _domain_error("asin", self, "must be in [-1, 1]")
+        return _node(math.asin(self.data), (self,), "asin")
+
+    def acos(self) -> Value:
+        """``arccos x`` for ``-1 <= x <= 1``; its derivative ``-1 / √(1 - x²)`` is
+        infinite at ±1."""
+        if not -1.0 <= self.data <= 1.0:
+            raise _domain_error("acos", self, "must be in [-1, 1]")
+        return _node(math.acos(self.data), (self,), "acos")
+
+    def atan(self) -> Value:
+        """``arctan x``; its derivative is ``1 / (1 + x²)``."""
+        return _node(math.atan(self.data), (self,), "atan")
+
+    def sinh(self) -> Value:
+        """``sinh x = (e^x - e^-x) / 2``; its derivative is ``cosh x``. Overflows above
+        ``|x|`` ≈ 710."""
+        return _unary(self, "sinh", math.sinh)
+
+    def cosh(self) -> Value:
+        """``cosh x = (e^x + e^-x) / 2``; its derivative is ``sinh x``. Overflows above
+        ``|x|`` ≈ 710."""
+        return _unary(self, "cosh", math.cosh)
+
+    def asinh(self) -> Value:
+        """``arsinh x = log(x + √(x² + 1))``; its derivative is ``1 / √(x² + 1)``."""
+        return _node(math.asinh(self.data), (self,), "asinh")
+
+    def acosh(self) -> Value:
+        """``arcosh x`` for ``x >= 1``; its derivative ``1 / √(x² - 1)`` is infinite at 1."""
+        if not self.data >= 1.0:
+            raise _domain_error("acosh", self, "must be at least 1")
+        return _node(math.acosh(self.data), (self,), "acosh")
+
+    def atanh(self) -> Value:
+        """``artanh x`` for ``-1 < x < 1`` (infinite at ±1); its derivative is
+        ``1 / (1 - x²)``."""
+        if not -1.0 < self.data < 1.0:
+            raise _domain_error("atanh", self, "must be in (-1, 1)")
+        return _node(math.atanh(self.data), (self,), "atanh")
+
+    def sqrt(self) -> Value:
+        """``√x`` for ``x >= 0``; its derivative ``1 / (2√x)`` is infinite at 0."""
+        if self.data < 0.0:
+            raise _domain_error("sqrt", self, "must not be negative")
+        return _node(math.sqrt(self.data), (self,), "sqrt")
+
+    def log2(self) -> Value:
+        """Base-2 logarithm, for ``x > 0``; its derivative is ``1 / (x log 2)``."""
+        if self.data <= 0.0:
+            raise _domain_error("log2", self, "must be positive")
+        return _node(math.log2(self.data), (self,), "log2")
+
+    def log10(self) -> Value:
+        """Base-10 logarithm, for ``x > 0``; its derivative is ``1 / (x log 10)``."""
+        if self.data <= 0.0:
+            raise _domain_error("log10", self, "must be positive")
+        return _node(math.log10(self.data), (self,), "log10")
+
+    def log1p(self) -> Value:
+        """``log(1 + x)`` for ``x > -1``, exact for tiny x; its derivative is ``1 / (1 + x)``."""
+        if self.data <= -1.0:
+            raise _domain_error("log1p", self, "must be greater than -1")
+        return _node(math.log1p(self.data), (self,), "log1p")
+
+    def expm1(self) -> Value:
+        """``e^x - 1``, exact for tiny x; its derivative is ``e^x``. Overflows above
+        x ≈ 709.78."""
+        return _unary(self, "expm1", math.expm1)
+
+    def exp2(self) -> Value:
+        """``2 ** x``; its derivative is ``2^x log 2``. Overflows from x = 1024."""
+        return _unary(self, "exp2", _exp2)
+
+    def square(self) -> Value:
+        """``x²``; its derivative is ``2x``."""
+        return _node(self.data * self.data, (self,), "square")
+
+    def reciprocal(self) -> Value:
+        """``1 / x``; its derivative is ``-1 / x²``. Raises DivisionByZeroError at 0."""
+        if self.data == 0.0:
+            raise DivisionByZeroError(f"reciprocal: division by zero: 1 / {self.data!r}")
+        return _node(1.0 / self.data, (self,), "reciprocal")
+
+    def erf(self) -> Value:
+        """The error function ``(2/√π) ∫₀ˣ e^(-t²) dt``; its derivative is
+        ``(2/√π) e^(-x²)``."""
+        return _node(math.erf(self.data), (self,), "erf")
+
+    # -- activations ----------------------------------------------------------------
+
+    def gelu(self) -> Value:
+        """``x Φ(x)``, Φ the standard normal CDF ``(1 + erf(x/√2)) / 2`` (PyTorch's
+        exact ``gelu``); its derivative is ``Φ(x) + x φ(x)``, φ the normal density.
+        Computed as ``x erfc(-x/√2) / 2``, which keeps full precision for negative x."""
+        x = self.data
+        return _node(0.5 * x * math.erfc(-x * _SQRT_HALF), (self,), "gelu")
+
+    def silu(self) -> Value:
+        """``x σ(x)``, σ the sigmoid (also called swish); its derivative is
+        ``σ(x) (1 + x (1 - σ(x)))``, i.e. ``σ(x) (1 + x - silu(x))``."""
+        return _node(self.data * _sigmoid(self.data), (self,), "silu")
+
+    def clamp(self, min: float | None = None, max: float | None = None) -> Value:
+        """``x`` limited to ``[min, max]``: see :func:`clamp`."""
+        return clamp(self, min, max)
+
+    def __mod__(self, other: Operand) -> Value:
+        """``x % y`` with the sign of ``y``, as Python's ``%`` and ``torch.remainder``:
+        ``x - y floor(x / y)``. Its derivatives are 1 for x and ``-floor(x / y)`` for y."""
+        o = other if isinstance(other, Value) else _lift(other)
+        return NotImplemented if o is None else _remainder(self, o)
+
+    def __rmod__(self, other: Operand) -> Value:
+        o = other if isinstance(other, Value) else _lift(other)
+        return NotImplemented if o is None else _remainder(o, self)
 
     # -- copying and pickling -------------------------------------------------------
     # Without recursion, so that deep graphs work; a node used twice stays one node.
@@ -538,7 +687,8 @@ def _power(base: Value | float, exponent: Value | float) -> Value:
 
     A number exponent is kept in ``_arg`` (op ``**``, one input); so is a number base
     (op ``rpow``, the exponent its one input): a number is no input of the graph, so no
-    derivative is ever computed with respect to it.
+    derivative is ever computed with respect to it. A Value base and a Value exponent
+    make the op ``pow``, with two inputs.
     """
     x = base.data if isinstance(base, Value) else base
     y = exponent.data if isinstance(exponent, Value) else exponent
@@ -563,7 +713,7 @@ def _power(base: Value | float, exponent: Value | float) -> Value:
     if not isinstance(base, Value):
         return _node(out, (exponent,), "rpow", base)  # type: ignore[arg-type]
     if isinstance(exponent, Value):
-        return _node(out, (base, exponent), "**")
+        return _node(out, (base, exponent), "pow")
     return _node(out, (base,), "**", exponent)
 
 
@@ -573,6 +723,72 @@ def _lift_all(xs: Sequence[Operand], who: str) -> tuple[Value, ...]:
         bad = next(x for x, v in zip(xs, out, strict=True) if v is None)
         raise TypeError(f"{who}: expected Values or real numbers, got {type(bad).__name__}")
     return out  # type: ignore[return-value]
+
+
+def _domain_error(op: str, x: Value, need: str) -> DomainError:
+    return DomainError(f"{op}: operand {need}, got {op}({x.data!r})")
+
+
+def _unary(x: Value, op: str, fn: Callable[[float], float]) -> Value:
+    """``fn(x.data)`` as the node ``op``; an overflow is an error naming the op."""
+    try:
+        return _node(fn(x.data), (x,), op)
+    except OverflowError:
+        raise NumericOverflowError(
+            f"{op}: overflow: {op}({x.data!r}) is too large for a float"
+        ) from None
+
+
+def _exp2(x: float) -> float:
+    return math.pow(2.0, x)
+
+
+def _remainder(a: Value, b: Value) -> Value:
+    if b.data == 0.0:
+        raise DivisionByZeroError(f"%: division by zero: {a.data!r} % {b.data!r}")
+    return _node(a.data % b.data, (a, b), "%")
+
+
+def maximum(a: Operand, b: Operand) -> Value:
+    """The larger of ``a`` and ``b`` (``torch.maximum``). Its gradient goes to the larger
+    one; at a tie ``a == b`` it is split, half to each, as in PyTorch."""
+    x, y = _lift_all((a, b), "maximum")
+    return _node(x.data if x.data >= y.data else y.data, (x, y), "maximum")
+
+
+def minimum(a: Operand, b: Operand) -> Value:
+    """The smaller of ``a`` and ``b`` (``torch.minimum``). Its gradient goes to the
+    smaller one; at a tie it is split, half to each, as in PyTorch."""
+    x, y = _lift_all((a, b), "minimum")
+    return _node(x.data if x.data <= y.data else y.data, (x, y), "minimum")
+
+
+def clamp(x: Operand, min: float | None = None, max: float | None = None) -> Value:
+    """``x`` limited to ``[min, max]`` (``torch.clamp``); either bound may be left out.
+
+    The bounds are plain numbers, as in ``torch.clamp(x, min=0.0, max=1.0)``: each is
+    one node, ``clamp_min`` (``max(x, min)``) then ``clamp_max`` (``min(·, max)``), with
+    the bound kept in ``_arg``. The derivative is 1 where ``min <= x <= max`` (bounds
+    included, as in PyTorch) and 0 outside; if ``min > max`` the result is ``max``
+    everywhere, with derivative 0. For a Value bound, use :func:`maximum` and
+    :func:`minimum`.
+    """
+    (v,) = _lift_all((x,), "clamp")
+    if min is None and max is None:
+        raise ValueError("clamp: give min, max or both")
+    for name, bound in (("min", min), ("max", max)):
+        if isinstance(bound, Value):
+            raise TypeError(
+                f"clamp: {name} must be a number, got a Value; for a Value bound use "
+                "maximum(x, lo) and minimum(x, hi)"
+            )
+    if min is not None:
+        lo = _to_float(min, "clamp")
+        v = _node(v.data if v.data >= lo else lo, (v,), "clamp_min", lo)
+    if max is not None:
+        hi = _to_float(max, "clamp")
+        v = _node(v.data if v.data <= hi else hi, (v,), "clamp_max", hi)
+    return v
 
 
 def dot(w: Sequence[Operand], x: Sequence[Operand], bias: Operand = 0.0) -> Value:
@@ -637,8 +853,11 @@ def _identity(x: Value) -> Value:
 # output with respect to each input. ``backward()`` calls these with floats; the
 # function transforms in ``chainrule.functional`` call them with Values, so that the
 # gradients are graphs themselves and can be differentiated again. The rules therefore
-# use only arithmetic, ``_log``, ``_exp``, ``_positive``, ``_sign`` and ``_nonzero``, which
-# work on both (``_log`` and ``_exp`` also on NumPy arrays, elementwise).
+# use only arithmetic and the helpers below (``_log``, ``_exp``, ``_cos``, ``_erf``, ...),
+# which work on both -- a function of a Value is itself an op, so that its derivative
+# exists -- and on NumPy arrays, elementwise, for ``chainrule.compile``. The helpers
+# that branch on the data (``_positive``, ``_sign``, ``_share``, ...) return plain
+# numbers: the compiler gives those rules a branch-free array form of its own.
 
 
 def _log(x: Any) -> Any:
@@ -651,6 +870,63 @@ def _exp(x: Any) -> Any:
     if isinstance(x, Value):
         return x.exp()
     return math.exp(x) if isinstance(x, float | int) else _numpy().exp(x)
+
+
+def _sin(x: Any) -> Any:
+    if isinstance(x, Value):
+        return x.sin()
+    return math.sin(x) if isinstance(x, float | int) else _numpy().sin(x)
+
+
+def _cos(x: Any) -> Any:
+    if isinstance(x, Value):
+        return x.cos()
+    return math.cos(x) if isinstance(x, float | int) else _numpy().cos(x)
+
+
+def _sinh(x: Any) -> Any:
+    if isinstance(x, Value):
+        return x.sinh()
+    return math.sinh(x) if isinstance(x, float | int) else _numpy().sinh(x)
+
+
+def _cosh(x: Any) -> Any:
+    if isinstance(x, Value):
+        return x.cosh()
+    return math.cosh(x) if isinstance(x, float | int) else _numpy().cosh(x)
+
+
+def _erf(x: Any) -> Any:
+    if isinstance(x, Value):
+        return x.erf()
+    if isinstance(x, float | int):
+        return math.erf(x)
+    np = _numpy()  # NumPy has no erf: math.erf on each element (correct, if not fast)
+    return np.asarray(np.frompyfunc(math.erf, 1, 1)(x), dtype=np.float64)
+
+
+def _sigmoid(x: Any) -> Any:
+    """``1 / (1 + e^-x)`` without overflow, on a Value, a float or an array."""
+    if isinstance(x, Value):
+        return x.sigmoid()
+    if isinstance(x, float | int):
+        if x >= 0.0:
+            return 1.0 / (1.0 + math.exp(-x))
+        e = math.exp(x)
+        return e / (1.0 + e)
+    np = _numpy()
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0.0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def _normal_cdf(x: Any) -> Any:
+    """Φ(x), the standard normal distribution function: ``(1 + erf(x/√2)) / 2``."""
+    return 0.5 + 0.5 * _erf(x * _SQRT_HALF)
+
+
+def _normal_pdf(x: Any) -> Any:
+    """φ(x), the standard normal density: ``e^(-x²/2) / √(2π)``."""
+    return _exp(-0.5 * x * x) * _INV_SQRT_2PI
 
 
 def _numpy() -> Any:
@@ -673,6 +949,32 @@ def _nonzero(x: Any) -> bool:
     return (x.data if isinstance(x, Value) else x) != 0.0
 
 
+def _floor_ratio(x: Any, y: Any) -> Any:
+    """``floor(x / y)``, as Python's ``x // y`` (a number: its own derivative is 0)."""
+    a = x.data if isinstance(x, Value) else x
+    b = y.data if isinstance(y, Value) else y
+    return a // b if isinstance(a, float | int) else _numpy().floor_divide(a, b)
+
+
+def _share(a: Any, b: Any) -> tuple[float, float]:
+    """How ``maximum(a, b)`` passes its gradient on: all to the larger, half each at a tie."""
+    d = (a.data if isinstance(a, Value) else a) - (b.data if isinstance(b, Value) else b)
+    return (1.0, 0.0) if d > 0.0 else (0.0, 1.0) if d < 0.0 else (0.5, 0.5)
+
+
+def _at_least(x: Any, k: float) -> float:
+    return 1.0 if (x.data if isinstance(x, Value) else x) >= k else 0.0
+
+
+def _at_most(x: Any, k: float) -> float:
+    return 1.0 if (x.data if isinstance(x, Value) else x) <= k else 0.0
+
+
+def _pow_slope(x: Any, y: Any) -> Any:
+    """``∂(x ** y)/∂x = y x^(y-1)``, and 0 at ``0 ** 0`` (where ``0 ** -1`` would be inf)."""
+    return y * x ** (y - 1) if _nonzero(x) or _nonzero(y) else 0.0
+
+
 Rule = Callable[[Sequence[Any], Any, Any], Sequence[Any]]
 
 _RULES: dict[str, Rule] = {
@@ -682,17 +984,11 @@ _RULES: dict[str, Rule] = {
     "/": lambda x, out, k: (1.0 / x[1], -out / x[1]),
     "neg": lambda x, out, k: (-1.0,),
     "id": lambda x, out, k: (1.0,),
-    # x ** k for a number k: k x^(k-1), and 0 for k = 0 (x^0 is the constant 1).
+    # x ** k for a number k: k x^(k-1), and 0 for k = 0 (x^0 is the constant 1)
+    "**": lambda x, out, k: (k * x[0] ** (k - 1) if k != 0.0 else 0.0,),
     # x ** y for a Value y: y x^(y-1), 0 at 0 ** 0; and x^y log x, 0 at x = 0 (its limit
     # for y > 0). The values PyTorch gives at those points.
-    "**": lambda x, out, k: (
-        (k * x[0] ** (k - 1) if k != 0.0 else 0.0,)
-        if k is not None
-        else (
-            x[1] * x[0] ** (x[1] - 1) if _nonzero(x[0]) or _nonzero(x[1]) else 0.0,
-            out * _log(x[0]) if _positive(x[0]) else 0.0,
-        )
-    ),
+    "pow": lambda x, out, k: (_pow_slope(x[0], x[1]), out * _log(x[0]) if _positive(x[0]) else 0.0),
     # c ** y for a number c (kept as k): c^y log c, and 0 for c = 0 (as PyTorch)
     "rpow": lambda x, out, c: (out * _log(c) if c > 0.0 else 0.0,),
     "exp": lambda x, out, k: (out,),
@@ -702,6 +998,33 @@ _RULES: dict[str, Rule] = {
     "abs": lambda x, out, k: (_sign(x[0]),),  # sign(x), 0 at 0 as in PyTorch
     "sigmoid": lambda x, out, k: (out * (1.0 - out),),
     "softplus": lambda x, out, k: (_exp(x[0] - out),),  # sigmoid(x) = e^(x - softplus(x))
+    "sin": lambda x, out, k: (_cos(x[0]),),
+    "cos": lambda x, out, k: (-_sin(x[0]),),
+    "tan": lambda x, out, k: (1.0 + out * out,),
+    "asin": lambda x, out, k: ((1.0 - x[0] * x[0]) ** -0.5,),
+    "acos": lambda x, out, k: (-((1.0 - x[0] * x[0]) ** -0.5),),
+    "atan": lambda x, out, k: (1.0 / (1.0 + x[0] * x[0]),),
+    "sinh": lambda x, out, k: (_cosh(x[0]),),
+    "cosh": lambda x, out, k: (_sinh(x[0]),),
+    "asinh": lambda x, out, k: ((x[0] * x[0] + 1.0) ** -0.5,),
+    "acosh": lambda x, out, k: ((x[0] * x[0] - 1.0) ** -0.5,),
+    "atanh": lambda x, out, k: (1.0 / (1.0 - x[0] * x[0]),),
+    "sqrt": lambda x, out, k: (0.5 / out,),
+    "log2": lambda x, out, k: (1.0 / (x[0] * _LN2),),
+    "log10": lambda x, out, k: (1.0 / (x[0] * _LN10),),
+    "log1p": lambda x, out, k: (1.0 / (1.0 + x[0]),),
+    "expm1": lambda x, out, k: (out + 1.0,),
+    "exp2": lambda x, out, k: (out * _LN2,),
+    "square": lambda x, out, k: (2.0 * x[0],),
+    "reciprocal": lambda x, out, k: (-out * out,),
+    "erf": lambda x, out, k: (_TWO_BY_SQRT_PI * _exp(-x[0] * x[0]),),
+    "gelu": lambda x, out, k: (_normal_cdf(x[0]) + x[0] * _normal_pdf(x[0]),),
+    "silu": lambda x, out, k: (_sigmoid(x[0]) * (1.0 + x[0] - out),),
+    "%": lambda x, out, k: (1.0, -_floor_ratio(x[0], x[1])),  # x - y floor(x/y)
+    "maximum": lambda x, out, k: _share(x[0], x[1]),  # half each at a tie, as PyTorch
+    "minimum": lambda x, out, k: _share(x[1], x[0]),
+    "clamp_min": lambda x, out, k: (_at_least(x[0], k),),  # 1 at x = min too, as PyTorch
+    "clamp_max": lambda x, out, k: (_at_most(x[0], k),),
     # the fused n-ary ops: inputs (*w, *x, bias) and (*values)
     "dot": lambda x, out, k: (*x[len(x) // 2 : -1], *x[: len(x) // 2], 1.0),
     "sum": lambda x, out, k: (1.0,) * len(x),

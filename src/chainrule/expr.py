@@ -11,7 +11,9 @@ The language (a small part of Python's expression syntax, with Python's preceden
 - numbers: ``2``, ``0.5``, ``1e-3`` (not booleans, complex numbers or strings);
 - variables: a letter followed by letters and digits (``x``, ``w1``; no underscores);
 - ``+ - * / **`` between expressions, ``-x`` and ``+x``, parentheses;
-- the functions ``tanh exp log relu sigmoid``, each called with one argument.
+- the functions ``tanh exp log relu sigmoid sin cos tan asin acos atan sinh cosh asinh
+  acosh atanh sqrt abs log2 log10 log1p expm1 exp2 square reciprocal erf softplus gelu
+  silu`` (the :class:`Value` methods of those names), each called with one argument.
 
 Anything else -- attributes, indexing, other calls, keyword arguments, lambdas,
 comprehensions, comparisons, conditionals, strings, f-strings, ``:=`` -- raises
@@ -60,6 +62,30 @@ FUNCTIONS: Mapping[str, Callable[[Value], Value]] = MappingProxyType(
         "log": Value.log,
         "relu": Value.relu,
         "sigmoid": Value.sigmoid,
+        "sin": Value.sin,
+        "cos": Value.cos,
+        "tan": Value.tan,
+        "asin": Value.asin,
+        "acos": Value.acos,
+        "atan": Value.atan,
+        "sinh": Value.sinh,
+        "cosh": Value.cosh,
+        "asinh": Value.asinh,
+        "acosh": Value.acosh,
+        "atanh": Value.atanh,
+        "sqrt": Value.sqrt,
+        "abs": Value.abs,
+        "log2": Value.log2,
+        "log10": Value.log10,
+        "log1p": Value.log1p,
+        "expm1": Value.expm1,
+        "exp2": Value.exp2,
+        "square": Value.square,
+        "reciprocal": Value.reciprocal,
+        "erf": Value.erf,
+        "softplus": Value.softplus,
+        "gelu": Value.gelu,
+        "silu": Value.silu,
     }
 )
 

@@ -104,13 +104,19 @@ def op_symbol(node: Value) -> str:
 
     ``x ** 2`` (a number exponent, kept in ``_arg``) gives ``"**2"``; ``x ** y`` with a
     Value exponent gives ``"**"``; ``2 ** x`` (a number base, op ``rpow``) gives
-    ``"2**"``; every other operation its ``_op`` as it is (``"+"``, ``"neg"``,
-    ``"tanh"``, ``"dot"``, ...); a leaf gives ``""``.
+    ``"2**"``; another op with a number (``clamp_min`` and ``clamp_max``, from
+    :func:`~chainrule.engine.clamp`) gives its name and the number, ``"clamp_min 0"``;
+    every other operation its ``_op`` as it is (``"+"``, ``"neg"``, ``"tanh"``,
+    ``"dot"``, ...); a leaf gives ``""``.
     """
     if node._op == "**" and node._arg is not None:
         return f"**{_compact_number(node._arg)}"
     if node._op == "rpow":
         return f"{_compact_number(node._arg)}**"  # type: ignore[arg-type]
+    if node._op == "pow":
+        return "**"
+    if node._arg is not None:  # clamp_min(x, 0) gives "clamp_min 0"
+        return f"{node._op} {_compact_number(node._arg)}"
     return node._op
 
 

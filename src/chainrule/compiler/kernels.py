@@ -382,10 +382,8 @@ def _positions(items: Sequence[Any]) -> tuple[int, ...]:
 def _group_key(node: Node) -> tuple[Any, ...]:
     if node.op == "dot":
         extra: Any = len(node.inputs)
-    elif node.op == "**":
-        extra = ("k", node.arg) if node.arg is not None else "value"
-    elif node.op == "rpow":
-        extra = ("c", node.arg)
+    elif node.op in FORWARD:  # the number of x ** k, c ** x, clamp_min(x, k): a kernel each
+        extra = node.arg
     else:
         extra = None
     return (node.level, node.op, repr(extra), node.needs_grad)

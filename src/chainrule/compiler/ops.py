@@ -8,6 +8,7 @@ has an array form here, and that the compiled values and gradients equal the eng
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -37,13 +38,29 @@ def _softplus(x: Array) -> Array:
     return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
 
 
+def _erf(x: Array) -> Array:
+    """``erf`` elementwise: NumPy has none, so ``math.erf`` on each element (exact, slow)."""
+    return np.asarray(_ERF(x), dtype=np.float64)
+
+
+def _erfc(x: Array) -> Array:
+    """``erfc = 1 - erf`` elementwise, as ``math.erfc`` on each element."""
+    return np.asarray(_ERFC(x), dtype=np.float64)
+
+
+_ERF = np.frompyfunc(math.erf, 1, 1)
+_ERFC = np.frompyfunc(math.erfc, 1, 1)
+_SQRT_HALF = math.sqrt(0.5)
+
+
 #: The array form of each elementwise op: forward from the inputs (and ``k`` for
 #: ``x ** number``). Their local derivatives come from the engine's ``_RULES``,
 #: called with arrays, except where ``ARRAY_RULES`` gives a branch-free form.
 FORWARD: dict[str, Callable[..., Array]] = {
     "*": lambda x, k: x[0] * x[1],
     "/": lambda x, k: x[0] / x[1],
-    "**": lambda x, k: x[0] ** k if k is not None else x[0] ** x[1],
+    "**": lambda x, k: x[0] ** k,
+    "pow": lambda x, k: x[0] ** x[1],
     "rpow": lambda x, c: c ** x[0],
     "exp": lambda x, k: np.exp(x[0]),
     "log": lambda x, k: np.log(x[0]),
@@ -52,17 +69,51 @@ FORWARD: dict[str, Callable[..., Array]] = {
     "abs": lambda x, k: np.abs(x[0]),
     "sigmoid": lambda x, k: _sigmoid(x[0]),
     "softplus": lambda x, k: _softplus(x[0]),
+    "sin": lambda x, k: np.sin(x[0]),
+    "cos": lambda x, k: np.cos(x[0]),
+    "tan": lambda x, k: np.tan(x[0]),
+    "asin": lambda x, k: np.arcsin(x[0]),
+    "acos": lambda x, k: np.arccos(x[0]),
+    "atan": lambda x, k: np.arctan(x[0]),
+    "sinh": lambda x, k: np.sinh(x[0]),
+    "cosh": lambda x, k: np.cosh(x[0]),
+    "asinh": lambda x, k: np.arcsinh(x[0]),
+    "acosh": lambda x, k: np.arccosh(x[0]),
+    "atanh": lambda x, k: np.arctanh(x[0]),
+    "sqrt": lambda x, k: np.sqrt(x[0]),
+    "log2": lambda x, k: np.log2(x[0]),
+    "log10": lambda x, k: np.log10(x[0]),
+    "log1p": lambda x, k: np.log1p(x[0]),
+    "expm1": lambda x, k: np.expm1(x[0]),
+    "exp2": lambda x, k: np.exp2(x[0]),
+    "square": lambda x, k: x[0] * x[0],
+    "reciprocal": lambda x, k: 1.0 / x[0],
+    "erf": lambda x, k: _erf(x[0]),
+    "gelu": lambda x, k: 0.5 * x[0] * _erfc(-x[0] * _SQRT_HALF),
+    "silu": lambda x, k: x[0] * _sigmoid(x[0]),
+    "%": lambda x, k: np.remainder(x[0], x[1]),
+    "maximum": lambda x, k: np.maximum(x[0], x[1]),
+    "minimum": lambda x, k: np.minimum(x[0], x[1]),
+    "clamp_min": lambda x, k: np.maximum(x[0], k),
+    "clamp_max": lambda x, k: np.minimum(x[0], k),
 }
 
 ARRAY_RULES: dict[str, Callable[[Sequence[Array], Array, Any], Sequence[Array]]] = {
     "relu": lambda x, out, k: ((x[0] > 0.0) * 1.0,),
     "abs": lambda x, out, k: (np.sign(x[0]),),
-    "**": lambda x, out, k: (
-        (k * x[0] ** (k - 1) if k != 0.0 else np.zeros_like(x[0]),)
-        if k is not None
-        else (_pow_slope(x[0], x[1]), _pow_log(x[0], out))
-    ),
+    "**": lambda x, out, k: (k * x[0] ** (k - 1) if k != 0.0 else np.zeros_like(x[0]),),
+    "pow": lambda x, out, k: (_pow_slope(x[0], x[1]), _pow_log(x[0], out)),
+    "maximum": lambda x, out, k: _share(x[0], x[1]),
+    "minimum": lambda x, out, k: _share(x[1], x[0]),
+    "clamp_min": lambda x, out, k: ((x[0] >= k) * 1.0,),
+    "clamp_max": lambda x, out, k: ((x[0] <= k) * 1.0,),
 }
+
+
+def _share(a: Array, b: Array) -> tuple[Array, Array]:
+    """``maximum(a, b)``'s local derivatives: 1 for the larger, 0.5 each at a tie."""
+    to_a = (a > b) + 0.5 * (a == b)
+    return to_a, 1.0 - to_a
 
 
 def _pow_slope(x: Array, y: Array) -> Array:
