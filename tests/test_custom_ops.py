@@ -225,6 +225,33 @@ def test_compiled_with_a_numpy_form_equals_eager(numpy_derivative: bool) -> None
     assert "my_sin" in chainrule.compiler.compilable_ops()
 
 
+def test_a_compiled_two_input_op_with_a_constant_input_equals_eager() -> None:
+    """The derivative runs on an array and a number: it calls another op on both."""
+    my_hypot = register_op(
+        "my_hypot",
+        lambda x, y: math.hypot(x, y),  # math.hypot(*coordinates) has no fixed arity
+        lambda x, y, out: (x * inverse(out), y * inverse(out)),
+        numpy_forward=np.hypot,
+    )
+    inverse = register_op(
+        "inverse", lambda x: 1.0 / x, lambda x, out: -out * out, numpy_forward=lambda x: 1.0 / x
+    )
+    params = forty_points()[:40]
+
+    def loss() -> Value:
+        return sum_values([my_hypot(p, 4.0) * my_hypot(3.0, p) + inverse(p) for p in params])
+
+    step = chainrule.compile(loss, params, fallback=False)
+    expected, expected_grads = eager(loss, params)
+    value, grads = step.value_and_grad()
+    assert value == pytest.approx(expected, rel=1e-12)
+    assert list(grads) == pytest.approx(expected_grads, rel=1e-12, abs=1e-13)
+    assert inverse(
+        np.array([2.0, 4.0]),
+    ).tolist() == [0.5, 0.25]
+    assert my_hypot(np.array([3.0, 6.0]), 4.0).tolist() == [5.0, pytest.approx(math.hypot(6, 4))]
+
+
 def test_an_op_registered_before_the_compiler_is_loaded_compiles_and_numpy_waits() -> None:
     code = (
         "import math, sys, chainrule\n"

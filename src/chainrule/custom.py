@@ -141,8 +141,8 @@ class Op:
                     f"{self.name}: expected Values or real numbers, got {type(bad).__name__}"
                 )
             return self._apply(xs)  # type: ignore[arg-type]  # no None left
-        if all(hasattr(a, "shape") for a in args):  # NumPy arrays, inside a compiled program
-            if self.numpy_forward is None:
+        if all(_is_real(a) or hasattr(a, "shape") for a in args):  # NumPy arrays and numbers
+            if self.numpy_forward is None:  # (a derivative that calls this op, compiled)
                 raise CompileError(no_numpy_form(self.name))
             return self.numpy_forward(*args)
         bad = next(a for a in args if not _is_real(a) and not hasattr(a, "shape"))
