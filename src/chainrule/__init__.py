@@ -4,7 +4,8 @@ A scalar autograd engine (:class:`Value`), function transforms for derivatives o
 order (:func:`grad`), finite-difference checks (:func:`numerical_grad`,
 :func:`gradcheck`), drawings of the graph (:func:`draw_dot`, loaded on first use so
 that ``import chainrule`` needs only the standard library), and a small
-neural-network library on top (``chainrule.nn``).
+neural-network library on top (``chainrule.nn``). New operations, each with its local
+derivative, are added with :func:`register_op` or the decorator :func:`op`.
 
 >>> from chainrule import Value
 >>> x = Value(3.0)
@@ -14,6 +15,7 @@ neural-network library on top (``chainrule.nn``).
 (20.0, 14.0)
 """
 
+from chainrule.custom import op, register_op, unregister_op
 from chainrule.engine import (
     Value,
     clamp,
@@ -83,9 +85,12 @@ __all__ = [
     "minimum",
     "no_grad",
     "numerical_grad",
+    "op",
+    "register_op",
     "set_grad_enabled",
     "sum_values",
     "topological_order",
     "trace",
+    "unregister_op",
     "value_and_grad",
 ]

@@ -14,6 +14,7 @@ from typing import Any
 
 from chainrule.compiler.ops import FORWARD, LINEAR, NARY
 from chainrule.compiler.tracing import Graph
+from chainrule.custom import no_numpy_form, registered_ops
 from chainrule.errors import CompileError
 
 __all__ = ["Analysis", "Const", "Leaf", "Node", "analyse"]
@@ -117,6 +118,8 @@ def analyse(graph: Graph, n_params: int, n_inputs: int, name: str, where: str) -
             node = Node("lin", terms, (coefs, offset))
         else:
             if v._op not in FORWARD and v._op not in NARY:
+                if v._op in registered_ops():
+                    raise CompileError(f"compile: {name} ({where}): {no_numpy_form(v._op)}")
                 raise CompileError(
                     f"compile: {name} ({where}) uses the operation {v._op!r}, which has "
                     "no array form for the compiler; run this loss eagerly"

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from chainrule import custom
+
 __all__ = ["ARRAY_RULES", "FORWARD", "LINEAR", "NARY", "Array", "compilable_ops"]
 
 Array = Any  # numpy.ndarray; kept loose so that the kernels read like the math
@@ -134,3 +136,7 @@ NARY = {"dot", "logsumexp"}
 def compilable_ops() -> set[str]:
     """Every op name the compiler can replay (the rest are refused)."""
     return set(LINEAR) | set(FORWARD) | NARY
+
+
+# User-defined ops given a NumPy form (chainrule.custom) join FORWARD and ARRAY_RULES.
+custom.attach_array_tables(FORWARD, ARRAY_RULES)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from chainrule import engine
+from chainrule import custom, engine
 from chainrule.compiler.ops import Array
 from chainrule.engine import Value, enable_grad, topological_order
 from chainrule.errors import CompileError
@@ -40,6 +40,8 @@ _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _DATA_SLOT = Value.__dict__["data"]  # the slot's own descriptor
 _ENGINE_GLOBALS = engine.__dict__
+#: User-defined ops (chainrule.custom) read their inputs' data as the engine's ops do.
+_CUSTOM_GLOBALS = custom.__dict__
 #: Engine functions whose reads of ``data`` are the caller's: ``float(v)``, ``round(v)``
 #: and ``format(v, spec)`` hand the number to the user's code.
 _CALLER_READS = frozenset(f.__code__ for f in (Value.__float__, Value.__round__, Value.__format__))
@@ -61,13 +63,16 @@ class _DataWatch:
         _slot: Any = _DATA_SLOT.__get__,
         _frame: Any = sys._getframe,
         _engine: Any = _ENGINE_GLOBALS,
+        _custom: Any = _CUSTOM_GLOBALS,
         _caller_reads: Any = _CALLER_READS,
     ) -> Any:
         if obj is None:
             return self
         frame = _frame(1)
-        # The engine's own reads are its business, except those that pass the number on.
-        if frame.f_globals is not _engine or frame.f_code in _caller_reads:
+        # The engine's own reads (and user-defined ops') are its business, except those
+        # that pass the number on.
+        where = frame.f_globals
+        if (where is not _engine and where is not _custom) or frame.f_code in _caller_reads:
             tracer = _tracers.get(threading.get_ident())
             if tracer is not None:
                 tracer.note_read(obj, frame)
