@@ -294,9 +294,10 @@ def _draw(logits: list[float], temperature: float, rng: random.Random) -> int:
     """An index drawn from ``softmax(logits / temperature)``; the argmax at temperature 0."""
     if temperature == 0.0:
         return max(range(len(logits)), key=logits.__getitem__)
-    scaled = [z / temperature for z in logits]
-    top = max(scaled)
-    weights = [math.exp(z - top) for z in scaled]  # the largest is 1: the total is >= 1
+    top = max(logits)
+    # exp((z - top) / T): the largest weight is 1, so the total is >= 1; subtracting
+    # before dividing keeps a tiny T from turning the logits into inf - inf.
+    weights = [math.exp((z - top) / temperature) for z in logits]
     return rng.choices(range(len(logits)), weights=weights)[0]
 
 
