@@ -355,6 +355,7 @@ def test_sampling_at_temperature_zero_is_greedy_and_deterministic() -> None:
     greedy = model.sample(random.Random(1), temperature=0.0)
     assert greedy == model.sample(random.Random(2), temperature=0.0)
     assert model.sample(random.Random(3), temperature=1e-9) == greedy  # the limit T -> 0
+    assert model.sample(random.Random(3), temperature=1e-320) == greedy  # no inf - inf
     # the same greedy walk, recomputing the whole prefix with model(tokens) at each step
     tokens = [BOS]
     while len(tokens) <= model.block_size:

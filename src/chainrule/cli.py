@@ -1,10 +1,12 @@
-"""The ``chainrule`` command: train, predict, find a learning rate, draw a graph.
+"""The ``chainrule`` command: train, predict, find a learning rate, draw a graph, GPT.
 
     chainrule demo                       the reference demo: moons, MLP 2-16-16-1, 100 steps
     chainrule train --dataset spiral --classes 3 --optimizer adam --lr 0.05 --steps 300
     chainrule predict --model runs/demo/model.json --input 0.5,0.25
     chainrule lr-find --dataset moons
     chainrule graph "3*x**2 - 4*x + 5" --at x=3   prints 20 and d/dx = 14, writes graph.svg
+    chainrule gpt train                  a character-level GPT on names: runs/gpt/
+    chainrule gpt sample --model runs/gpt/model.json -n 20 --temperature 0.5
 
 Every bad argument or file, and a training run that diverges, gets one line saying
 what is wrong and exit code 2. Anything else that goes wrong is a bug in chainrule: one
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -31,6 +34,9 @@ EXIT_INTERRUPTED = 130
 
 #: The files a training run writes into its --out folder.
 RUN_FILES = ("metrics.json", "model.json", "loss.png", "decision_boundary.png")
+
+#: The files `chainrule gpt train` writes (it may replace any run's folder).
+GPT_RUN_FILES = ("metrics.json", "model.json", "loss.png")
 
 
 class UsageError(Exception):
@@ -288,6 +294,64 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gpt_train(args: argparse.Namespace) -> int:
+    """Train a GPT on the shipped names; write model.json, metrics.json and loss.png."""
+    from chainrule import gpt
+    from chainrule._io import staged_folder
+    from chainrule.plots import plot_smoothed_loss
+    from chainrule.training import GPTConfig, train_gpt
+
+    config = GPTConfig(
+        steps=args.steps,
+        lr=args.lr,
+        layers=args.layers,
+        dim=args.dim,
+        heads=args.heads,
+        block_size=args.block_size,
+        seed=args.seed,
+        compiled=not args.eager,
+    )
+    config.validate()
+    out: Path = args.out
+    with staged_folder(out, RUN_FILES) as staging:  # checked before training starts
+        result = train_gpt(config, progress=not args.no_progress)
+        metrics = result.metrics()
+        atomic_write_text(staging / "metrics.json", json.dumps(metrics, indent=1))
+        gpt.save(
+            result.model,
+            result.tokenizer,
+            staging / "model.json",
+            metadata={"dataset": "names", "steps": config.steps, "seed": config.seed},
+        )
+        plot_smoothed_loss(
+            result.loss,
+            staging / "loss.png",
+            reference=metrics["uniform_loss"],
+            reference_label=f"log(vocab) = {metrics['uniform_loss']:.2f}: a uniform guess",
+            title=f"GPT on names: {metrics['parameters']:,} parameters, "
+            f"{metrics['steps']:,} steps ({metrics['engine']})",
+        )
+    print(
+        f"trained a GPT of {metrics['parameters']:,} parameters for {metrics['steps']:,} steps "
+        f"(one name each) in {metrics['seconds']:.1f} s ({metrics['engine']}): mean loss of "
+        f"the last {metrics['loss_window']} steps {metrics['loss']:.4f} "
+        f"(uniform guess {metrics['uniform_loss']:.4f})"
+    )
+    print("wrote " + ", ".join(str(out / name) for name in GPT_RUN_FILES))
+    return 0
+
+
+def cmd_gpt_sample(args: argparse.Namespace) -> int:
+    """Print ``-n`` names sampled from a GPT model file, one per line."""
+    from chainrule import gpt
+
+    model, tokenizer = gpt.load(args.model)  # size, shapes, numbers checked
+    rng = random.Random(args.seed)
+    for name in gpt.sample_names(model, tokenizer, args.n, rng, args.temperature):
+        print(name)
+    return 0
+
+
 def _short(x: float) -> str:
     """A number as a person writes it: ``20``, ``14``, ``0.4199743416``; ``0``, not ``-0``."""
     return f"{x + 0.0:.10g}"  # -0.0 + 0.0 is 0.0
@@ -474,7 +538,68 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _debug_flag(p)
     p.set_defaults(func=cmd_graph)
+
+    _gpt_parsers(sub)
     return parser
+
+
+def _gpt_parsers(sub: Any) -> None:
+    """``chainrule gpt train`` and ``chainrule gpt sample``."""
+    from chainrule.training import GPTConfig
+
+    d = GPTConfig()
+    p = sub.add_parser(
+        "gpt",
+        help="train a character-level GPT on names, and sample new names from it",
+        description="A character-level GPT (token and position embeddings, causal "
+        "self-attention, a ReLU MLP, RMSNorm) trained on the 30,869 US first names that "
+        "ship with chainrule, one name per step.",
+    )
+    _debug_flag(p)
+    gpt_sub = p.add_subparsers(dest="gpt_command", metavar="COMMAND", parser_class=_Parser)
+    gpt_sub.required = True
+
+    p = gpt_sub.add_parser(
+        "train",
+        help="train a GPT; write model.json, metrics.json and loss.png",
+        description="Train a GPT on the shipped names, shuffled with --seed, one name per "
+        "step, with Adam (betas 0.85, 0.99) and a learning rate falling linearly from --lr "
+        "to 0. Compiled by default: one program per name length. Writes model.json, "
+        "metrics.json and loss.png into --out.",
+    )
+    p.add_argument("--steps", type=_count(1), default=d.steps, help="names (%(default)s)")
+    p.add_argument("--lr", type=_positive, default=d.lr, help="learning rate (%(default)s)")
+    p.add_argument("--layers", type=_count(1), default=d.layers, help="layers (%(default)s)")
+    p.add_argument("--dim", type=_count(1), default=d.dim, help="embedding width (%(default)s)")
+    p.add_argument("--heads", type=_count(1), default=d.heads, help="heads (%(default)s)")
+    p.add_argument(
+        "--block-size", type=_count(1), default=d.block_size, help="context (%(default)s)"
+    )
+    p.add_argument("--seed", type=int, default=d.seed, help="random seed (%(default)s)")
+    p.add_argument("--out", type=Path, default=Path("runs/gpt"), help="output folder (%(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _eager_flag(p)
+    _debug_flag(p)
+    p.set_defaults(func=cmd_gpt_train)
+
+    p = gpt_sub.add_parser(
+        "sample",
+        help="print names sampled from a GPT model file",
+        description="Load a model.json written by `chainrule gpt train` and print -n "
+        "names, one per line, each drawn a character at a time from softmax(logits / "
+        "temperature); --temperature 0 takes the most likely character every time.",
+    )
+    p.add_argument("--model", type=Path, required=True, help="a model.json of `gpt train`")
+    p.add_argument("-n", type=_count(1), default=20, help="how many names (%(default)s)")
+    p.add_argument(
+        "--temperature",
+        type=_non_negative,
+        default=0.5,
+        help="below 1: safer names; above 1: wilder; 0: always the likeliest (%(default)s)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed (%(default)s)")
+    _debug_flag(p)
+    p.set_defaults(func=cmd_gpt_sample)
 
 
 def _debug_flag(p: argparse.ArgumentParser, default: Any = argparse.SUPPRESS) -> None:
@@ -574,7 +699,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _error(args: argparse.Namespace | None, message: str, kind: str = "error") -> None:
     """Print one line, ``chainrule COMMAND: error: ...``, on stderr."""
     if not message.startswith("chainrule"):  # parser errors already name the command
-        command = getattr(args, "command", None)
+        words = (getattr(args, "command", None), getattr(args, "gpt_command", None))
+        command = " ".join(w for w in words if w)
         message = f"chainrule {command}: {kind}: {message}" if command else f"chainrule: {message}"
     print(message.splitlines()[0], file=sys.stderr)
 

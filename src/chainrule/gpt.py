@@ -29,18 +29,30 @@ program per length, built once. Compiling one program per name (tokens as consta
 in a closure) would trace for every new name, far slower than running it eagerly.
 :class:`Trainer` does this for you.
 
+**Model files** are the versioned JSON of :func:`chainrule.nn.save`, with the
+architecture ``{"type": "GPT", ...}``, every parameter by its :meth:`~GPT.state_dict`
+name, and the tokenizer's characters in the metadata: :func:`save` writes one
+atomically, :func:`load` checks it all before building the model.
+
 The model and tokenizer need only the standard library; ``Trainer(compiled=True)``
 loads the compiler (and NumPy) on first use.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import random
+import warnings
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
+from chainrule import nn
+from chainrule._io import atomic_write_text
 from chainrule.engine import Value, no_grad
+from chainrule.errors import CompileWarning
 from chainrule.losses import softmax_cross_entropy
 from chainrule.nn import (
     INIT_STD,
@@ -48,6 +60,7 @@ from chainrule.nn import (
     Embedding,
     KVCache,
     Linear,
+    ModelFileError,
     Module,
     RMSNorm,
 )
@@ -60,8 +73,12 @@ __all__ = [
     "Block",
     "CharTokenizer",
     "Trainer",
+    "count_parameters",
+    "load",
+    "load_with_metadata",
     "one_hot",
     "sample_names",
+    "save",
 ]
 
 #: The token that starts and ends every name (its id in every :class:`CharTokenizer`).
@@ -277,9 +294,10 @@ def _draw(logits: list[float], temperature: float, rng: random.Random) -> int:
     """An index drawn from ``softmax(logits / temperature)``; the argmax at temperature 0."""
     if temperature == 0.0:
         return max(range(len(logits)), key=logits.__getitem__)
-    scaled = [z / temperature for z in logits]
-    top = max(scaled)
-    weights = [math.exp(z - top) for z in scaled]  # the largest is 1: the total is >= 1
+    top = max(logits)
+    # exp((z - top) / T): the largest weight is 1, so the total is >= 1; subtracting
+    # before dividing keeps a tiny T from turning the logits into inf - inf.
+    weights = [math.exp((z - top) / temperature) for z in logits]
     return rng.choices(range(len(logits)), weights=weights)[0]
 
 
@@ -326,7 +344,12 @@ class Trainer:
         tokens = list(tokens[: model.block_size + 1])
         if self.compiled is None:
             return model.loss(tokens)
-        return self.compiled(one_hot(tokens, model.vocab_size))
+        rows = one_hot(tokens, model.vocab_size)
+        with warnings.catch_warnings():
+            # One program per name length is the plan, not a shape that keeps changing:
+            # the compiler's warning about many input shapes does not apply.
+            warnings.filterwarnings("ignore", r"compile: .* different input", CompileWarning)
+            return self.compiled(rows)
 
     def step(self, tokens: Sequence[int]) -> float:
         """One Adam step on the loss of ``tokens`` (an encoded name); returns the loss."""
@@ -337,3 +360,172 @@ class Trainer:
         optimizer.lr = self.schedule(optimizer.steps)
         optimizer.step()
         return float(loss.data)
+
+
+# -- model files ------------------------------------------------------------------------
+
+
+def count_parameters(vocab_size: int, block_size: int, dim: int, layers: int) -> int:
+    """How many parameters a :class:`GPT` of this shape has, without building it.
+
+    The token and position tables (``vocab_size × dim``, ``block_size × dim``), per
+    layer four ``dim × dim`` attention projections and the MLP's ``dim × 4dim`` and
+    ``4dim × dim``, and the head (``dim × vocab_size``):
+    ``(2·vocab_size + block_size)·dim + 12·layers·dim²``.
+
+    >>> count_parameters(27, 16, 16, 1)
+    4192
+    """
+    return (2 * vocab_size + block_size) * dim + 12 * layers * dim * dim
+
+
+def save(
+    model: GPT,
+    tokenizer: CharTokenizer,
+    path: str | os.PathLike[str],
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` and its tokenizer to ``path`` as a versioned JSON model file, atomically.
+
+    The file is the family of :func:`chainrule.nn.save`: ``format``, ``version``, the
+    :meth:`GPT.architecture`, ``parameters`` (:meth:`GPT.state_dict`: each value by its
+    name) and ``metadata``, which holds the tokenizer's characters under ``"chars"``
+    beside any JSON-ready ``metadata`` given. A model with a non-finite parameter, or a
+    tokenizer that does not fit it, is refused rather than saved.
+    """
+    if not isinstance(model, GPT):
+        raise TypeError(f"save: expected a GPT, got {type(model).__name__}")
+    if tokenizer.vocab_size != model.vocab_size:
+        raise ValueError(
+            f"save: the tokenizer has {tokenizer.vocab_size} tokens but the model "
+            f"{model.vocab_size}"
+        )
+    state = model.state_dict()
+    bad = next((name for name, v in state.items() if not math.isfinite(v)), None)
+    if bad is not None:
+        raise ValueError(
+            f"save: parameter {bad} is {state[bad]} (training diverged?); not writing the model"
+        )
+    document = {
+        "format": nn.FORMAT,
+        "version": nn.VERSION,
+        "architecture": model.architecture(),
+        "parameters": state,
+        "metadata": {**(metadata or {}), "chars": tokenizer.chars},
+    }
+    return atomic_write_text(path, json.dumps(document, allow_nan=False, indent=1))
+
+
+def load(path: str | os.PathLike[str]) -> tuple[GPT, CharTokenizer]:
+    """Read a GPT and its tokenizer written by :func:`save`.
+
+    Raises :class:`~chainrule.nn.ModelFileError`, naming the file and what is wrong,
+    for anything off. The cheap checks come first, before any model is built: the
+    file's size (:data:`chainrule.nn.MAX_MODEL_BYTES`), format and version; every
+    architecture field a positive integer, ``dim`` divisible by ``heads``, the
+    parameter count (:func:`count_parameters`) at most
+    :data:`chainrule.nn.MAX_MODEL_PARAMETERS` and equal to the number of parameters in
+    the file, each a finite number; the tokenizer's characters distinct and as many as
+    the vocabulary needs. Only then is the model built (its size bounded by the numbers
+    actually in the file) and the parameters matched by name.
+    """
+    model, tokenizer, _ = load_with_metadata(path)
+    return model, tokenizer
+
+
+def load_with_metadata(
+    path: str | os.PathLike[str],
+) -> tuple[GPT, CharTokenizer, dict[str, Any]]:
+    """Like :func:`load`, and also return the file's metadata dictionary."""
+    doc = nn.read_model_file(path)
+    try:
+        return _build(doc)
+    except ModelFileError as exc:
+        raise ModelFileError(f"{Path(path)}: {exc}") from None
+
+
+_ARCHITECTURE_FIELDS = ("vocab_size", "block_size", "dim", "heads", "layers")
+
+
+def _build(doc: dict[str, Any]) -> tuple[GPT, CharTokenizer, dict[str, Any]]:
+    arch = doc.get("architecture")
+    if not isinstance(arch, dict) or arch.get("type") != "GPT":
+        kind = arch.get("type") if isinstance(arch, dict) else None
+        hint = " (a classifier: use `chainrule predict`)" if kind == "MLP" else ""
+        raise ModelFileError(f"not a GPT model file: its architecture type is {kind!r:.40}{hint}")
+    sizes: dict[str, int] = {}
+    for name in _ARCHITECTURE_FIELDS:
+        n = arch.get(name)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ModelFileError(
+                f"invalid architecture: {name} must be a positive integer, got {n!r:.40}"
+            )
+        sizes[name] = n
+    if sizes["dim"] % sizes["heads"]:
+        raise ModelFileError(
+            f"invalid architecture: dim {sizes['dim']} is not divisible by heads {sizes['heads']}"
+        )
+    count = count_parameters(
+        sizes["vocab_size"], sizes["block_size"], sizes["dim"], sizes["layers"]
+    )
+    if count > nn.MAX_MODEL_PARAMETERS:
+        raise ModelFileError(
+            f"the architecture has {count:,} parameters, more than chainrule loads "
+            f"({nn.MAX_MODEL_PARAMETERS:,}, chainrule.nn.MAX_MODEL_PARAMETERS)"
+        )
+    metadata = doc.get("metadata")
+    if not isinstance(metadata, dict):
+        raise ModelFileError("metadata must be an object holding the tokenizer's characters")
+    chars = metadata.get("chars")
+    if not isinstance(chars, str) or len(set(chars)) != len(chars) or not chars:
+        raise ModelFileError(
+            "metadata.chars must be a string of distinct characters (the tokenizer's), "
+            f"got {chars!r:.40}"
+        )
+    if len(chars) + 1 != sizes["vocab_size"]:
+        raise ModelFileError(
+            f"the tokenizer has {len(chars)} characters, so {len(chars) + 1} tokens, but the "
+            f"architecture's vocab_size is {sizes['vocab_size']}"
+        )
+    params = doc.get("parameters")
+    if not isinstance(params, dict) or len(params) != count:
+        held = f"{len(params):,}" if isinstance(params, dict) else "no object of"
+        raise ModelFileError(
+            f"the architecture has {count:,} parameters but the file holds {held} parameters"
+        )
+    for name, x in params.items():
+        if isinstance(x, bool) or not isinstance(x, int | float):
+            raise ModelFileError(f"parameter {name:.60}: expected a number, found {x!r:.40}")
+        try:
+            finite = math.isfinite(x)
+        except OverflowError:  # an integer too large for a float
+            finite = False
+        if not finite:
+            raise ModelFileError(f"parameter {name:.60}: not a finite number")
+    # Every check that needs no model is done; the model is bounded by the file's size.
+    model = GPT(
+        sizes["vocab_size"],
+        sizes["block_size"],
+        sizes["dim"],
+        sizes["heads"],
+        sizes["layers"],
+        rng=random.Random(0),  # every parameter is overwritten below
+    )
+    expected = {name for name, _ in model.named_parameters()}
+    if set(params) != expected:
+        missing = sorted(expected - set(params))
+        unexpected = sorted(set(params) - expected)
+        raise ModelFileError(
+            "the parameter names do not fit the architecture: "
+            f"missing {_some(missing)}; unexpected {_some(unexpected)}"
+        )
+    model.load_state_dict(params)
+    return model, CharTokenizer(chars), metadata
+
+
+def _some(names: list[str], limit: int = 3) -> str:
+    """A few of ``names`` for a message, each cut short."""
+    if not names:
+        return "none"
+    shown = ", ".join(f"{n:.40}" for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")

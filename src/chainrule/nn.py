@@ -31,9 +31,13 @@ from chainrule.losses import cross_entropy, log_softmax, softmax
 __all__ = [
     "ACTIVATIONS",
     "DEFAULT_ACTIVATION",
+    "FORMAT",
     "INITS",
     "INIT_STD",
+    "MAX_MODEL_BYTES",
+    "MAX_MODEL_PARAMETERS",
     "MLP",
+    "VERSION",
     "CausalSelfAttention",
     "Embedding",
     "IncompatibleKeys",
@@ -46,7 +50,9 @@ __all__ = [
     "RMSNorm",
     "cross_entropy",
     "load",
+    "load_with_metadata",
     "log_softmax",
+    "read_model_file",
     "save",
     "softmax",
 ]
@@ -749,9 +755,33 @@ def load(path: str | os.PathLike[str]) -> MLP:
 
 def load_with_metadata(path: str | os.PathLike[str]) -> tuple[MLP, dict[str, Any]]:
     """Like :func:`load`, and also return the file's metadata dictionary."""
+    doc = read_model_file(path)
+    try:
+        return _build(doc)
+    except ModelFileError as exc:
+        raise ModelFileError(f"{Path(path)}: {exc}") from None
+
+
+def read_model_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A model file's JSON document, with its format name and version checked.
+
+    The first half of every loader (:func:`load` here, :func:`chainrule.gpt.load`):
+    the file is refused unread above :data:`MAX_MODEL_BYTES`, its JSON parsed without
+    ``NaN`` or ``Infinity``, and its ``format`` and ``version`` checked. What the
+    architecture and the numbers must look like is the loader's business. Raises
+    :class:`ModelFileError`, naming the file.
+    """
     source = Path(path)
     try:
-        return _build(json.loads(_read_model_text(source), parse_constant=_reject_constant))
+        doc = json.loads(_read_model_text(source), parse_constant=_reject_constant)
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise ModelFileError(f"not a chainrule model file (expected format {FORMAT!r})")
+        version = doc.get("version")
+        if version != VERSION:
+            raise ModelFileError(
+                f"unknown model file version {version!r:.40}; "
+                f"this chainrule reads version {VERSION}"
+            )
     except json.JSONDecodeError as exc:
         raise ModelFileError(
             f"{source}: not a valid model file (truncated or corrupt JSON: {exc.msg} "
@@ -763,6 +793,7 @@ def load_with_metadata(path: str | os.PathLike[str]) -> tuple[MLP, dict[str, Any
         ) from None
     except ModelFileError as exc:
         raise ModelFileError(f"{source}: {exc}") from None
+    return doc
 
 
 def _read_model_text(source: Path) -> str:
@@ -792,6 +823,11 @@ def _read_model_text(source: Path) -> str:
 
 def _architecture(arch: object) -> tuple[int, list[int], str, str | None]:
     """``nin, nouts, activation, output_activation``, checked without building anything."""
+    if isinstance(arch, dict) and arch.get("type") == "GPT":
+        raise ModelFileError(
+            "this is a GPT model file (chainrule gpt train); read it with chainrule.gpt.load, "
+            "or sample from it with `chainrule gpt sample --model FILE`"
+        )
     if not isinstance(arch, dict) or arch.get("type") != "MLP":
         raise ModelFileError("the architecture must be an object with type 'MLP'")
     nin, nouts = arch.get("nin"), arch.get("nouts")
@@ -818,14 +854,7 @@ def _architecture(arch: object) -> tuple[int, list[int], str, str | None]:
     return nin, nouts, activation, output_activation
 
 
-def _build(doc: Any) -> tuple[MLP, dict[str, Any]]:
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise ModelFileError(f"not a chainrule model file (expected format {FORMAT!r})")
-    version = doc.get("version")
-    if version != VERSION:
-        raise ModelFileError(
-            f"unknown model file version {version!r:.40}; this chainrule reads version {VERSION}"
-        )
+def _build(doc: dict[str, Any]) -> tuple[MLP, dict[str, Any]]:
     nin, nouts, activation, output_activation = _architecture(doc.get("architecture"))
     metadata = doc.get("metadata", {})
     if not isinstance(metadata, dict):

@@ -1,4 +1,5 @@
-"""Training plots with matplotlib: loss and accuracy curves, decision boundaries, lr-find.
+"""Training plots with matplotlib: loss and accuracy curves, decision boundaries, lr-find,
+and the noisy one-name-per-step loss of a GPT, smoothed.
 
 Figures are made with matplotlib's object API and the Agg canvas, so nothing here
 touches pyplot's global state or needs a display. Every function writes a PNG (or any
@@ -22,7 +23,13 @@ from chainrule._io import atomic_write_bytes
 from chainrule.engine import no_grad
 from chainrule.nn import MLP
 
-__all__ = ["plot_decision_boundary", "plot_history", "plot_lr_find"]
+__all__ = [
+    "moving_average",
+    "plot_decision_boundary",
+    "plot_history",
+    "plot_lr_find",
+    "plot_smoothed_loss",
+]
 
 
 def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
@@ -55,6 +62,62 @@ def plot_history(
     ax_acc.set(xlabel="step", ylabel="accuracy (%)", title=f"{title}: accuracy", ylim=(0, 102))
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def moving_average(values: Sequence[float], window: int) -> np.ndarray:
+    """The mean of the last ``window`` values at each step (fewer at the start).
+
+    Entry ``k`` is ``mean(values[max(0, k - window + 1) : k + 1])``: a trailing
+    average, so the curve lags the raw one but never looks ahead, and it has one
+    point per step.
+    """
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"moving_average: window must be a positive integer, got {window!r}")
+    x = np.asarray(values, dtype=float)
+    sums = np.concatenate([[0.0], np.cumsum(x)])
+    k = np.arange(1, len(x) + 1)
+    lo = np.maximum(k - window, 0)
+    return np.asarray((sums[k] - sums[lo]) / (k - lo))
+
+
+def plot_smoothed_loss(
+    loss: Sequence[float],
+    path: str | os.PathLike[str],
+    *,
+    window: int | None = None,
+    reference: float | None = None,
+    reference_label: str = "reference",
+    title: str = "training loss",
+) -> Path:
+    """A noisy per-step loss: the raw curve faint, its moving average on top.
+
+    ``window`` defaults to a twentieth of the steps (at least 1, at most 100). An
+    optional ``reference`` loss is drawn as a dashed line (for a language model, the
+    loss of guessing uniformly: ``log(vocab_size)``).
+    """
+    if not loss:
+        raise ValueError("plot_smoothed_loss: need at least one loss value")
+    if window is None:
+        window = min(100, max(1, len(loss) // 20))
+    steps = np.arange(len(loss))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
+    ax.plot(steps, loss, color="tab:blue", alpha=0.25, linewidth=0.8, label="loss per step")
+    ax.plot(
+        steps,
+        moving_average(loss, window),
+        color="tab:blue",
+        linewidth=2.0,
+        label=f"mean of the last {window} steps",
+    )
+    if reference is not None:
+        ax.axhline(reference, color="tab:red", linestyle="--", linewidth=1.2, label=reference_label)
+    ax.set(xlabel="step", ylabel="loss", title=title)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend()
     fig.tight_layout()
     return _save(fig, path)
 

@@ -1,4 +1,4 @@
-"""Training classifiers end to end: data, model, loss, optimiser, schedule, history.
+"""Training end to end: data, model, loss, optimiser, schedule, history.
 
 ``train(TrainConfig(...))`` is what the ``chainrule`` command runs; it is an ordinary
 gradient-descent loop that a reader can follow step by step::
@@ -9,12 +9,16 @@ gradient-descent loop that a reader can follow step by step::
     loss.backward()                            # the chain rule, node by node
     optimizer.lr = schedule(k)
     optimizer.step()                           # p.data -= lr * p.grad, and friends
+
+``train_gpt(GPTConfig(...))`` does the same for the character-level GPT of
+:mod:`chainrule.gpt` on the shipped names, one name per step.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -32,6 +36,8 @@ __all__ = [
     "LOSSES",
     "OPTIMIZERS",
     "ConfigError",
+    "GPTConfig",
+    "GPTResult",
     "History",
     "Task",
     "TrainConfig",
@@ -39,7 +45,9 @@ __all__ = [
     "demo_config",
     "evaluate",
     "lr_find",
+    "progress_bar",
     "train",
+    "train_gpt",
 ]
 
 LOSSES: tuple[str, ...] = ("auto", "hinge", "bce", "mse", "softmax")
@@ -345,11 +353,7 @@ def train(config: TrainConfig, progress: bool = False) -> TrainResult:
     schedule = make_schedule(config.schedule, config.lr, config.steps)
     batch_rng = random.Random(config.seed + 1)
     history = History()
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=config.steps, desc="training", unit="step", leave=True)
+    bar = progress_bar(config.steps) if progress else None
     start = time.perf_counter()
     k = 0
     try:
@@ -387,6 +391,17 @@ def train(config: TrainConfig, progress: bool = False) -> TrainResult:
     report = step.explain() if config.compiled else ""
     return TrainResult(
         model, config, task, history, seconds, X, y, X_test, y_test, report, final_accuracy
+    )
+
+
+def progress_bar(total: int, desc: str = "training") -> Any:
+    """A tqdm bar on stderr: redrawn ten times a second on a terminal, but only every
+    30 s when stderr is a file or a pipe (a CI log), so a log is not flooded."""
+    from tqdm import tqdm
+
+    interactive = sys.stderr.isatty()
+    return tqdm(
+        total=total, desc=desc, unit="step", leave=True, mininterval=0.1 if interactive else 30.0
     )
 
 
@@ -457,3 +472,119 @@ def _suggest(lrs: Sequence[float], finals: Sequence[float]) -> tuple[float, floa
         if not math.isfinite(finals[i]) and lrs[i] >= low:
             low = lrs[i + 1]  # the next tested rate up, which did not diverge
     return low, lrs[best]
+
+
+# -- the character-level GPT ---------------------------------------------------------------
+
+
+@dataclass
+class GPTConfig:
+    """Every choice of a GPT training run; the defaults are ``chainrule gpt train``'s.
+
+    A GPT (:class:`chainrule.gpt.GPT`) of ``layers`` layers, ``dim``-wide vectors,
+    ``heads`` heads and a context of ``block_size`` characters, trained on the shipped
+    names (:func:`chainrule.data.names`), shuffled with ``seed``, one name per step,
+    by Adam with betas (0.85, 0.99) and a learning rate falling linearly from ``lr``.
+    """
+
+    steps: int = 1000
+    lr: float = 0.01
+    layers: int = 1
+    dim: int = 16
+    heads: int = 4
+    block_size: int = 16
+    seed: int = 1337
+    compiled: bool = True  # one compiled program per name length; False: the eager engine
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first bad choice, before any work."""
+        for name in ("steps", "layers", "dim", "heads", "block_size"):
+            n = getattr(self, name)
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ConfigError(f"{name} must be a positive whole number, got {n!r}")
+        if self.dim % self.heads:
+            raise ConfigError(
+                f"dim {self.dim} is not divisible by heads {self.heads}: each head takes "
+                "dim / heads entries"
+            )
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"lr must be a positive number, got {self.lr}")
+
+
+@dataclass
+class GPTResult:
+    model: Any  # chainrule.gpt.GPT (imported on use: this module serves the MLPs too)
+    tokenizer: Any  # chainrule.gpt.CharTokenizer
+    config: GPTConfig
+    loss: list[float]  # per step: the loss of that step's name, before the update
+    lr: list[float]  # per step: the learning rate of the update
+    seconds: float
+    compile_report: str = ""
+
+    def metrics(self) -> dict[str, Any]:
+        """The run's figures, JSON-ready: losses per step, time, engine, sizes, config."""
+        last = self.loss[-100:]
+        return {
+            "loss": math.fsum(last) / len(last),
+            "loss_window": len(last),
+            "uniform_loss": math.log(self.tokenizer.vocab_size),
+            "steps": len(self.loss),
+            "seconds": self.seconds,
+            "parameters": self.model.num_parameters(),
+            "vocab_size": self.tokenizer.vocab_size,
+            "engine": _engine(self.compile_report),
+            "history": {"loss": self.loss, "lr": self.lr},
+            "config": asdict(self.config),
+        }
+
+
+def train_gpt(config: GPTConfig, progress: bool = False) -> GPTResult:
+    """Train a GPT on the shipped names; with ``progress`` a bar shows the loss.
+
+    The weights are drawn with ``random.Random(seed)``, the names shuffled with
+    ``random.Random(seed + 1)``; step ``k`` trains on the ``k``-th name (cut to the
+    context). Divergence stops the run with :class:`~chainrule.errors.DivergedError`,
+    as in :func:`train`. Raises :class:`ConfigError` for a bad ``config``.
+    """
+    from chainrule.gpt import GPT, CharTokenizer, Trainer
+
+    config.validate()
+    names = datasets.names()
+    tokenizer = CharTokenizer.from_names(names)
+    random.Random(config.seed + 1).shuffle(names)
+    model = GPT(
+        tokenizer.vocab_size,
+        config.block_size,
+        config.dim,
+        config.heads,
+        config.layers,
+        rng=random.Random(config.seed),
+    )
+    trainer = Trainer(model, lr=config.lr, steps=config.steps, compiled=config.compiled)
+    history: list[float] = []
+    lrs: list[float] = []
+    bar = progress_bar(config.steps) if progress else None
+    start = time.perf_counter()
+    k = 0
+    try:
+        for k in range(config.steps):
+            loss = trainer.step(tokenizer.encode(names[k % len(names)]))
+            _check_loss(loss, history, k, config.lr)
+            history.append(loss)
+            lrs.append(trainer.optimizer.lr)
+            if bar is not None:
+                bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+                bar.update()
+        k = config.steps
+    except (ArithmeticError, DomainError) as exc:
+        if isinstance(exc, DivergedError) or not history:
+            raise
+        raise _diverged(k, config.lr, f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        if bar is not None:
+            bar.close()
+    if not all(math.isfinite(p.data) for p in model.parameters()):
+        raise _diverged(k, config.lr, "a parameter is no longer a finite number")
+    seconds = time.perf_counter() - start
+    report = trainer.compiled.explain() if trainer.compiled is not None else ""
+    return GPTResult(model, tokenizer, config, history, lrs, seconds, report)
