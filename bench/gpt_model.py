@@ -1,50 +1,116 @@
-"""The library GPT's training step, eager and compiled: ``python bench/gpt_model.py``.
+"""The library GPT's training, one engine per process: ``python bench/gpt_model.py ENGINE``.
 
-``chainrule.gpt.GPT`` with its defaults (1 layer, 16 wide, 4 heads, context 16) and a
-27-token vocabulary, one Adam step (``chainrule.gpt.Trainer``) on a 6-letter name per
-step; the compiled trainer's program is built before timing (its build time is printed
-separately). Prints one JSON object: median milliseconds per step for each path.
-BLAS runs on one thread.
+``chainrule gpt train``'s run: ``chainrule.gpt.GPT`` with its defaults (1 layer, 16 wide,
+4 heads, context 16; 4,192 parameters), Adam (0.85, 0.99), lr 0.01 falling linearly,
+one shuffled name per step from the shipped names. Engines:
+
+- ``eager`` and ``compiled``: ``chainrule.training.train_gpt`` end to end, compiling
+  included (one program per name length), timed per step.
+- ``torch``: the same model written with PyTorch float64 tensors on one thread (the
+  reference of ``tests/test_gpt.py``), the same initial weights, names and Adam.
+
+Prints one JSON object: the seconds of every step and the losses. ``bench/run.py``
+runs it; BLAS runs on one thread.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
+import math
 import os
 import random
-import statistics
 import time
+from typing import Any
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from chainrule.gpt import GPT, CharTokenizer, Trainer
+from chainrule import data
+from chainrule.gpt import BETAS, GPT, CharTokenizer, Trainer
+from chainrule.training import GPTConfig
+
+
+def setup(steps: int) -> tuple[GPT, CharTokenizer, list[list[int]]]:
+    """The model, tokenizer and token lists of ``train_gpt``'s default run."""
+    config = GPTConfig(steps=steps)
+    names = data.names()
+    tokenizer = CharTokenizer.from_names(names)
+    random.Random(config.seed + 1).shuffle(names)
+    model = GPT(tokenizer.vocab_size, rng=random.Random(config.seed))
+    return model, tokenizer, [tokenizer.encode(n) for n in names[:steps]]
+
+
+def ours(engine: str, steps: int) -> dict[str, Any]:
+    model, _, batches = setup(steps)
+    trainer = Trainer(model, lr=0.01, steps=steps, compiled=engine == "compiled")
+    times, losses = [], []
+    for tokens in batches:
+        start = time.perf_counter()
+        losses.append(trainer.step(tokens))
+        times.append(time.perf_counter() - start)
+    return {"seconds": times, "loss": losses}
+
+
+def torch_gpt(steps: int) -> dict[str, Any]:
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(1)
+    model, _, batches = setup(steps)
+
+    def tensor(rows: Any) -> torch.Tensor:
+        data = [[v.data for v in row] for row in rows]
+        return torch.tensor(data, dtype=torch.float64, requires_grad=True)
+
+    W = {"wte": tensor(model.wte.weight), "wpe": tensor(model.wpe.weight)}
+    for i, block in enumerate(model.blocks):
+        for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            W[f"{i}.{name}"] = tensor(getattr(block.attn, name).weight)
+        W[f"{i}.fc1"], W[f"{i}.fc2"] = tensor(block.fc1.weight), tensor(block.fc2.weight)
+    W["lm_head"] = tensor(model.lm_head.weight)
+    d, h = model.dim, model.heads
+
+    def rms(x: torch.Tensor) -> torch.Tensor:
+        return x * (x.pow(2).mean(dim=-1, keepdim=True) + 1e-5).rsqrt()
+
+    def loss_of(tokens: list[int]) -> torch.Tensor:
+        n = min(model.block_size, len(tokens) - 1)
+        x = rms(W["wte"][torch.tensor(tokens[:n])] + W["wpe"][:n])
+        mask = torch.ones(n, n, dtype=torch.bool).triu(1)
+        for i in range(len(model.blocks)):
+            q, k, v = (
+                (rms(x) @ W[f"{i}.{p}"].T).reshape(n, h, d // h).transpose(0, 1)
+                for p in ("q_proj", "k_proj", "v_proj")
+            )
+            att = (q @ k.transpose(1, 2) / math.sqrt(d // h)).masked_fill(mask, -math.inf)
+            mixed = (att.softmax(dim=-1) @ v).transpose(0, 1).reshape(n, d)
+            x = x + mixed @ W[f"{i}.out_proj"].T
+            x = x + torch.relu(rms(x) @ W[f"{i}.fc1"].T) @ W[f"{i}.fc2"].T
+        return F.cross_entropy(x @ W["lm_head"].T, torch.tensor(tokens[1 : n + 1]))
+
+    opt = torch.optim.Adam(list(W.values()), lr=0.01, betas=BETAS, eps=1e-8)
+    times, losses = [], []
+    for k, tokens in enumerate(batches):
+        start = time.perf_counter()
+        for group in opt.param_groups:
+            group["lr"] = 0.01 * (1.0 - k / steps)
+        opt.zero_grad()
+        loss = loss_of(tokens[: model.block_size + 1])
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - start)
+        losses.append(loss.item())
+    return {"seconds": times, "loss": losses}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--name", default="olivia")
+    parser.add_argument("engine", choices=["eager", "compiled", "torch"])
+    parser.add_argument("--steps", type=int, default=1000)
     args = parser.parse_args()
-    tokenizer = CharTokenizer("abcdefghijklmnopqrstuvwxyz")
-    model = GPT(tokenizer.vocab_size, rng=random.Random(0))
-    tokens = tokenizer.encode(args.name)
-    result: dict[str, float] = {"parameters": model.num_parameters()}
-    for path in ("eager", "compiled"):
-        trainer = Trainer(copy.deepcopy(model), steps=10 * args.steps, compiled=path == "compiled")
-        start = time.perf_counter()
-        trainer.step(tokens)  # compiled: traces and builds the program for this length
-        result[f"{path}_first_step_ms"] = (time.perf_counter() - start) * 1e3
-        times = []
-        for _ in range(args.steps):
-            start = time.perf_counter()
-            trainer.step(tokens)
-            times.append(time.perf_counter() - start)
-        result[f"{path}_ms_per_step"] = statistics.median(times) * 1e3
-    result["ratio"] = result["eager_ms_per_step"] / result["compiled_ms_per_step"]
-    print(json.dumps({k: round(v, 3) for k, v in result.items()}))
+    result = torch_gpt(args.steps) if args.engine == "torch" else ours(args.engine, args.steps)
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

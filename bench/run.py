@@ -23,10 +23,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 
-def work(workload: str, engine: str, *extra: str, script: str = "workloads.py") -> dict[str, Any]:
+def work(workload: str, *extra: str, script: str = "workloads.py") -> dict[str, Any]:
     """Run one workload on one engine in a fresh process; its JSON result."""
     done = subprocess.run(
-        [sys.executable, str(HERE / script), workload, engine, *extra],
+        [sys.executable, str(HERE / script), workload, *extra],
         capture_output=True,
         text=True,
         check=True,
@@ -250,6 +250,41 @@ def compiled(
     return table, targets
 
 
+# -- the library GPT: chainrule gpt train, eager and compiled, against PyTorch ----------
+
+
+def gpt(rounds: int) -> tuple[list[str], list[str]]:
+    """``chainrule gpt train``'s 1,000 steps: a table of its own, and a target row."""
+    runs: dict[str, list[dict[str, Any]]] = {"eager": [], "compiled": [], "torch": []}
+    for r in range(rounds):
+        for engine in rotate(list(runs), r):
+            runs[engine].append(work(engine, "--steps", "1000", script="gpt_model.py"))
+    losses = {e: results[0]["loss"] for e, results in runs.items()}
+    for engine in ("compiled", "torch"):  # the same mathematics in every engine
+        for a, b in zip(losses["eager"], losses[engine], strict=True):
+            assert abs(a - b) <= 1e-9 * max(1.0, abs(a)), ("gpt", engine, a, b)
+    total = {e: median([sum(x["seconds"]) for x in res]) for e, res in runs.items()}
+    step = {e: median([t for x in res for t in x["seconds"][50:]]) for e, res in runs.items()}
+    ratio = total["eager"] / total["compiled"]
+    table = [
+        "| GPT on names, 1,000 steps of one name (`chainrule gpt train`) | 1,000 steps "
+        "end to end | median step (after the first 50) |",
+        "|---|---|---|",
+        f"| chainrule, eager | {total['eager']:.2f} s | {step['eager'] * 1e3:.2f} ms |",
+        f"| chainrule, compiled (one program per name length, compiling included) | "
+        f"{total['compiled']:.2f} s (**{ratio:.1f}×** faster) | "
+        f"{step['compiled'] * 1e3:.2f} ms ({step['eager'] / step['compiled']:.1f}× faster) |",
+        f"| PyTorch float64, one thread, one name per step | {total['torch']:.2f} s | "
+        f"{step['torch'] * 1e3:.2f} ms (compiled ÷ PyTorch: "
+        f"{step['compiled'] / step['torch']:.2f}×) |",
+    ]
+    targets = [
+        f"| GPT training, compiled vs eager, 1,000 steps end to end | ≥ 10× | {ratio:.1f}× | "
+        f"{'yes' if ratio >= 10 else 'NO'} |",
+    ]
+    return table, targets
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (3)")
@@ -262,6 +297,7 @@ def main() -> None:
     mem = {e: work("memory", e) for e in ("chainrule", "micrograd")}
     infer = [work("inference", "chainrule") for _ in range(args.rounds)]
     eager_table, eager_targets = eager(args.rounds)
+    gpt_table, gpt_targets = gpt(args.rounds)
     recorded = median([t for x in infer for t in x["recorded"][1:]])
     bare = median([t for x in infer for t in x["no_grad"][1:]])
 
@@ -297,6 +333,8 @@ def main() -> None:
         *eager_table,
         "",
         *compiled_table,
+        "",
+        *gpt_table,
     ]
     ratio = step["micrograd"] / step["chainrule"]
     mem_ratio = mem["chainrule"]["bytes_per_node"] / mem["micrograd"]["bytes_per_node"]
@@ -313,6 +351,7 @@ def main() -> None:
         f"{'yes' if chain_s < 3 else 'NO'} |",
         *eager_targets,
         *compiled_targets,
+        *gpt_targets,
     ]
     table = "\n".join(rows)
     print(table)
