@@ -354,22 +354,31 @@ def test_lr_find_when_every_rate_diverges_suggests_nothing(tmp_path: Path, capsy
 # -- outputs ----------------------------------------------------------------------------
 
 
-def test_train_out_is_checked_before_training(tmp_path: Path, capsys, monkeypatch) -> None:
+@pytest.mark.parametrize(
+    ("command", "trainer"),
+    [(["train", *TINY], "train"), (["gpt", "train", "--steps", "3", "--no-progress"], "train_gpt")],
+    ids=["train", "gpt-train"],
+)
+def test_out_is_checked_before_training(
+    command: list[str], trainer: str, tmp_path: Path, capsys, monkeypatch
+) -> None:
     from chainrule import training
 
-    monkeypatch.setattr(training, "train", lambda *a, **k: pytest.fail("training started"))
+    monkeypatch.setattr(training, trainer, lambda *a, **k: pytest.fail("training started"))
     (tmp_path / "file").write_text("mine")
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "todo.txt").write_text("mine")
+    name = " ".join(c for c in command[:2] if not c.startswith("-"))
     for out, words in [
         ("file", "is a file, not a folder"),
         ("file/run", "a part of that path is a file"),
         ("notes", "holds files that are not results of a run (todo.txt)"),
     ]:
-        assert main(["train", *TINY, "--out", str(tmp_path / out)]) == 2
-        assert words in one_error_line(capsys.readouterr().err, "train")
-    assert main(["lr-find", *SMALL, "--out", str(tmp_path / "file")]) == 2
-    assert "is a file" in one_error_line(capsys.readouterr().err, "lr-find")
+        assert main([*command, "--out", str(tmp_path / out)]) == 2
+        assert words in one_error_line(capsys.readouterr().err, name)
+    if trainer == "train":
+        assert main(["lr-find", *SMALL, "--out", str(tmp_path / "file")]) == 2
+        assert "is a file" in one_error_line(capsys.readouterr().err, "lr-find")
     assert (tmp_path / "file").read_text() == "mine"
     assert (tmp_path / "notes" / "todo.txt").read_text() == "mine"
     assert sorted(os.listdir(tmp_path)) == ["file", "notes"]

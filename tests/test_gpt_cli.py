@@ -300,23 +300,6 @@ def test_bad_model_files_and_arguments_get_one_line_and_exit_2(small, tmp_path, 
         assert captured.out == "" and words in one_error_line(captured.err, command), argv
 
 
-def test_gpt_train_checks_out_before_training(tmp_path: Path, capsys, monkeypatch) -> None:
-    from chainrule import training
-
-    monkeypatch.setattr(training, "train_gpt", lambda *a, **k: pytest.fail("training started"))
-    (tmp_path / "file").write_text("mine")
-    (tmp_path / "notes").mkdir()
-    (tmp_path / "notes" / "todo.txt").write_text("mine")
-    for out, words in [
-        ("file", "is a file, not a folder"),
-        ("file/run", "a part of that path is a file"),
-        ("notes", "holds files that are not results of a run (todo.txt)"),
-    ]:
-        assert main(["gpt", "train", *TINY, "--out", str(tmp_path / out)]) == 2
-        assert words in one_error_line(capsys.readouterr().err, "gpt train")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "notes"]
-
-
 def test_a_diverged_gpt_run_writes_nothing(tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"
     assert main(["gpt", "train", *TINY, "--lr", "1e6", "--eager", "--out", str(out)]) == 2

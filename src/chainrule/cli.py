@@ -165,6 +165,15 @@ def _training_flags(p: argparse.ArgumentParser, out: str) -> None:
     _eager_flag(p)
 
 
+def _run_flags(p: argparse.ArgumentParser, out: str) -> None:
+    """The flags of a command that trains from a fixed recipe: where the results go, the
+    progress bar, the engine and tracebacks."""
+    p.add_argument("--out", type=Path, default=Path(out), help="output folder (%(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _eager_flag(p)
+    _debug_flag(p)
+
+
 def _eager_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--eager",
@@ -455,12 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
         "1.0 to 0.1, 100 full-batch steps. Writes metrics.json, model.json, loss.png "
         "and decision_boundary.png.",
     )
-    p.add_argument(
-        "--out", type=Path, default=Path("runs/demo"), help="output folder (%(default)s)"
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _eager_flag(p)
-    _debug_flag(p)
+    _run_flags(p, "runs/demo")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser(
@@ -576,10 +580,7 @@ def _gpt_parsers(sub: Any) -> None:
         "--block-size", type=_count(1), default=d.block_size, help="context (%(default)s)"
     )
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (%(default)s)")
-    p.add_argument("--out", type=Path, default=Path("runs/gpt"), help="output folder (%(default)s)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _eager_flag(p)
-    _debug_flag(p)
+    _run_flags(p, "runs/gpt")
     p.set_defaults(func=cmd_gpt_train)
 
     p = gpt_sub.add_parser(
