@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import random
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -54,41 +55,13 @@ def ours(engine: str, steps: int) -> dict[str, Any]:
 
 def torch_gpt(steps: int) -> dict[str, Any]:
     import torch
-    import torch.nn.functional as F
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from test_gpt import torch_reference  # the suite's PyTorch twin of chainrule.gpt.GPT
 
     torch.set_num_threads(1)
     model, _, batches = setup(steps)
-
-    def tensor(rows: Any) -> torch.Tensor:
-        data = [[v.data for v in row] for row in rows]
-        return torch.tensor(data, dtype=torch.float64, requires_grad=True)
-
-    W = {"wte": tensor(model.wte.weight), "wpe": tensor(model.wpe.weight)}
-    for i, block in enumerate(model.blocks):
-        for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
-            W[f"{i}.{name}"] = tensor(getattr(block.attn, name).weight)
-        W[f"{i}.fc1"], W[f"{i}.fc2"] = tensor(block.fc1.weight), tensor(block.fc2.weight)
-    W["lm_head"] = tensor(model.lm_head.weight)
-    d, h = model.dim, model.heads
-
-    def rms(x: torch.Tensor) -> torch.Tensor:
-        return x * (x.pow(2).mean(dim=-1, keepdim=True) + 1e-5).rsqrt()
-
-    def loss_of(tokens: list[int]) -> torch.Tensor:
-        n = min(model.block_size, len(tokens) - 1)
-        x = rms(W["wte"][torch.tensor(tokens[:n])] + W["wpe"][:n])
-        mask = torch.ones(n, n, dtype=torch.bool).triu(1)
-        for i in range(len(model.blocks)):
-            q, k, v = (
-                (rms(x) @ W[f"{i}.{p}"].T).reshape(n, h, d // h).transpose(0, 1)
-                for p in ("q_proj", "k_proj", "v_proj")
-            )
-            att = (q @ k.transpose(1, 2) / math.sqrt(d // h)).masked_fill(mask, -math.inf)
-            mixed = (att.softmax(dim=-1) @ v).transpose(0, 1).reshape(n, d)
-            x = x + mixed @ W[f"{i}.out_proj"].T
-            x = x + torch.relu(rms(x) @ W[f"{i}.fc1"].T) @ W[f"{i}.fc2"].T
-        return F.cross_entropy(x @ W["lm_head"].T, torch.tensor(tokens[1 : n + 1]))
-
+    W, loss_of = torch_reference(model)
     opt = torch.optim.Adam(list(W.values()), lr=0.01, betas=BETAS, eps=1e-8)
     times, losses = [], []
     for k, tokens in enumerate(batches):
@@ -96,7 +69,7 @@ def torch_gpt(steps: int) -> dict[str, Any]:
         for group in opt.param_groups:
             group["lr"] = 0.01 * (1.0 - k / steps)
         opt.zero_grad()
-        loss = loss_of(tokens[: model.block_size + 1])
+        loss = loss_of(tokens)
         loss.backward()
         opt.step()
         times.append(time.perf_counter() - start)
