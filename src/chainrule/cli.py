@@ -3,6 +3,7 @@
     chainrule demo                       the reference demo: moons, MLP 2-16-16-1, 100 steps
     chainrule train --dataset spiral --classes 3 --optimizer adam --lr 0.05 --steps 300
     chainrule predict --model runs/demo/model.json --input 0.5,0.25
+    chainrule predict --model runs/demo/model.json --input-file points.csv > predictions.csv
     chainrule lr-find --dataset moons
     chainrule graph "3*x**2 - 4*x + 5" --at x=3   prints 20 and d/dx = 14, writes graph.svg
     chainrule gpt train                  a character-level GPT on names: runs/gpt/
@@ -257,11 +258,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from chainrule.nn import ModelFileError, load_with_metadata
     from chainrule.training import Task
 
+    to_stdout = args.output is None or str(args.output) == "-"
+    if args.output is not None and args.input_file is None:
+        raise UsageError("-o goes with --input-file; --input prints to the terminal")
+    if not to_stdout:
+        _check_output_file(args.output, example="predictions.csv")
     model, metadata = load_with_metadata(args.model)  # size, shapes, numbers checked
     try:
         task = Task.from_json(metadata.get("task"), model.nouts[-1])
     except ModelFileError as exc:
         raise ModelFileError(f"{args.model}: {exc}") from None
+    if args.input_file is not None:
+        rows = _read_input_file(args.input_file, model.nin)  # every row checked first
+        with no_grad():
+            results = [task.predict(model(row)) for row in rows]
+        text = "class,score\n" + "".join(f"{cls},{score!r}\n" for cls, score in results)
+        if to_stdout:
+            sys.stdout.write(text)
+            return 0
+        written = atomic_write_text(args.output, text)
+        print(f"wrote {len(results)} predictions to {written}")
+        return 0
     for row in args.input:
         if len(row) != model.nin:
             raise UsageError(
@@ -272,6 +289,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
             cls, score = task.predict(model(row))
         print(f"class {cls}  score {score:.6g}")
     return 0
+
+
+def _read_input_file(path: Path, width: int) -> list[list[float]]:
+    """The rows of ``--input-file`` (``-``: standard input), each ``width`` numbers."""
+    from chainrule.csvrows import read_rows
+
+    if str(path) == "-":  # bytes when there are (a replaced sys.stdin may be text only)
+        return read_rows(getattr(sys.stdin, "buffer", sys.stdin), width, "stdin")
+    if path.is_dir():
+        raise UsageError(f"--input-file {path} is a folder; name a CSV file")
+    with open(path, "rb") as f:  # decoded line by line, so a bad byte names its line
+        return read_rows(f, width, str(path))
 
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
@@ -395,10 +424,10 @@ def _graph_format(args: argparse.Namespace) -> str:
     return "svg"
 
 
-def _check_output_file(path: Path) -> None:
+def _check_output_file(path: Path, example: str = "graph.svg") -> None:
     """Refuse, before any work, an output that is a folder or lies in a missing folder."""
     if path.is_dir():
-        raise UsageError(f"-o {path} is a folder; name a file, such as {path / 'graph.svg'}")
+        raise UsageError(f"-o {path} is a folder; name a file, such as {path / example}")
     if not path.parent.is_dir():
         problem = "is not a folder" if path.parent.exists() else "does not exist"
         raise UsageError(f"-o {path}: {path.parent} {problem}")
@@ -480,18 +509,48 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "predict",
-        help="classify points with a saved model",
-        description="Print the class and score the model gives each input.",
+        help="classify points with a saved model: one on the command line, or a CSV file",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+Classify points with a model.json written by train or demo.
+
+--input X1,X2 prints "class C  score S" for each point given. --input-file FILE
+reads a CSV file (- for standard input): one point per line, exactly as many
+numbers as the model takes; a first line with no numbers in it (x1,x2) is a
+header and skipped, as are empty lines. Every line is checked before anything is
+written: a bad line stops the command with an error naming it, and no output.
+It writes CSV, "class,score" and then one line per input point in the same order,
+to standard output or, with -o FILE, atomically to FILE.
+
+The class is 0..k-1. What the score means depends on the loss the model was
+trained with (stored in model.json):
+  hinge, mse  the model's output, a margin: class 1 when it is > 0, class 0
+              otherwise; the farther from 0, the surer
+  bce         the probability of class 1, sigmoid(output); class 1 when > 0.5
+  softmax     the probability of the predicted class, its softmax share (1/k..1)""",
     )
     p.add_argument("--model", type=Path, required=True, help="a model.json written by train/demo")
-    p.add_argument(
+    points = p.add_mutually_exclusive_group(required=True)
+    points.add_argument(
         "--input",
         type=_row,
         action="append",
-        required=True,
         metavar="X1,X2",
         help="comma-separated input numbers; repeat for several points "
         "(write --input=-1,0.5 when the first number is negative)",
+    )
+    points.add_argument(
+        "--input-file",
+        type=Path,
+        metavar="FILE",
+        help="a CSV file of points, one per line; - reads standard input",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="with --input-file: write the CSV here (atomically) instead of standard output",
     )
     _debug_flag(p)
     p.set_defaults(func=cmd_predict)
