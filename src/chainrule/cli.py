@@ -1,4 +1,4 @@
-"""The ``chainrule`` command: train, predict, find a learning rate, draw a graph, GPT.
+"""The ``chainrule`` command: train, predict, export, find a learning rate, draw a graph, GPT.
 
     chainrule demo                       the reference demo: moons, MLP 2-16-16-1, 100 steps
     chainrule train --dataset spiral --classes 3 --optimizer adam --lr 0.05 --steps 300
@@ -6,6 +6,8 @@
     chainrule predict --model runs/demo/model.json --input-file points.csv > predictions.csv
     chainrule lr-find --dataset moons
     chainrule graph "3*x**2 - 4*x + 5" --at x=3   prints 20 and d/dx = 14, writes graph.svg
+    chainrule export runs/demo/model.json -o model.safetensors   (or --format onnx)
+    chainrule import model.safetensors -o model.json
     chainrule gpt train                  a character-level GPT on names: runs/gpt/
     chainrule gpt sample --model runs/gpt/model.json -n 20 --temperature 0.5
 
@@ -390,6 +392,63 @@ def cmd_gpt_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_format(args: argparse.Namespace) -> str:
+    """--format, else the output's suffix, else safetensors; a contradiction is refused."""
+    from chainrule.export import EXPORT_FORMATS
+
+    named = next(
+        (
+            f
+            for f, sfx in EXPORT_FORMATS.items()
+            if args.output and args.output.suffix.lower() == sfx
+        ),
+        None,
+    )
+    if args.format:
+        if named is not None and named != args.format:
+            raise UsageError(
+                f"-o {args.output} asks for {named} but --format is {args.format}; "
+                "make them agree or leave one out"
+            )
+        return str(args.format)
+    return named or "safetensors"
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from chainrule.export import EXPORT_FORMATS, pytorch_lines, to_onnx, to_safetensors
+    from chainrule.nn import load_with_metadata
+
+    fmt = _export_format(args)
+    path: Path = args.output or args.model.with_suffix(EXPORT_FORMATS[fmt])
+    _check_output_file(path, example=f"model{EXPORT_FORMATS[fmt]}")
+    model, metadata = load_with_metadata(args.model)  # size, shapes, numbers checked
+    if fmt == "onnx":
+        written = to_onnx(model, path, metadata)
+        print(
+            f"wrote {written} (ONNX, float64: input `input` (batch, {model.nin}), "
+            f"output `output` (batch, {model.nouts[-1]}))"
+        )
+        return 0
+    written = to_safetensors(model, path, metadata)
+    print(f"wrote {written}; in PyTorch:")
+    print("\n".join(pytorch_lines(model, written)))
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from chainrule import nn
+    from chainrule.export import from_safetensors
+
+    path: Path = args.output or args.weights.with_suffix(".json")
+    if path.resolve() == args.weights.resolve():
+        raise UsageError(f"{path} is the file being imported; name another output with -o")
+    _check_output_file(path, example="model.json")
+    model, metadata = from_safetensors(args.weights)  # names, shapes, numbers checked
+    written = nn.save(model, path, metadata)
+    print(f"wrote {written} ({model.num_parameters()} parameters)")
+    return 0
+
+
 def _short(x: float) -> str:
     """A number as a person writes it: ``20``, ``14``, ``0.4199743416``; ``0``, not ``-0``."""
     return f"{x + 0.0:.10g}"  # -0.0 + 0.0 is 0.0
@@ -601,6 +660,49 @@ trained with (stored in model.json):
     )
     _debug_flag(p)
     p.set_defaults(func=cmd_graph)
+
+    p = sub.add_parser(
+        "export",
+        help="write a model's weights for PyTorch (safetensors) or as an ONNX model",
+        description="Export a model.json written by train or demo. safetensors (the "
+        "default): float64 weights named as the state_dict of the equivalent "
+        "torch.nn.Sequential of Linear and activation modules, with the architecture and "
+        "task in the file's metadata; prints the three lines of PyTorch that rebuild and "
+        "load it. onnx: an ONNX model (float64, checked with onnx.checker) for onnxruntime "
+        "and other runtimes. No pickle. Needs pip install 'chainrule[export]'.",
+    )
+    p.add_argument("model", type=Path, metavar="MODEL", help="a model.json written by train/demo")
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="file to write, atomically (MODEL with the format's suffix)",
+    )
+    p.add_argument(
+        "--format",
+        choices=("safetensors", "onnx"),
+        help="safetensors or onnx (from the output's suffix, else safetensors)",
+    )
+    _debug_flag(p)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "import",
+        help="turn a .safetensors file written by export back into a model.json",
+        description="Read a .safetensors file written by `chainrule export` (names, "
+        "shapes and numbers checked) and write the model file it holds, for predict.",
+    )
+    p.add_argument("weights", type=Path, metavar="FILE", help="a .safetensors file of export")
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="model file to write, atomically (FILE with the suffix .json)",
+    )
+    _debug_flag(p)
+    p.set_defaults(func=cmd_import)
 
     _gpt_parsers(sub)
     return parser

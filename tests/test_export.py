@@ -1,0 +1,171 @@
+"""Export to PyTorch (safetensors) and ONNX, and import back: same outputs, same weights."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import torch
+from safetensors.numpy import load_file, save_file
+
+from chainrule import nn
+from chainrule.cli import main
+from chainrule.engine import no_grad
+
+N_INPUTS = 1_000
+
+#: (hidden activation, output activation, layer sizes): every activation, and multi-class.
+CASES = [
+    ("tanh", "tanh", [6, 5, 1]),
+    ("relu", None, [6, 5, 1]),
+    ("sigmoid", "sigmoid", [6, 5, 1]),
+    ("linear", None, [6, 5, 1]),
+    ("relu", None, [8, 8, 3]),
+    ("tanh", "linear", [7, 4]),
+]
+IDS = ["tanh", "relu", "sigmoid", "linear", "relu-3-classes", "tanh-4-outputs"]
+
+
+def make_model(tmp_path: Path, activation: str, output: str | None, nouts: list[int]) -> Path:
+    model = nn.MLP(3, nouts, activation, output, rng=random.Random(7))  # type: ignore[arg-type]
+    for i, p in enumerate(model.parameters()):  # non-zero biases too
+        p.data += 0.01 * (i % 7) - 0.03
+    return nn.save(model, tmp_path / "model.json", {"task": {"kind": "test"}, "note": "é"})
+
+
+def chainrule_outputs(path: Path, inputs: np.ndarray) -> np.ndarray:
+    model = nn.load(path)
+    with no_grad():
+        outs = [model(row.tolist()) for row in inputs]
+    return np.array([[o.data] if isinstance(o, nn.Value) else [v.data for v in o] for o in outs])
+
+
+def inputs() -> np.ndarray:
+    return np.random.default_rng(0).normal(0.0, 2.0, size=(N_INPUTS, 3))
+
+
+@pytest.mark.parametrize(("activation", "output", "nouts"), CASES, ids=IDS)
+def test_pytorch_sequential_from_the_printed_lines_gives_the_same_outputs(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    activation: str,
+    output: str | None,
+    nouts: list[int],
+) -> None:
+    path = make_model(tmp_path, activation, output, nouts)
+    weights = tmp_path / "model.safetensors"
+    assert main(["export", str(path), "-o", str(weights)]) == 0
+    lines = capsys.readouterr().out.splitlines()[-3:]
+    assert lines[0] == "import torch; from safetensors.torch import load_file"
+    scope: dict[str, object] = {}
+    exec("\n".join(lines), scope)  # the three printed lines, as a user pastes them
+    sequential = scope["model"]
+    assert isinstance(sequential, torch.nn.Sequential)
+    x = inputs()
+    with torch.no_grad():
+        theirs = sequential(torch.from_numpy(x)).numpy()
+    ours = chainrule_outputs(path, x)
+    assert theirs.dtype == np.float64 and theirs.shape == ours.shape == (N_INPUTS, nouts[-1])
+    np.testing.assert_allclose(theirs, ours, rtol=0, atol=1e-12)
+    assert np.abs(ours).max() > 0.1  # the comparison is not of zeros
+
+
+@pytest.mark.parametrize(("activation", "output", "nouts"), CASES, ids=IDS)
+def test_onnx_through_onnxruntime_gives_the_same_outputs(
+    tmp_path: Path, activation: str, output: str | None, nouts: list[int]
+) -> None:
+    path = make_model(tmp_path, activation, output, nouts)
+    exported = tmp_path / "model.onnx"
+    assert main(["export", str(path), "--format", "onnx", "-o", str(exported)]) == 0
+    proto = onnx.load(str(exported))
+    onnx.checker.check_model(proto, full_check=True)
+    session = onnxruntime.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
+    x = inputs()
+    (theirs,) = session.run(["output"], {"input": x})
+    ours = chainrule_outputs(path, x)
+    assert theirs.dtype == np.float64 and theirs.shape == ours.shape
+    np.testing.assert_allclose(theirs, ours, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(("activation", "output", "nouts"), CASES, ids=IDS)
+def test_export_then_import_gives_identical_weights_and_metadata(
+    tmp_path: Path, activation: str, output: str | None, nouts: list[int]
+) -> None:
+    path = make_model(tmp_path, activation, output, nouts)
+    weights = tmp_path / "w.safetensors"
+    back = tmp_path / "back.json"
+    assert main(["export", str(path), "-o", str(weights)]) == 0
+    assert main(["import", str(weights), "-o", str(back)]) == 0
+    original, back_doc = json.loads(path.read_text()), json.loads(back.read_text())
+    assert back_doc == original  # architecture, every weight bit for bit, metadata
+    assert back.read_bytes() == path.read_bytes()
+
+
+def test_safetensors_keys_are_the_sequential_state_dict(tmp_path: Path) -> None:
+    path = make_model(tmp_path, "linear", "sigmoid", [4, 4, 1])
+    weights = tmp_path / "w.safetensors"
+    assert main(["export", str(path), "-o", str(weights)]) == 0
+    tensors = load_file(weights)
+    # linear hidden layers add no module: Linear, Linear, Linear, Sigmoid
+    assert sorted(tensors) == ["0.bias", "0.weight", "1.bias", "1.weight", "2.bias", "2.weight"]
+    assert tensors["0.weight"].shape == (4, 3) and tensors["0.weight"].dtype == np.float64
+    model = nn.load(path)
+    assert tensors["2.weight"].tolist() == [[w.data for w in model.layers[2].neurons[0].w]]
+
+
+def test_default_output_is_next_to_the_model(tmp_path: Path) -> None:
+    path = make_model(tmp_path, "relu", None, [3, 1])
+    assert main(["export", str(path)]) == 0
+    assert main(["export", str(path), "--format", "onnx"]) == 0
+    assert (tmp_path / "model.safetensors").stat().st_size > 0
+    onnx.checker.check_model(onnx.load(str(tmp_path / "model.onnx")))
+
+
+def test_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = make_model(tmp_path, "relu", None, [3, 1])
+    st = tmp_path / "m.safetensors"
+    assert main(["export", str(path), "-o", str(st)]) == 0
+    capsys.readouterr()
+    foreign = tmp_path / "foreign.safetensors"  # a valid safetensors file not from chainrule
+    save_file({"weight": np.zeros((2, 2))}, foreign)
+    wrong_shape = tmp_path / "shape.safetensors"
+    header = {"format": "chainrule.model", "version": "1"}
+    header["architecture"] = json.dumps(nn.load(path).architecture())
+    save_file({"0.weight": np.zeros((3, 2)), "0.bias": np.zeros(3)}, wrong_shape, header)
+    bad_shape = tmp_path / "shape2.safetensors"
+    good = load_file(st)
+    save_file({**good, "2.weight": np.zeros((1, 4))}, bad_shape, header)
+    truncated = tmp_path / "cut.safetensors"
+    truncated.write_bytes(st.read_bytes()[:50])
+    cases = [
+        (["export", str(path), "--format", "pickle"], "invalid choice"),
+        (["export", str(path), "-o", str(tmp_path / "x.onnx"), "--format", "safetensors"], "agree"),
+        (["export", str(tmp_path / "missing.json")], "no such model file"),
+        (["export", str(st)], "not a"),
+        (["export", str(path), "-o", str(tmp_path / "no" / "m.safetensors")], "does not exist"),
+        (["export", str(path), "-o", str(tmp_path)], "is a folder"),
+        (["import", str(path), "-o", str(tmp_path / "x.json")], "not a safetensors file"),
+        (["import", str(truncated), "-o", str(tmp_path / "x.json")], "not a safetensors file"),
+        (["import", str(foreign), "-o", str(tmp_path / "x.json")], "no chainrule architecture"),
+        (["import", str(wrong_shape), "-o", str(tmp_path / "x.json")], "expected the tensors"),
+        (["import", str(bad_shape), "-o", str(tmp_path / "x.json")], "expected float of shape"),
+        (["import", str(st), "-o", str(st)], "the file being imported"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, (argv, err)
+    assert not (tmp_path / "x.json").exists() and not (tmp_path / "x.onnx").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "cut.safetensors",
+        "foreign.safetensors",
+        "m.safetensors",
+        "model.json",
+        "shape.safetensors",
+        "shape2.safetensors",
+    ]
