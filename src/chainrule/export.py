@@ -29,7 +29,7 @@ from typing import Any
 
 from chainrule._io import atomic_write_bytes
 from chainrule.errors import ChainruleError
-from chainrule.nn import FORMAT, MAX_MODEL_BYTES, MAX_MODEL_PARAMETERS, MLP, VERSION
+from chainrule.nn import FORMAT, MAX_MODEL_BYTES, MLP, VERSION, check_architecture
 from chainrule.nn import ModelFileError as ModelFileError
 
 __all__ = [
@@ -253,37 +253,14 @@ def _from_safetensors(source: Path) -> tuple[MLP, dict[str, Any]]:
         raise ModelFileError(f"its metadata is not valid JSON ({exc.msg})") from None
     if not isinstance(metadata, dict):
         raise ModelFileError("its metadata must be a JSON object")
-    if not isinstance(arch, dict) or arch.get("type") != "MLP":
-        raise ModelFileError("the architecture must be an object with type 'MLP'")
-    nin, nouts = arch.get("nin"), arch.get("nouts")
-    activation, output_activation = arch.get("activation"), arch.get("output_activation")
-    sizes_ok = (
-        isinstance(nin, int)
-        and isinstance(nouts, list)
-        and nouts
-        and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in nouts)
-        and not isinstance(nin, bool)
-        and nin >= 1
+    nin, nouts, activation, output_activation = check_architecture(arch)
+    model = MLP(
+        nin,
+        nouts,
+        activation=activation,  # type: ignore[arg-type]  # both checked above
+        output_activation=output_activation,  # type: ignore[arg-type]
+        rng=random.Random(0),  # every parameter is overwritten below
     )
-    if not sizes_ok:
-        raise ModelFileError(f"invalid architecture: nin {nin!r:.20}, nouts {nouts!r:.40}")
-    assert isinstance(nin, int) and isinstance(nouts, list)
-    sizes = [nin, *nouts]
-    count = sum((sizes[i] + 1) * sizes[i + 1] for i in range(len(nouts)))
-    if count > MAX_MODEL_PARAMETERS:
-        raise ModelFileError(
-            f"the architecture has {count:,} parameters, more than chainrule loads"
-        )
-    try:
-        model = MLP(
-            nin,
-            nouts,
-            activation=activation,  # type: ignore[arg-type]  # checked by MLP
-            output_activation=output_activation,
-            rng=random.Random(0),  # every parameter is overwritten below
-        )
-    except (TypeError, ValueError) as exc:
-        raise ModelFileError(f"invalid architecture: {exc}"[:200]) from None
     expected: dict[str, tuple[int, ...]] = {}
     for layer, (index, _) in zip(model.layers, sequential_layout(model), strict=True):
         expected[f"{index}.weight"] = (layer.nout, layer.nin)

@@ -48,6 +48,7 @@ __all__ = [
     "Module",
     "Neuron",
     "RMSNorm",
+    "check_architecture",
     "cross_entropy",
     "load",
     "load_with_metadata",
@@ -821,8 +822,10 @@ def _read_model_text(source: Path) -> str:
         raise ModelFileError("not a model file (not UTF-8 text)") from None
 
 
-def _architecture(arch: object) -> tuple[int, list[int], str, str | None]:
-    """``nin, nouts, activation, output_activation``, checked without building anything."""
+def check_architecture(arch: object) -> tuple[int, list[int], str, str | None]:
+    """``nin, nouts, activation, output_activation`` of an MLP file's architecture, checked
+    without building anything (sizes, choices, the parameter cap); :class:`ModelFileError`
+    names what is wrong."""
     if isinstance(arch, dict) and arch.get("type") == "GPT":
         raise ModelFileError(
             "this is a GPT model file (chainrule gpt train); read it with chainrule.gpt.load, "
@@ -855,7 +858,7 @@ def _architecture(arch: object) -> tuple[int, list[int], str, str | None]:
 
 
 def _build(doc: dict[str, Any]) -> tuple[MLP, dict[str, Any]]:
-    nin, nouts, activation, output_activation = _architecture(doc.get("architecture"))
+    nin, nouts, activation, output_activation = check_architecture(doc.get("architecture"))
     metadata = doc.get("metadata", {})
     if not isinstance(metadata, dict):
         raise ModelFileError("metadata must be an object")
