@@ -95,6 +95,11 @@ def test_lr_find_writes_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         (["train", "--layers", "16,x"], "comma-separated list of layer sizes"),
         (["train", "--steps", "0"], "--steps: '0' must be at least 1"),
         (["train", "--classes", "3"], "has 2 classes"),
+        (["train", "--optimizer", "adam", "--momentum", "0.9"], "momentum applies to SGD only"),
+        (["train", "--optimizer", "adam", "--lr", "1.0"], "too large for Adam"),
+        (["train", "--momentum", "1"], "momentum must be in [0, 1)"),
+        (["train", "--patience", "3", "--test-fraction", "0"], "needs a test fraction above 0"),
+        (["train", "--patience", "0"], "--patience: '0' must be at least 1"),
         (["train", "--loss", "hinge", "--dataset", "spiral", "--classes", "3"], "softmax"),
         (["predict", "--model", "missing.json", "--input", "1,2"], "no such model file"),
         (["predict", "--input", "1,2"], "required: --model"),
@@ -137,6 +142,49 @@ def test_help_and_version() -> None:
     train_help = run("train", "--help").stdout
     for flag in ("--dataset", "--layers", "--optimizer", "--schedule", "--batch-size", "--seed"):
         assert flag in train_help
+
+
+def test_train_defaults_per_dataset_and_optimizer_shown_in_help() -> None:
+    from chainrule.cli import _config, build_parser
+
+    def config(*args: str):
+        return _config(build_parser().parse_args(["train", *args]))
+
+    moons, spiral, blobs = config(), config("--dataset", "spiral"), config("--dataset", "blobs")
+    assert (moons.samples, moons.classes, moons.test_fraction) == (100, 2, 0.2)
+    assert (spiral.samples, spiral.classes, blobs.classes) == (300, 3, 3)
+    assert (moons.lr, config("--optimizer", "adam").lr) == (1.0, 0.05)
+    given = config("--dataset", "spiral", "--samples", "90", "--classes", "4", "--lr", "0.2")
+    assert (given.samples, given.classes, given.lr) == (90, 4, 0.2)
+    assert config("--test-fraction", "0").test_fraction == 0.0
+    lr_find = _config(build_parser().parse_args(["lr-find"]))
+    assert lr_find.test_fraction == 0.0  # lr-find compares training losses: it keeps all
+    text = " ".join(run("train", "--help").stdout.split())
+    for shown in ("blobs, spiral 3", "spiral 300", "sgd 1, adam 0.05", "(0.2)", "--patience N"):
+        assert shown in text
+
+
+def test_train_holds_out_a_fifth_and_reports_test_figures(tmp_path: Path, capsys) -> None:
+    args = ["train", "--samples", "40", "--layers", "4", "--steps", "3", "--eval-every", "2"]
+    args += ["--patience", "50"]
+    assert main([*args, "--no-progress", "--out", str(tmp_path)]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["config"]["test_fraction"] == 0.2 and metrics["config"]["patience"] == 50
+    assert metrics["evaluations"]["step"] == [2, 3]
+    assert metrics["stopped_early"] is False and metrics["best_step"] in (2, 3)
+    line = capsys.readouterr().out.splitlines()[0]
+    assert f"test accuracy {metrics['test_accuracy']:.1%}" in line
+    assert f"test loss {metrics['test_loss']:.4f}" in line and "stopped early" not in line
+
+
+def test_train_says_when_it_stopped_early(tmp_path: Path, capsys) -> None:
+    args = "train --samples 40 --layers 32,32 --steps 300 --eval-every 5 --patience 3"
+    assert main([*args.split(), "--no-progress", "--out", str(tmp_path)]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["stopped_early"] is True
+    line = capsys.readouterr().out.splitlines()[0]
+    assert f"for {metrics['steps']} steps" in line
+    assert f"stopped early; kept the weights of step {metrics['best_step']}" in line
 
 
 # -- chainrule graph ----------------------------------------------------------------------

@@ -74,6 +74,63 @@ def test_minibatches_and_held_out_data() -> None:
     assert metrics["test_accuracy"] >= 0.7 and metrics["accuracy"] > 0.75
 
 
+def test_the_demo_holds_nothing_out_and_records_no_evaluations() -> None:
+    assert demo_config().test_fraction == 0.0
+    result = train(TrainConfig(steps=5, samples=30, hidden=(4,)))
+    assert result.X_test == [] and len(result.X) == 30
+    metrics = result.metrics()
+    assert "evaluations" not in metrics and "test_accuracy" not in metrics
+
+
+HELD_OUT = {"samples": 50, "hidden": (8,), "test_fraction": 0.2, "lr": 0.5}
+
+
+def test_held_out_evaluations_every_k_steps_and_the_last() -> None:
+    result = train(TrainConfig(**HELD_OUT, steps=25, eval_every=10))
+    metrics = result.metrics()
+    ev = metrics["evaluations"]
+    assert ev["step"] == [10, 20, 25]
+    assert all(len(ev[key]) == 3 for key in ev)
+    assert metrics["stopped_early"] is False and metrics["best_step"] in ev["step"]
+    # the last evaluation is the final model's, computed here independently (no L2 term)
+    task, model = result.task, result.model
+    for X, y, kind in ((result.X, result.y, "train"), (result.X_test, result.y_test, "test")):
+        with no_grad():
+            outputs = [model(x) for x in X]
+            loss = task.loss_value(outputs, task.targets(y)).data
+        right = sum(task.predict(o)[0] == c for o, c in zip(outputs, y, strict=True))
+        assert ev[f"{kind}_loss"][-1] == loss and ev[f"{kind}_accuracy"][-1] == right / len(y)
+    assert (metrics["test_loss"], metrics["test_accuracy"]) == (
+        ev["test_loss"][-1],
+        ev["test_accuracy"][-1],
+    )
+    assert metrics["accuracy"] == ev["train_accuracy"][-1]
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_evaluating_does_not_change_the_training(compiled: bool) -> None:
+    every = train(TrainConfig(**HELD_OUT, steps=12, eval_every=1, compiled=compiled))
+    never = train(TrainConfig(**HELD_OUT, steps=12, eval_every=100, compiled=compiled))
+    assert len(every.evaluations.step) == 12 and never.evaluations.step == [12]
+    assert every.history.loss == never.history.loss
+    assert [p.data for p in every.model.parameters()] == [p.data for p in never.model.parameters()]
+
+
+def test_patience_stops_early_and_keeps_the_best_weights() -> None:
+    config = TrainConfig(samples=40, hidden=(32, 32), steps=300, test_fraction=0.2, eval_every=5)
+    config.patience = 3
+    result = train(config)
+    metrics = result.metrics()
+    ev = metrics["evaluations"]
+    assert metrics["stopped_early"] is True and metrics["steps"] < 300
+    assert metrics["steps"] == ev["step"][-1] == len(result.history.loss)
+    best = ev["test_loss"].index(min(ev["test_loss"]))
+    assert metrics["best_step"] == ev["step"][best]
+    assert len(ev["step"]) - 1 - best == 3  # three evaluations without improvement
+    assert metrics["test_loss"] == ev["test_loss"][best]  # the best weights were put back
+    assert metrics["test_loss"] < ev["test_loss"][0]
+
+
 def test_lr_find_shows_divergence_at_large_learning_rates() -> None:
     found = lr_find(demo_config(), lr_min=1e-2, lr_max=1e4, num=7, steps=10)
     assert found.lrs[0] == 1e-2 and math.isclose(found.lrs[-1], 1e4)
@@ -221,6 +278,12 @@ def test_lr_find_never_suggests_a_range_holding_a_diverged_rate(monkeypatch) -> 
         ({"samples": 3, "test_fraction": 0.9}, "leaves none to train on"),
         ({"optimizer": "lbfgs"}, "unknown optimizer 'lbfgs'"),
         ({"momentum": -1.0}, "momentum must be"),
+        ({"momentum": 1.0}, r"momentum must be in \[0, 1\)"),
+        ({"optimizer": "adam", "lr": 0.05, "momentum": 0.9}, "momentum applies to SGD only"),
+        ({"optimizer": "adam", "lr": 1.0}, "too large for Adam"),
+        ({"patience": 3}, "needs a test fraction above 0"),
+        ({"patience": 0, "test_fraction": 0.2}, "patience must be at least 1"),
+        ({"eval_every": 0}, "eval_every must be at least 1"),
     ],
 )
 def test_bad_configurations_are_config_errors_before_any_work(changes, words) -> None:

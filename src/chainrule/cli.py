@@ -119,26 +119,64 @@ def _row(text: str) -> list[float]:
 # -- commands -----------------------------------------------------------------------------
 
 
-def _training_flags(p: argparse.ArgumentParser, out: str) -> None:
+#: The share of the data `chainrule train` holds out for testing unless told otherwise.
+DEFAULT_TEST_FRACTION = 0.2
+
+
+def _per_dataset(key: str) -> str:
+    """``moons, circles 100; spiral 300``: a per-dataset default, for --help."""
+    from chainrule.training import DATASET_DEFAULTS
+
+    groups: dict[int, list[str]] = {}
+    for name, values in DATASET_DEFAULTS.items():
+        groups.setdefault(values[key], []).append(name)
+    return "; ".join(f"{', '.join(names)} {value}" for value, names in groups.items())
+
+
+def _training_flags(p: argparse.ArgumentParser, out: str, held_out: bool = True) -> None:
+    """The flags of a training run. ``held_out``: --test-fraction defaults to
+    :data:`DEFAULT_TEST_FRACTION` and --eval-every and --patience exist."""
     from chainrule.data import DATASETS
     from chainrule.nn import ACTIVATIONS, INITS
     from chainrule.optim import SCHEDULES
-    from chainrule.training import LOSSES, OPTIMIZERS, TrainConfig
+    from chainrule.training import DEFAULT_LR, LOSSES, OPTIMIZERS, TrainConfig
 
     d = TrainConfig()
     g = p.add_argument_group("data")
     g.add_argument("--dataset", choices=tuple(DATASETS), default=d.dataset, help="%(default)s")
-    g.add_argument("--samples", type=_count(2), default=d.samples, help="points (%(default)s)")
+    g.add_argument(
+        "--samples", type=_count(2), default=None, help=f"points ({_per_dataset('samples')})"
+    )
     g.add_argument("--noise", type=_non_negative, default=d.noise, help="noise (%(default)s)")
     g.add_argument(
-        "--classes", type=_count(2), default=d.classes, help="classes, blobs/spiral (%(default)s)"
+        "--classes",
+        type=_count(2),
+        default=None,
+        help=f"classes; only blobs and spiral have more than 2 ({_per_dataset('classes')})",
     )
     g.add_argument(
         "--test-fraction",
         type=_non_negative,
-        default=d.test_fraction,
-        help="share of the data held out for testing (%(default)s)",
+        default=DEFAULT_TEST_FRACTION if held_out else 0.0,
+        help="share of the data held out for testing; 0 trains on all of it (%(default)s)",
     )
+    if held_out:
+        g.add_argument(
+            "--eval-every",
+            type=_count(1),
+            default=d.eval_every,
+            metavar="K",
+            help="with held-out data: loss and accuracy on the training and test sets "
+            "after every K steps and the last, into metrics.json (%(default)s)",
+        )
+        g.add_argument(
+            "--patience",
+            type=_count(1),
+            default=None,
+            metavar="N",
+            help="stop when the test loss has not improved for N evaluations and keep "
+            "the weights of the best one (off)",
+        )
     g = p.add_argument_group("model")
     g.add_argument(
         "--layers",
@@ -158,8 +196,11 @@ def _training_flags(p: argparse.ArgumentParser, out: str) -> None:
     )
     g.add_argument("--l2", type=_non_negative, default=d.l2, help="L2 weight (%(default)s)")
     g.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="%(default)s")
-    g.add_argument("--lr", type=_positive, default=d.lr, help="learning rate (%(default)s)")
-    g.add_argument("--momentum", type=_non_negative, default=d.momentum, help="SGD (%(default)s)")
+    lrs = ", ".join(f"{name} {lr:g}" for name, lr in DEFAULT_LR.items())
+    g.add_argument("--lr", type=_positive, default=None, help=f"learning rate ({lrs})")
+    g.add_argument(
+        "--momentum", type=_non_negative, default=d.momentum, help="SGD only, [0, 1) (%(default)s)"
+    )
     g.add_argument("--schedule", choices=SCHEDULES, default=d.schedule, help="%(default)s")
     g.add_argument("--steps", type=_count(1), default=d.steps, help="steps (%(default)s)")
     g.add_argument("--batch-size", type=_count(1), default=None, help="examples per step (all)")
@@ -187,10 +228,17 @@ def _eager_flag(p: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace) -> Any:
-    from chainrule.training import TrainConfig
+    """The run's :class:`TrainConfig`: the flags given, and the per-dataset and
+    per-optimiser defaults for --samples, --classes and --lr when they are not."""
+    from chainrule.training import DATASET_DEFAULTS, DEFAULT_LR, TrainConfig
 
     fields = TrainConfig.__dataclass_fields__
-    config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    defaults: dict[str, Any] = {
+        **DATASET_DEFAULTS.get(args.dataset, {}),
+        "lr": DEFAULT_LR[args.optimizer],
+    }
+    config = TrainConfig(**{**defaults, **given})
     config.compiled = not args.eager
     return config
 
@@ -233,7 +281,13 @@ def _run_training(config: Any, out: Path, progress: bool) -> int:
             title=f"{config.dataset}: {metrics['accuracy']:.0%} training accuracy",
         )
     files = [out / name for name in RUN_FILES]
-    test = f", test accuracy {metrics['test_accuracy']:.1%}" if "test_accuracy" in metrics else ""
+    test = ""
+    if "test_accuracy" in metrics:
+        test = (
+            f"; test loss {metrics['test_loss']:.4f}, test accuracy {metrics['test_accuracy']:.1%}"
+        )
+        if metrics["stopped_early"]:
+            test += f" (stopped early; kept the weights of step {metrics['best_step']})"
     print(
         f"trained {metrics['parameters']} parameters for {metrics['steps']} steps in "
         f"{metrics['seconds']:.1f} s ({metrics['engine']}): loss {metrics['loss']:.4f}, "
@@ -620,7 +674,7 @@ trained with (stored in model.json):
         description="Train briefly at each of several learning rates from the same start, "
         "plot the final loss against the learning rate, and suggest a range.",
     )
-    _training_flags(p, "runs/lr-find")
+    _training_flags(p, "runs/lr-find", held_out=False)
     p.add_argument("--min-lr", type=_positive, default=1e-3, help="smallest lr (%(default)s)")
     p.add_argument("--max-lr", type=_positive, default=1e3, help="largest lr (%(default)s)")
     p.add_argument("--num", type=_count(2), default=13, help="learning rates (%(default)s)")

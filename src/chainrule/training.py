@@ -32,10 +32,13 @@ from chainrule.nn import ACTIVATIONS, DEFAULT_ACTIVATION, INITS, MLP, ModelFileE
 from chainrule.optim import SCHEDULES, SGD, Adam, Optimizer, make_schedule
 
 __all__ = [
+    "DATASET_DEFAULTS",
+    "DEFAULT_LR",
     "DIVERGENCE_FACTOR",
     "LOSSES",
     "OPTIMIZERS",
     "ConfigError",
+    "Evaluations",
     "GPTConfig",
     "GPTResult",
     "History",
@@ -57,6 +60,23 @@ OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
 #: this many times its first value (or 1, whichever is larger): the losses here start
 #: near 1 (hinge, mse) or log(classes) (cross-entropy), so such a loss has blown up.
 DIVERGENCE_FACTOR = 1e6
+
+#: What ``chainrule train`` uses for ``samples`` and ``classes`` when they are not given:
+#: blobs and spiral are three-class sets, and three spiral arms need more than 100 points.
+DATASET_DEFAULTS: dict[str, dict[str, int]] = {
+    "moons": {"samples": 100, "classes": 2},
+    "xor": {"samples": 100, "classes": 2},
+    "circles": {"samples": 100, "classes": 2},
+    "blobs": {"samples": 100, "classes": 3},
+    "spiral": {"samples": 300, "classes": 3},
+}
+
+#: The learning rate ``chainrule train`` uses when none is given, per optimiser: plain
+#: SGD moves by lr x gradient, Adam by about lr per weight whatever the gradient's size.
+DEFAULT_LR: dict[str, float] = {"sgd": 1.0, "adam": 0.05}
+
+#: Adam's step is about ``lr`` in every weight: from this rate up it only jumps about.
+ADAM_MAX_LR = 1.0
 
 
 class ConfigError(ChainruleError, ValueError):
@@ -167,7 +187,9 @@ class TrainConfig:
     steps: int = 100
     batch_size: int | None = None
     seed: int = 1337
-    test_fraction: float = 0.0
+    test_fraction: float = 0.0  # `chainrule train` holds out 0.2; the demo keeps all
+    eval_every: int = 10  # with held-out data: evaluate after every this many steps and the last
+    patience: int | None = None  # stop after this many evaluations without a better test loss
     compiled: bool = True  # replay the step with chainrule.compile; False: the eager engine
 
     def validate(self) -> None:
@@ -196,8 +218,27 @@ class TrainConfig:
             raise ConfigError(f"lr must be a positive number, got {self.lr}")
         if not (math.isfinite(self.l2) and self.l2 >= 0):
             raise ConfigError(f"l2 must be a number >= 0, got {self.l2}")
-        if not (math.isfinite(self.momentum) and self.momentum >= 0):
-            raise ConfigError(f"momentum must be a number >= 0, got {self.momentum}")
+        if not (math.isfinite(self.momentum) and 0 <= self.momentum < 1):
+            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.optimizer == "adam" and self.momentum:
+            raise ConfigError(
+                "momentum applies to SGD only; Adam keeps its own running averages "
+                "(drop --momentum, or use --optimizer sgd)"
+            )
+        if self.optimizer == "adam" and self.lr >= ADAM_MAX_LR:
+            raise ConfigError(
+                f"lr {self.lr:g} is too large for Adam, which moves every weight by about "
+                f"lr per step; try 0.001 to 0.1 (default {DEFAULT_LR['adam']:g})"
+            )
+        if self.eval_every < 1:
+            raise ConfigError(f"eval_every must be at least 1, got {self.eval_every}")
+        if self.patience is not None:
+            if self.patience < 1:
+                raise ConfigError(f"patience must be at least 1, got {self.patience}")
+            if not self.test_fraction:
+                raise ConfigError(
+                    "patience watches the held-out loss: it needs a test fraction above 0"
+                )
         if not (math.isfinite(self.noise) and self.noise >= 0):
             raise ConfigError(f"noise must be a number >= 0, got {self.noise}")
         if self.classes < 2:
@@ -231,8 +272,9 @@ class TrainConfig:
 
 def demo_config() -> TrainConfig:
     """The reference demo: 100 moons points (noise 0.1, seed 1337), MLP 2-16-16-1 ReLU,
-    hinge loss + 1e-4·L2, SGD with lr decaying linearly 1.0 → 0.1, 100 full-batch steps."""
-    return TrainConfig()
+    hinge loss + 1e-4·L2, SGD with lr decaying linearly 1.0 → 0.1, 100 full-batch steps,
+    every point used for training (no held-out set)."""
+    return TrainConfig(test_fraction=0.0)
 
 
 @dataclass
@@ -242,6 +284,18 @@ class History:
     loss: list[float] = field(default_factory=list)
     accuracy: list[float] = field(default_factory=list)
     lr: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Evaluations:
+    """With held-out data, per evaluation (after ``step`` updates, no graph recorded):
+    the loss (without the L2 term) and accuracy of the whole training and test sets."""
+
+    step: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    train_accuracy: list[float] = field(default_factory=list)
+    test_loss: list[float] = field(default_factory=list)
+    test_accuracy: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -257,6 +311,9 @@ class TrainResult:
     y_test: list[int]
     compile_report: str = ""
     accuracy: float | None = None  # of the final model on X (train() fills it in)
+    evaluations: Evaluations = field(default_factory=Evaluations)
+    stopped_early: bool = False
+    best_step: int | None = None  # of the best test loss; with patience, its weights are kept
 
     def metrics(self) -> dict[str, Any]:
         """The run's figures, JSON-ready: final loss and accuracy, steps, time, config."""
@@ -274,7 +331,12 @@ class TrainResult:
             "config": {**asdict(self.config), "hidden": list(self.config.hidden)},
         }
         if self.X_test:
-            out["test_accuracy"] = evaluate(self.model, self.task, self.X_test, self.y_test)
+            test_loss, test_accuracy = _measure(self.model, self.task, self.X_test, self.y_test)
+            out["test_loss"] = test_loss
+            out["test_accuracy"] = test_accuracy
+            out["evaluations"] = asdict(self.evaluations)
+            out["stopped_early"] = self.stopped_early
+            out["best_step"] = self.best_step
         return out
 
 
@@ -290,6 +352,17 @@ def evaluate(model: MLP, task: Task, X: Sequence[Sequence[float]], y: Sequence[i
     with no_grad():
         predicted = [task.predict(model(x))[0] for x in X]
     return losses.accuracy(predicted, list(y))
+
+
+def _measure(
+    model: MLP, task: Task, X: Sequence[Sequence[float]], y: Sequence[int]
+) -> tuple[float, float]:
+    """The loss (without L2) and the accuracy of ``model`` on ``X``, no graph recorded."""
+    with no_grad():
+        outputs = [model(x) for x in X]
+        loss = task.loss_value(outputs, task.targets(y)).data
+    predicted = [task.predict(o)[0] for o in outputs]
+    return loss, losses.accuracy(predicted, list(y))
 
 
 def build(config: TrainConfig) -> tuple[MLP, Task, list[list[float]], list[int]]:
@@ -315,6 +388,12 @@ def make_optimizer(config: TrainConfig, model: MLP) -> Optimizer:
 
 def train(config: TrainConfig, progress: bool = False) -> TrainResult:
     """Run ``config``; with ``progress`` a bar shows the loss and accuracy as it goes.
+
+    With held-out data (``test_fraction`` > 0) the model is evaluated, with no graph
+    recorded, after every ``eval_every`` steps and after the last: loss and accuracy
+    on the whole training and test sets (:class:`Evaluations`). With ``patience`` the
+    run stops once the test loss has not improved for that many evaluations in a row,
+    and the weights of the best evaluation are put back (``best_step`` records it).
 
     Divergence stops the run with :class:`~chainrule.errors.DivergedError` (naming the
     step and suggesting a smaller learning rate) instead of returning a useless model:
@@ -353,6 +432,9 @@ def train(config: TrainConfig, progress: bool = False) -> TrainResult:
     schedule = make_schedule(config.schedule, config.lr, config.steps)
     batch_rng = random.Random(config.seed + 1)
     history = History()
+    evaluations = Evaluations()
+    best_loss, best_step, best_weights = math.inf, None, [p.data for p in params]
+    since_best, stopped_early = 0, False
     bar = progress_bar(config.steps) if progress else None
     start = time.perf_counter()
     k = 0
@@ -376,7 +458,26 @@ def train(config: TrainConfig, progress: bool = False) -> TrainResult:
             if bar is not None:
                 bar.set_postfix(loss=f"{loss.data:.4f}", accuracy=f"{acc:.0%}", refresh=False)
                 bar.update()
-        k = config.steps
+            if X_test and ((k + 1) % config.eval_every == 0 or k + 1 == config.steps):
+                train_loss, train_acc = _measure(model, task, X, y)
+                test_loss, test_acc = _measure(model, task, X_test, y_test)
+                evaluations.step.append(k + 1)
+                evaluations.train_loss.append(train_loss)
+                evaluations.train_accuracy.append(train_acc)
+                evaluations.test_loss.append(test_loss)
+                evaluations.test_accuracy.append(test_acc)
+                if test_loss < best_loss:
+                    best_loss, best_step, best_weights = test_loss, k + 1, [p.data for p in params]
+                    since_best = 0
+                else:
+                    since_best += 1
+                    if config.patience is not None and since_best >= config.patience:
+                        stopped_early = True
+                        break
+        k = len(history.loss)
+        if config.patience is not None and best_step is not None:
+            for p, w in zip(params, best_weights, strict=True):  # the best test loss's weights
+                p.data = w
         final_accuracy = evaluate(model, task, X, y)  # also proves the final model computes
     except (ArithmeticError, DomainError) as exc:  # overflow, inf - inf, ... in the numbers
         if isinstance(exc, DivergedError) or not history.loss:
@@ -390,7 +491,20 @@ def train(config: TrainConfig, progress: bool = False) -> TrainResult:
     seconds = time.perf_counter() - start
     report = step.explain() if config.compiled else ""
     return TrainResult(
-        model, config, task, history, seconds, X, y, X_test, y_test, report, final_accuracy
+        model,
+        config,
+        task,
+        history,
+        seconds,
+        X,
+        y,
+        X_test,
+        y_test,
+        report,
+        final_accuracy,
+        evaluations,
+        stopped_early,
+        best_step,
     )
 
 
@@ -452,7 +566,8 @@ def lr_find(
     lrs = [lr_min * ratio**i for i in range(num)]
     finals = []
     for lr in lrs:
-        run = TrainConfig(**{**asdict(config), "lr": lr, "steps": steps, "schedule": "constant"})
+        changes = {"lr": lr, "steps": steps, "schedule": "constant", "patience": None}
+        run = TrainConfig(**{**asdict(config), **changes})
         try:
             result = train(run)
             first, last = result.history.loss[0], result.history.loss[-1]
