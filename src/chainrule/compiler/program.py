@@ -207,7 +207,7 @@ class CompiledFunction:
             with self._lock:
                 program = self._programs.get(key)
                 if program is None:
-                    program = _build(self, arrays)
+                    program = _Program(self, arrays)
                     self._programs[key] = program
                     self._warn_if_retracing()
         return program
@@ -514,7 +514,3 @@ def _location(fn: Any) -> str:
     if code is None:
         return "?"
     return f"{code.co_filename}:{code.co_firstlineno}"
-
-
-def _build(owner: CompiledFunction, arrays: list[Array]) -> _Program:
-    return _Program(owner, arrays)
