@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chainrule import Value
+from chainrule import Value, backward_steps, topological_order
 
 BINARY = ("add", "sub", "mul", "div", "pow")
 UNARY = ("neg", "tanh", "sigmoid", "relu", "exp", "log", "square", "sqrt", "recip")
@@ -83,3 +84,49 @@ def test_random_graph_matches_torch(leaf_values, program) -> None:
     for v, t in zip(ours, theirs, strict=True):
         expected = 0.0 if t.grad is None else t.grad.item()
         assert math.isclose(v.grad, expected, rel_tol=1e-8, abs_tol=1e-8 * (1 + abs(expected)))
+
+
+def build(leaf_values, program) -> tuple[list[Value], Value]:
+    """Leaves and the output of one random program, on chainrule Values."""
+    leaves_ = [Value(v) for v in leaf_values]
+    nodes = list(leaves_)
+    for op, i, j in program:
+        a, b = nodes[i % len(nodes)], nodes[j % len(nodes)]
+        nodes.append(apply(safe(op, a.data, b.data), a, b))
+    return leaves_, nodes[-1] + nodes[len(nodes) // 2]
+
+
+@given(leaves, st.lists(instruction, min_size=1, max_size=25))
+def test_backward_steps_is_backward_one_node_at_a_time(leaf_values, program) -> None:
+    """Every node once, in reverse topological order; the same gradients, bit for bit;
+    each term is local × upstream, and the running sums end at the final gradients."""
+    _, out = build(leaf_values, program)
+    out.backward()
+    expected = [v.grad for v in topological_order(out)]
+    fresh, out2 = build(leaf_values, program)
+    steps = list(backward_steps(out2))
+    order = topological_order(out2)
+    assert [s.node for s in steps] == order[::-1]
+    assert [v.grad for v in order] == expected
+    assert steps[0].grad == 1.0
+    last: dict[int, float] = {}
+    for step in steps:
+        assert step.grad == step.node.grad  # final when the node comes up
+        assert len(step.terms) == len(step.node._prev)
+        for term, p in zip(step.terms, step.node._prev, strict=True):
+            assert term.input is p
+            assert term.contribution == term.local * term.upstream
+            assert term.before == last.get(id(p), 0.0)
+            last[id(p)] = term.after
+    assert all(last[id(v)] == v.grad for v in fresh if id(v) in last)
+
+
+def test_backward_steps_stops_where_it_is_asked_to() -> None:
+    x = Value(2.0)
+    y = (x * 3.0).tanh()
+    steps = backward_steps(y)
+    first = next(steps)
+    assert first.node is y and first.terms[0].after == first.terms[0].local
+    assert x.grad == 0.0  # not reached yet
+    with pytest.raises(TypeError, match="root must be a Value"):
+        next(backward_steps(2.0))  # type: ignore[arg-type]

@@ -17,7 +17,10 @@ derivative, are added with :func:`register_op` or the decorator :func:`op`.
 
 from chainrule.custom import op, register_op, unregister_op
 from chainrule.engine import (
+    BackwardStep,
+    BackwardTerm,
     Value,
+    backward_steps,
     clamp,
     dot,
     enable_grad,
@@ -61,6 +64,8 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "BackwardStep",
+    "BackwardTerm",
     "ChainruleError",
     "CompileError",
     "CompileWarning",
@@ -71,6 +76,7 @@ __all__ = [
     "NumericOverflowError",
     "Value",
     "__version__",
+    "backward_steps",
     "clamp",
     "compile",
     "dot",

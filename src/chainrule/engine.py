@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Sequence
-from typing import Any, TypeAlias
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple, TypeAlias
 
 from chainrule.errors import (
     ChainruleError,
@@ -40,7 +40,10 @@ from chainrule.grad_mode import (
 )
 
 __all__ = [
+    "BackwardStep",
+    "BackwardTerm",
     "Value",
+    "backward_steps",
     "clamp",
     "dot",
     "enable_grad",
@@ -1106,3 +1109,66 @@ def gradients(root: Value, wrt: Sequence[Value]) -> list[Value]:
                 adjoint[p] = contribution if before is None else before + contribution
     zero = _lift(0.0)
     return [adjoint.get(w, zero) for w in wrt]  # type: ignore[misc]
+
+
+class BackwardTerm(NamedTuple):
+    """One chain-rule term of a :class:`BackwardStep`: what a node passes to one input.
+
+    ``contribution = local * upstream`` is added to the input's gradient, which goes
+    from ``before`` to ``after``; an input used twice (``a * a``, or by two nodes)
+    gets several terms, and ``before`` shows the running sum.
+    """
+
+    input: Value
+    local: float  # ∂node/∂input, from the rule table
+    upstream: float  # ∂root/∂node: the node's final gradient
+    contribution: float
+    before: float
+    after: float
+
+
+class BackwardStep(NamedTuple):
+    """One node of a backward pass: the node, its final gradient and its terms (none for a leaf)."""
+
+    node: Value
+    grad: float
+    terms: tuple[BackwardTerm, ...]
+
+
+def backward_steps(root: Value) -> Iterator[BackwardStep]:
+    """:meth:`Value.backward`, one node at a time: for seeing the chain rule at work.
+
+    Yields a :class:`BackwardStep` for every node ``root`` depends on, in reverse
+    topological order (``root`` first): when a node comes up, every node that uses it
+    is done, so its gradient is final; the step then adds ``local * upstream`` to each
+    input's gradient, with ``local`` from the same rule table ``backward()`` uses.
+    Gradients are set exactly as ``backward()`` sets them (seeded with 1 at ``root``,
+    intermediate nodes afresh, leaves accumulating), as each step is taken; stopping
+    early leaves a partial pass.
+
+    >>> a = Value(3.0, label="a")
+    >>> steps = list(backward_steps(a * a))
+    >>> [(t.local, t.before, t.after) for t in steps[0].terms]
+    [(3.0, 0.0, 3.0), (3.0, 3.0, 6.0)]
+    >>> a.grad
+    6.0
+    """
+    if not isinstance(root, Value):
+        raise TypeError(f"backward_steps: root must be a Value, got {type(root).__name__}")
+    order = topological_order(root)
+    for node in order:
+        if node._prev:
+            node.grad = 0.0
+    root.grad += 1.0
+    for node in reversed(order):
+        g = node.grad
+        if not _isfinite(g) and type(node) is not _Constant:
+            raise _gradient_error(order, node)
+        terms: list[BackwardTerm] = []
+        if node._prev:
+            local = _RULES[node._op]([p.data for p in node._prev], node.data, node._arg)
+            for p, d in zip(node._prev, local, strict=True):
+                before = p.grad
+                p.grad = before + d * g
+                terms.append(BackwardTerm(p, d, g, d * g, before, p.grad))
+        yield BackwardStep(node, g, tuple(terms))
