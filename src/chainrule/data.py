@@ -5,8 +5,17 @@ integer class labels ``0 .. k-1``. Use :func:`to_signed` for the ±1 labels that
 hinge loss wants, and :func:`train_test_split` to hold data out.
 
 ``moons`` reproduces scikit-learn's ``make_moons`` point for point (same algorithm and
-the same NumPy legacy random stream), so ``moons(100, noise=0.1, seed=1337)`` is the
-reference demo's dataset exactly.
+the same random stream), so ``moons(100, noise=0.1, seed=1337)`` is the reference demo's
+dataset exactly.
+
+The random stream is NumPy's legacy ``np.random.RandomState(seed)`` (the one
+scikit-learn draws from), reproduced bit for bit in pure Python by
+:class:`_LegacyRandomState`: this module needs only the standard library (it runs in
+Pyodide, in the browser), and every generator returns exactly the numbers the NumPy
+version of it did. Sines, cosines and logarithms come from :mod:`math`, that is from the
+platform's C library, as NumPy's do: on one platform the numbers are NumPy's bit for bit;
+another C library (Pyodide's, for one) rounds a few percent of the sines and cosines, and
+rarely a logarithm, differently in the last bit or two.
 
 :func:`names` is the one dataset that is not generated: 30,869 US first names that
 ship inside the package (public-domain Social Security Administration data; source,
@@ -16,11 +25,11 @@ licence and the exact transformation in ``datasets/NAMES-SOURCE.md`` beside the 
 from __future__ import annotations
 
 import math
+import operator
 import random
 from collections.abc import Callable, Sequence
 from importlib import resources
-
-import numpy as np
+from typing import TypeVar
 
 __all__ = [
     "DATASETS",
@@ -38,6 +47,131 @@ __all__ = [
 ]
 
 Dataset = tuple[list[list[float]], list[int]]
+_T = TypeVar("_T")
+
+_MT_N = 624  # MT19937's state: 624 words of 32 bits
+_MASK32 = 0xFFFFFFFF
+
+
+class _LegacyRandomState:
+    """NumPy's legacy ``RandomState(seed)`` stream, the draws the generators make.
+
+    The generator is MT19937, the Mersenne Twister that Python's :class:`random.Random`
+    also runs; only the seeding differs. NumPy seeds an integer ``s`` with the
+    reference ``init_genrand``: ``mt[0] = s`` and
+    ``mt[i] = (1812433253 * (mt[i-1] ^ (mt[i-1] >> 30)) + i) mod 2**32``, which is
+    installed here as the state of a :class:`random.Random`. From there the two agree:
+    ``getrandbits(32)`` is NumPy's 32-bit output, and ``random()`` is its
+    ``random_sample``, ``(a * 2**26 + b) / 2**53`` with ``a``, ``b`` the top 27 and
+    26 bits of two outputs. On top of those:
+
+    * :meth:`gauss`: the polar Box-Muller method. Draw ``x1, x2`` uniform in
+      ``[-1, 1)`` until ``0 < r2 = x1**2 + x2**2 < 1``; with
+      ``f = sqrt(-2 log(r2) / r2)`` return ``f * x2`` and keep ``f * x1`` for the next
+      call.
+    * :meth:`normal`: ``0.0 + scale * gauss()`` (loc is 0).
+    * :meth:`interval`: a uniform integer in ``[0, high]`` by masked rejection: mask
+      the output to the smallest all-ones ``2**k - 1 >= high`` and redraw while above.
+    * :meth:`shuffle`: Fisher-Yates from the end, ``j = interval(i)`` for
+      ``i = n-1 .. 1``; :meth:`permutation` shuffles ``0 .. n-1``.
+
+    ``seed=None`` seeds from the operating system's entropy (like NumPy, though not its
+    values); an integer seed must be in ``[0, 2**32 - 1]``, as NumPy requires.
+    """
+
+    __slots__ = ("_bits", "_gauss")
+
+    def __init__(self, seed: int | None) -> None:
+        self._bits = random.Random()  # seeded from OS entropy; replaced for a given seed
+        self._gauss: float | None = None  # the polar method's second value, kept
+        if seed is not None:
+            try:
+                word = operator.index(seed)
+            except TypeError:
+                raise TypeError(f"seed must be an integer or None, got {seed!r}") from None
+            if not 0 <= word <= _MASK32:
+                raise ValueError("Seed must be between 0 and 2**32 - 1")
+            state = [word]
+            for i in range(1, _MT_N):
+                word = (1812433253 * (word ^ (word >> 30)) + i) & _MASK32
+                state.append(word)
+            # position 624: the whole state is used up, so the next draw twists it first
+            self._bits.setstate((3, (*state, _MT_N), None))
+
+    def random_sample(self) -> float:
+        """A uniform float in ``[0, 1)`` with 53 random bits."""
+        return self._bits.random()
+
+    def gauss(self) -> float:
+        """A standard normal draw (the polar method; see the class docstring)."""
+        kept = self._gauss
+        if kept is not None:
+            self._gauss = None
+            return kept
+        uniform = self._bits.random
+        while True:
+            x1 = 2.0 * uniform() - 1.0
+            x2 = 2.0 * uniform() - 1.0
+            r2 = x1 * x1 + x2 * x2
+            if r2 < 1.0 and r2 != 0.0:
+                break
+        f = math.sqrt(-2.0 * math.log(r2) / r2)
+        self._gauss = f * x1
+        return f * x2
+
+    def normal(self, scale: float, size: int) -> list[float]:
+        """``size`` draws from a normal of mean 0 and std ``scale``, in NumPy's order."""
+        gauss = self.gauss
+        return [0.0 + scale * gauss() for _ in range(size)]
+
+    def interval(self, high: int) -> int:
+        """A uniform integer in ``[0, high]`` (masked rejection sampling)."""
+        if high == 0:
+            return 0
+        mask = (1 << high.bit_length()) - 1
+        draw = self._bits.getrandbits
+        if high <= _MASK32:
+            while (value := draw(32) & mask) > high:
+                pass
+        else:  # a 64-bit output is the first 32-bit output, then the second
+            while (value := ((draw(32) << 32) | draw(32)) & mask) > high:
+                pass
+        return value
+
+    def shuffle(self, items: list[_T]) -> None:
+        """Shuffle ``items`` in place (Fisher-Yates from the end)."""
+        interval = self.interval
+        for i in range(len(items) - 1, 0, -1):
+            j = interval(i)
+            items[i], items[j] = items[j], items[i]
+
+    def permutation(self, n: int) -> list[int]:
+        """``0 .. n-1`` shuffled."""
+        order = list(range(n))
+        self.shuffle(order)
+        return order
+
+
+def _linspace(start: float, stop: float, num: int, endpoint: bool = True) -> list[float]:
+    """``num`` evenly spaced points from ``start`` to ``stop`` (excluded unless
+    ``endpoint``), with ``np.linspace``'s arithmetic: ``i * step + start`` where
+    ``step = (stop - start) / div`` and ``div = num - 1`` (``num`` without the endpoint),
+    and the last point set to ``stop`` exactly when it is included."""
+    start, stop = float(start), float(stop)
+    div = num - 1 if endpoint else num
+    delta = stop - start
+    if div > 0:
+        step = delta / div
+        if step == 0:  # a step that underflows: scale afterwards instead
+            points = [i / div * delta for i in range(num)]
+        else:
+            points = [i * step for i in range(num)]
+    else:
+        points = [i * delta for i in range(num)]
+    points = [p + start for p in points]
+    if endpoint and num > 1:
+        points[-1] = stop
+    return points
 
 
 def _check(n_samples: int, noise: float, min_samples: int = 2) -> None:
@@ -47,19 +181,20 @@ def _check(n_samples: int, noise: float, min_samples: int = 2) -> None:
         raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
 
 
-def _finish(X: np.ndarray, y: np.ndarray) -> Dataset:
-    return [[float(a), float(b)] for a, b in X], [int(c) for c in y]
+def _finish(X: list[list[float]], y: list[int], order: list[int]) -> Dataset:
+    """Rows and labels in the order ``order``."""
+    return [X[i] for i in order], [y[i] for i in order]
 
 
 def moons(n_samples: int = 100, noise: float = 0.1, seed: int | None = 0) -> Dataset:
     """Two interleaving half circles, shuffled, with Gaussian noise of std ``noise``."""
     _check(n_samples, noise)
-    rs = np.random.RandomState(seed)
+    rs = _LegacyRandomState(seed)
     n_out = n_samples // 2
     n_in = n_samples - n_out
-    t_out, t_in = np.linspace(0, np.pi, n_out), np.linspace(0, np.pi, n_in)
-    outer = np.column_stack([np.cos(t_out), np.sin(t_out)])
-    inner = np.column_stack([1 - np.cos(t_in), 1 - np.sin(t_in) - 0.5])
+    t_out, t_in = _linspace(0.0, math.pi, n_out), _linspace(0.0, math.pi, n_in)
+    outer = [(math.cos(t), math.sin(t)) for t in t_out]
+    inner = [(1 - math.cos(t), 1 - math.sin(t) - 0.5) for t in t_in]
     return _two_classes(rs, outer, inner, noise)
 
 
@@ -70,28 +205,31 @@ def circles(
     _check(n_samples, noise)
     if not 0 < factor < 1:
         raise ValueError(f"factor must be between 0 and 1, got {factor!r}")
-    rs = np.random.RandomState(seed)
+    rs = _LegacyRandomState(seed)
     n_out = n_samples // 2
     n_in = n_samples - n_out
-    t_out = np.linspace(0, 2 * np.pi, n_out, endpoint=False)
-    t_in = np.linspace(0, 2 * np.pi, n_in, endpoint=False)
-    outer = np.column_stack([np.cos(t_out), np.sin(t_out)])
-    inner = factor * np.column_stack([np.cos(t_in), np.sin(t_in)])
+    t_out = _linspace(0.0, 2 * math.pi, n_out, endpoint=False)
+    t_in = _linspace(0.0, 2 * math.pi, n_in, endpoint=False)
+    outer = [(math.cos(t), math.sin(t)) for t in t_out]
+    scale = float(factor)
+    inner = [(scale * math.cos(t), scale * math.sin(t)) for t in t_in]
     return _two_classes(rs, outer, inner, noise)
 
 
 def _two_classes(
-    rs: np.random.RandomState, outer: np.ndarray, inner: np.ndarray, noise: float
+    rs: _LegacyRandomState,
+    outer: list[tuple[float, float]],
+    inner: list[tuple[float, float]],
+    noise: float,
 ) -> Dataset:
     """Class 0 from ``outer``, class 1 from ``inner``: shuffled, then Gaussian noise added
     (in scikit-learn's order of random draws, so ``moons`` matches ``make_moons``)."""
-    X = np.vstack([outer, inner])
-    y = np.hstack([np.zeros(len(outer), dtype=int), np.ones(len(inner), dtype=int)])
-    order = np.arange(len(X))
-    rs.shuffle(order)
-    X, y = X[order], y[order]
-    X += rs.normal(scale=noise, size=X.shape)
-    return _finish(X, y)
+    points = outer + inner
+    labels = [0] * len(outer) + [1] * len(inner)
+    order = rs.permutation(len(points))
+    e = rs.normal(float(noise), 2 * len(points))
+    X = [[points[i][0] + e[2 * k], points[i][1] + e[2 * k + 1]] for k, i in enumerate(order)]
+    return X, [labels[i] for i in order]
 
 
 def blobs(
@@ -100,13 +238,13 @@ def blobs(
     """``classes`` Gaussian clusters of std ``noise`` around centres on a circle of radius 2."""
     _check(n_samples, noise)
     _check_classes(classes)
-    rs = np.random.RandomState(seed)
-    y = np.arange(n_samples) % classes
-    angle = 2 * np.pi * y / classes
-    X = np.stack([2 * np.cos(angle), 2 * np.sin(angle)], axis=1)
-    X += rs.normal(scale=noise, size=X.shape)
-    order = rs.permutation(n_samples)
-    return _finish(X[order], y[order])
+    rs = _LegacyRandomState(seed)
+    y = [i % classes for i in range(n_samples)]
+    angles = [2 * math.pi * k / classes for k in range(min(classes, n_samples))]
+    centres = [(2 * math.cos(a), 2 * math.sin(a)) for a in angles]
+    e = rs.normal(float(noise), 2 * n_samples)
+    X = [[centres[k][0] + e[2 * i], centres[k][1] + e[2 * i + 1]] for i, k in enumerate(y)]
+    return _finish(X, y, rs.permutation(n_samples))
 
 
 def spiral(
@@ -119,29 +257,28 @@ def spiral(
     """
     _check(n_samples, noise, min_samples=classes if isinstance(classes, int) else 2)
     _check_classes(classes)
-    rs = np.random.RandomState(seed)
-    y = np.arange(n_samples) % classes
-    per_class = np.bincount(y, minlength=classes)
-    radius = np.empty(n_samples)
-    for k in range(classes):
-        radius[y == k] = np.linspace(0.05, 1.0, per_class[k])
-    theta = radius * 4.0 + y * (2 * np.pi / classes) + rs.normal(scale=noise, size=n_samples)
-    X = np.stack([radius * np.sin(theta), radius * np.cos(theta)], axis=1)
-    order = rs.permutation(n_samples)
-    return _finish(X[order], y[order])
+    rs = _LegacyRandomState(seed)
+    y = [i % classes for i in range(n_samples)]
+    # point i is the (i // classes)-th of its arm; arm k has len(range(k, n, classes))
+    radii = [_linspace(0.05, 1.0, len(range(k, n_samples, classes))) for k in range(classes)]
+    radius = [radii[k][i // classes] for i, k in enumerate(y)]
+    turn = 2 * math.pi / classes
+    e = rs.normal(float(noise), n_samples)
+    theta = [r * 4.0 + k * turn + g for r, k, g in zip(radius, y, e, strict=True)]
+    X = [[r * math.sin(t), r * math.cos(t)] for r, t in zip(radius, theta, strict=True)]
+    return _finish(X, y, rs.permutation(n_samples))
 
 
 def xor(n_samples: int = 100, noise: float = 0.1, seed: int | None = 0) -> Dataset:
     """Four clusters at (±1, ±1); class 1 where the signs differ (exclusive or)."""
     _check(n_samples, noise)
-    rs = np.random.RandomState(seed)
-    corner = np.arange(n_samples) % 4
-    sx = np.where(corner % 2 == 0, 1.0, -1.0)
-    sy = np.where(corner < 2, 1.0, -1.0)
-    X = np.stack([sx, sy], axis=1) + rs.normal(scale=noise, size=(n_samples, 2))
-    y = (sx != sy).astype(int)
-    order = rs.permutation(n_samples)
-    return _finish(X[order], y[order])
+    rs = _LegacyRandomState(seed)
+    corners = [(1.0 if c % 2 == 0 else -1.0, 1.0 if c < 2 else -1.0) for c in range(4)]
+    signs = [corners[i % 4] for i in range(n_samples)]
+    e = rs.normal(float(noise), 2 * n_samples)
+    X = [[sx + e[2 * i], sy + e[2 * i + 1]] for i, (sx, sy) in enumerate(signs)]
+    y = [int(sx != sy) for sx, sy in signs]
+    return _finish(X, y, rs.permutation(n_samples))
 
 
 def lecture() -> tuple[list[list[float]], list[float]]:
