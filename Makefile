@@ -3,21 +3,37 @@
 #   make test   install the dev extras, run ruff, mypy and the whole test suite
 #   make docs   redraw docs/neuron.svg, the graph shown in the README
 #   make bench  measure speed and memory against micrograd and PyTorch (bench/RESULTS.md)
+#   make explorer  fetch the browser runtime of `chainrule explore` (npm ci; demo and test do it)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: demo test lint typecheck pytest bench docs clean
+.PHONY: demo test lint typecheck pytest bench docs explorer clean
+
+# The explorer's browser runtime: Pyodide and Viz.js from npm, at the versions pinned in
+# explorer/package-lock.json, copied beside the page (src/chainrule/explorer/static/vendor).
+VENDOR := src/chainrule/explorer/static/vendor
+PYODIDE_FILES := pyodide.mjs pyodide.asm.mjs pyodide.asm.wasm python_stdlib.zip pyodide-lock.json
+
+explorer: $(VENDOR)/.installed
+
+$(VENDOR)/.installed: explorer/package.json explorer/package-lock.json
+	cd explorer && npm ci --no-audit --no-fund --loglevel=error
+	rm -rf $(VENDOR)
+	mkdir -p $(VENDOR)/pyodide $(VENDOR)/viz
+	cd explorer/node_modules/pyodide && cp $(PYODIDE_FILES) README.md ../../../$(VENDOR)/pyodide/
+	cp explorer/node_modules/@viz-js/viz/dist/viz.js explorer/node_modules/@viz-js/viz/README.md $(VENDOR)/viz/
+	@touch $@
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+$(VENV)/.installed: pyproject.toml | $(BIN)/python $(VENDOR)/.installed
 	$(PIP) install -e .
 	@touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python $(VENDOR)/.installed
 	$(PIP) install -e '.[dev]'
 	@touch $@ $(VENV)/.installed
 
@@ -34,7 +50,7 @@ typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
 pytest: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -n auto
+	$(BIN)/python -m pytest -n auto --dist loadgroup
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/run.py --rounds 3 --write bench/RESULTS.md
@@ -45,4 +61,4 @@ docs: $(VENV)/.installed
 		--at x1=2,x2=0,w1=-3,w2=1,b=6.8813735870195432 -o docs/neuron.svg
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(VENDOR) explorer/node_modules build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

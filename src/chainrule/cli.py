@@ -19,6 +19,7 @@ line saying so and exit code 1; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import random
@@ -587,6 +588,32 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, got {text!r}")
+    return port
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    from chainrule.explorer import server
+
+    if args.site is not None:
+        folder = server.write_site(args.site)
+        print(f"wrote the explorer to {folder}/ (open index.html through a web server)")
+        return 0
+    try:
+        server.serve(args.port, open_browser=not args.no_browser)
+    except OSError as exc:
+        if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+            raise UsageError(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror}") from None
+        raise
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="chainrule",
@@ -714,6 +741,31 @@ trained with (stored in model.json):
     )
     _debug_flag(p)
     p.set_defaults(func=cmd_graph)
+
+    p = sub.add_parser(
+        "explore",
+        help="open the explorer: step through backprop and watch a network train, in the browser",
+        description="Serve the explorer on 127.0.0.1 (this machine only) and open it in "
+        "the browser. The page runs chainrule's own engine under Pyodide, offline: type "
+        "an expression and step through its backward pass node by node, or train an MLP "
+        "on a 2-D dataset and watch its decision regions. Ctrl-C stops the server.",
+    )
+    p.add_argument(
+        "--port",
+        type=_port,
+        default=0,
+        help="port to listen on (default: a free one, printed at start)",
+    )
+    p.add_argument("--no-browser", action="store_true", help="only print the address")
+    p.add_argument(
+        "--site",
+        type=Path,
+        metavar="DIR",
+        help="instead of serving, write the explorer as a static site to DIR (new or "
+        "empty), to publish on any web server",
+    )
+    _debug_flag(p)
+    p.set_defaults(func=cmd_explore)
 
     p = sub.add_parser(
         "export",

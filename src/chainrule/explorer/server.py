@@ -1,0 +1,256 @@
+"""Serve the explorer on this machine (``chainrule explore``), or write it out as a static site.
+
+The explorer is a static page: HTML, CSS and JavaScript in ``static/``, the browser
+runtime beside it in ``static/vendor/`` (Pyodide and Viz.js, fetched from npm by
+``make explorer`` at the versions pinned in ``explorer/package-lock.json``), and
+``chainrule.zip``: chainrule's own source, the very files of the installed package,
+zipped when the server starts (with the pure-Python ``graphviz`` package that
+:func:`chainrule.graph.draw_dot` builds its DOT source with).
+
+The server binds ``127.0.0.1`` only and answers ``GET`` and ``HEAD`` for exactly the
+files of the site, found by exact name in a table made at start: a path that is not in
+the table is a 404, and one with ``..``, a backslash or an encoded slash is refused
+with a 400 before it is looked up. Nothing outside the site can be reached.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import shutil
+import sys
+import threading
+import webbrowser
+import zipfile
+from collections.abc import Callable, Mapping
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import chainrule
+from chainrule.errors import ChainruleError
+
+__all__ = [
+    "HOST",
+    "STATIC",
+    "ExplorerNotInstalledError",
+    "ExplorerServer",
+    "serve",
+    "site_files",
+    "source_archive",
+    "write_site",
+]
+
+#: The only address the server listens on: this machine, never the network.
+HOST = "127.0.0.1"
+
+#: The page's own files; ``vendor/`` in it holds the runtime that ``make explorer`` fetches.
+STATIC = Path(__file__).resolve().parent / "static"
+
+#: Files the page cannot start without, from the npm packages.
+RUNTIME = (
+    "vendor/pyodide/pyodide.mjs",
+    "vendor/pyodide/pyodide.asm.mjs",
+    "vendor/pyodide/pyodide.asm.wasm",
+    "vendor/pyodide/python_stdlib.zip",
+    "vendor/pyodide/pyodide-lock.json",
+    "vendor/viz/viz.js",
+)
+
+_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".json": "application/json",
+    ".wasm": "application/wasm",
+    ".zip": "application/zip",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".md": "text/plain; charset=utf-8",
+    ".txt": "text/plain; charset=utf-8",
+}
+
+#: The page may load only its own files; WebAssembly needs 'wasm-unsafe-eval', and
+#: Pyodide's loader compiles a little JavaScript of its own ('unsafe-eval').
+_CSP = (
+    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval' 'unsafe-eval'; "
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+    "worker-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'"
+)
+
+
+class ExplorerNotInstalledError(ChainruleError, FileNotFoundError):
+    """The explorer's browser runtime (Pyodide, Viz.js) has not been fetched."""
+
+
+def _check_runtime(static: Path) -> None:
+    missing = [name for name in RUNTIME if not (static / name).is_file()]
+    if missing:
+        raise ExplorerNotInstalledError(
+            f"the explorer's browser runtime is missing ({missing[0]}): run `make explorer` "
+            "in the chainrule checkout (it fetches Pyodide and Viz.js with npm ci; "
+            "`make demo` and `make test` do it too)"
+        )
+
+
+def _package_files(root: Path, prefix: str, skip: Callable[[Path], bool]) -> list[tuple[Path, str]]:
+    """(file, name in the archive) for every file of a package folder, sorted."""
+    out = []
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if path.is_file() and "__pycache__" not in rel.parts and not skip(rel):
+            out.append((path, f"{prefix}/{rel.as_posix()}"))
+    return out
+
+
+def source_archive() -> bytes:
+    """chainrule's installed source as a zip, for the page to import under Pyodide.
+
+    Every file of the ``chainrule`` package as installed (the explorer's own static
+    folder left out), and the pure-Python ``graphviz`` package that
+    :func:`chainrule.graph.draw_dot` needs. Made afresh from the files on disk, so the
+    browser runs exactly the code this Python runs. The entries carry a fixed date, so
+    the same files always give the same bytes.
+    """
+    package = Path(chainrule.__file__).resolve().parent
+    static = STATIC.relative_to(package)
+    files = _package_files(package, "chainrule", lambda rel: rel.parts[:2] == static.parts)
+    spec = importlib.util.find_spec("graphviz")
+    if spec is None or spec.origin is None:
+        raise ExplorerNotInstalledError("the graphviz Python package, a dependency, is missing")
+    graphviz_dir = Path(spec.origin).resolve().parent
+    files += _package_files(graphviz_dir, "graphviz", lambda rel: rel.suffix != ".py")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path, name in files:
+            info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, path.read_bytes())
+    return buffer.getvalue()
+
+
+def site_files(static: Path = STATIC) -> dict[str, Path | bytes]:
+    """The site, as a table from URL path to a file on disk or to bytes.
+
+    Every file under ``static`` (names starting with a dot left out), ``/`` for the
+    page itself, and ``/chainrule.zip`` (:func:`source_archive`). Raises
+    :class:`ExplorerNotInstalledError` when the runtime has not been fetched.
+    """
+    _check_runtime(static)
+    table: dict[str, Path | bytes] = {}
+    for path in sorted(static.rglob("*")):
+        rel = path.relative_to(static)
+        if path.is_file() and not any(part.startswith(".") for part in rel.parts):
+            table["/" + rel.as_posix()] = path
+    table["/"] = table["/index.html"]
+    table["/chainrule.zip"] = source_archive()
+    return table
+
+
+def write_site(directory: str | Path) -> Path:
+    """Write the whole site to ``directory`` (made if missing; must be empty if it exists),
+    ready to publish on any static web server. Returns the folder."""
+    target = Path(directory)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise FileExistsError(f"{target}: exists and is not an empty folder")
+    files = site_files()
+    for url, content in files.items():
+        if url == "/":
+            continue
+        path = target / url.lstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, Path):
+            shutil.copyfile(content, path)
+        else:
+            path.write_bytes(content)
+    return target
+
+
+def _refused(raw: str) -> bool:
+    """True for a request path that tries to leave the site, in any spelling."""
+    path = urlsplit(raw).path
+    if not path.startswith("/"):
+        return True  # absolute-form or empty: not a path on this site
+    lowered = path.lower()
+    if "%2f" in lowered or "%5c" in lowered or "%00" in lowered or "\\" in path:
+        return True
+    decoded = unquote(path)
+    if "%" in decoded:  # encoded twice: %252e%252e decodes to %2e%2e
+        return True
+    return any(part in (".", "..") for part in decoded.split("/"))
+
+
+def _handler(files: Mapping[str, Path | bytes], quiet: bool) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "chainrule-explorer"
+        sys_version = ""
+
+        def do_GET(self) -> None:
+            self._send(body=True)
+
+        def do_HEAD(self) -> None:
+            self._send(body=False)
+
+        def _send(self, body: bool) -> None:
+            if _refused(self.path):
+                self.send_error(HTTPStatus.BAD_REQUEST, "path not allowed")
+                return
+            url = unquote(urlsplit(self.path).path)
+            content = files.get(url)
+            if content is None:
+                self.send_error(HTTPStatus.NOT_FOUND, "not a file of the explorer")
+                return
+            data = content.read_bytes() if isinstance(content, Path) else content
+            name = "/index.html" if url == "/" else url
+            self.send_response(HTTPStatus.OK)
+            self.send_header(
+                "Content-Type", _TYPES.get(Path(name).suffix, "application/octet-stream")
+            )
+            self.send_header("Content-Length", str(len(data)))
+            vendor = url.startswith("/vendor/")
+            self.send_header("Cache-Control", "max-age=86400" if vendor else "no-cache")
+            self.send_header("X-Content-Type-Options", "nosniff")
+            self.send_header("Content-Security-Policy", _CSP)
+            self.send_header("Cross-Origin-Opener-Policy", "same-origin")
+            self.end_headers()
+            if body:
+                self.wfile.write(data)
+
+        def log_message(self, format: str, *args: object) -> None:
+            if not quiet:
+                super().log_message(format, *args)
+
+    return Handler
+
+
+class ExplorerServer(ThreadingHTTPServer):
+    """The explorer's HTTP server on ``127.0.0.1:port`` (``port`` 0: a free one)."""
+
+    daemon_threads = True
+
+    def __init__(self, port: int = 0, quiet: bool = True) -> None:
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"port must be a whole number from 0 to 65535, got {port!r}")
+        files = site_files()
+        super().__init__((HOST, port), _handler(files, quiet))
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host!s}:{port}/"
+
+
+def serve(port: int = 0, open_browser: bool = True, quiet: bool = True) -> None:
+    """Serve the explorer until Ctrl-C: print its address, open it in the browser
+    unless ``open_browser`` is False, and stop cleanly on ``KeyboardInterrupt``."""
+    with ExplorerServer(port, quiet=quiet) as server:
+        try:  # from the first line printed on, Ctrl-C stops the server cleanly
+            print(f"chainrule explorer: {server.url}  (Ctrl-C stops it)", flush=True)
+            if open_browser:
+                threading.Thread(target=webbrowser.open, args=(server.url,), daemon=True).start()
+            server.serve_forever()
+        except KeyboardInterrupt:
+            print("chainrule explorer: stopped", file=sys.stderr, flush=True)

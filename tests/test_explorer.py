@@ -1,0 +1,257 @@
+"""The explorer without a browser: its server (127.0.0.1 only, nothing but the site's
+files, no path traversal), the source archive, and the session the page runs."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import socket
+import subprocess
+import sys
+import threading
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import chainrule
+from chainrule import topological_order
+from chainrule.explorer import server
+from chainrule.explorer.session import ExpressionSession, TrainingSession, call
+from chainrule.expr import ExpressionError, evaluate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def running() -> Iterator[server.ExplorerServer]:
+    srv = server.ExplorerServer(0)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def raw_get(srv: server.ExplorerServer, target: str, method: str = "GET") -> tuple[int, bytes]:
+    """Send the request line exactly as written (no client-side normalising)."""
+    host, port = srv.server_address[:2]
+    with socket.create_connection((str(host), port), timeout=10) as sock:
+        sock.sendall(f"{method} {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def test_the_server_listens_on_loopback_only(running) -> None:
+    assert running.server_address[0] == "127.0.0.1"
+    assert running.url.startswith("http://127.0.0.1:")
+    # Another address of this machine, if it has one, gets no answer.
+    try:
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        probe.connect(("192.0.2.1", 9))  # no packet is sent: this only picks a route
+        own = probe.getsockname()[0]
+        probe.close()
+    except OSError:
+        own = None
+    if own and not own.startswith("127."):
+        with pytest.raises(OSError):
+            socket.create_connection((own, running.server_address[1]), timeout=2)
+
+
+def test_it_serves_the_page_the_runtime_and_chainrules_own_source(running) -> None:
+    status, body = raw_get(running, "/")
+    assert status == 200 and b'data-testid="status"' in body
+    assert raw_get(running, "/index.html")[1] == body
+    status, wasm = raw_get(running, "/vendor/pyodide/pyodide.asm.wasm")
+    assert status == 200 and wasm[:4] == b"\0asm"
+    status, archive = raw_get(running, "/chainrule.zip")
+    assert status == 200
+    with zipfile.ZipFile(io.BytesIO(archive)) as z:
+        names = set(z.namelist())
+        package = Path(chainrule.__file__).parent
+        # The very files of the installed package, byte for byte.
+        for rel in ("engine.py", "nn.py", "expr.py", "graph.py", "explorer/session.py"):
+            assert z.read(f"chainrule/{rel}") == (package / rel).read_bytes()
+        assert "graphviz/__init__.py" in names
+        assert not any(n.startswith("chainrule/explorer/static/") for n in names)
+        assert not any("__pycache__" in n for n in names)
+    assert server.source_archive() == archive  # the same files give the same bytes
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/../pyproject.toml",
+        "/../../../../etc/passwd",
+        "/%2e%2e/pyproject.toml",
+        "/%2E%2E/%2E%2E/etc/passwd",
+        "/vendor/../../server.py",
+        "/vendor/%2e%2e/%2e%2e/server.py",
+        "/..%2fserver.py",
+        "/..%2Fsession.py",
+        "/%252e%252e/server.py",
+        "/..\\server.py",
+        "/vendor\\..\\..\\server.py",
+        "/./index.html",
+        "/index.html%00.png",
+        "//etc/passwd",
+        "/etc/passwd",
+        "/server.py",
+        "/session.py",
+        "/__init__.py",
+        "/static/index.html",
+        "/vendor/pyodide/",
+        "/.gitignore",
+        "http://127.0.0.1/../pyproject.toml",
+        "*",
+    ],
+)
+def test_nothing_outside_the_site_is_served(running, target) -> None:
+    status, body = raw_get(running, target)
+    assert status in (400, 404)
+    assert b"import " not in body and b"root:" not in body and b"[project]" not in body
+
+
+def test_only_get_and_head(running) -> None:
+    status, body = raw_get(running, "/", method="HEAD")
+    assert status == 200 and body == b""
+    assert raw_get(running, "/", method="POST")[0] == 501
+    assert raw_get(running, "/", method="PUT")[0] == 501
+
+
+def test_headers_keep_the_page_to_itself(running) -> None:
+    host, port = running.server_address[:2]
+    with socket.create_connection((str(host), port), timeout=10) as sock:
+        sock.sendall(b"GET /app.js HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(65536)
+    text = head.decode("latin-1").lower()
+    assert "content-type: text/javascript" in text
+    assert "content-security-policy: default-src 'self'" in text
+    assert "x-content-type-options: nosniff" in text
+
+
+def test_write_site_makes_a_static_copy(tmp_path) -> None:
+    out = server.write_site(tmp_path / "site")
+    assert (out / "index.html").read_bytes() == (server.STATIC / "index.html").read_bytes()
+    assert (out / "vendor/viz/viz.js").is_file()
+    assert zipfile.is_zipfile(out / "chainrule.zip")
+    with pytest.raises(FileExistsError, match="not an empty folder"):
+        server.write_site(out)
+
+
+def test_a_missing_runtime_says_how_to_fetch_it(tmp_path) -> None:
+    (tmp_path / "index.html").write_text("<!doctype html>")
+    with pytest.raises(server.ExplorerNotInstalledError, match="make explorer"):
+        server.site_files(tmp_path)
+
+
+def test_bad_ports_are_refused() -> None:
+    with pytest.raises(ValueError, match="port"):
+        server.ExplorerServer(70000)
+    result = subprocess.run(
+        [sys.executable, "-m", "chainrule.cli", "explore", "--port", "x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and "port number from 0 to 65535" in result.stderr
+
+
+def test_a_busy_port_is_one_line(running) -> None:
+    port = running.server_address[1]
+    result = subprocess.run(
+        [sys.executable, "-m", "chainrule.cli", "explore", "--no-browser", "--port", str(port)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith(
+        f"chainrule explore: error: cannot listen on 127.0.0.1:{port}"
+    )
+
+
+def test_ctrl_c_stops_the_server_cleanly() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chainrule.cli", "explore", "--no-browser"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert "http://127.0.0.1:" in proc.stdout.readline()
+    proc.send_signal(__import__("signal").SIGINT)
+    assert proc.wait(timeout=20) == 0
+    err = proc.stderr.read()
+    assert "stopped" in err and "Traceback" not in err
+
+
+# -- the session the page runs --------------------------------------------------------------
+
+
+def test_the_expression_session_is_chainrules_own_computation() -> None:
+    s = ExpressionSession("tanh(x1*w1 + x2*w2 + b)", "x1=2,x2=0,w1=-3,w2=1,b=6.8813735870195432")
+    state = s.state()
+    out, leaves = evaluate(s.text, s.values)
+    out.backward()
+    assert state["value"] == out.data
+    assert state["grads"] == {n: v.grad for n, v in leaves.items()}
+    assert state["nodes"] == len(topological_order(out))
+    assert state["dot"].startswith("digraph chainrule")
+    assert state["order"] == [f"v{i}" for i in reversed(range(state["nodes"]))]
+    s.begin_steps()
+    ids = []
+    while not (step := s.step())["done"]:
+        ids.append(step["id"])
+        for term in step["terms"]:
+            assert term["contribution"] == term["local"] * term["upstream"]
+    assert ids == state["order"]
+    assert {n: s.leaves[n].grad for n in s.names} == state["grads"]  # ends where backward ends
+
+
+def test_nudge_and_missing_variables() -> None:
+    s = ExpressionSession("x**3 + y", "x=2")
+    assert s.values == {"x": 2.0, "y": 1.0}  # y had no value: it starts at 1
+    r = s.nudge("x", 1e-5)
+    assert r["analytic"] == 12.0 and math.isclose(r["numeric"], 12.0, rel_tol=1e-8)
+    with pytest.raises(ExpressionError, match="no variable `z`"):
+        s.nudge("z")
+    with pytest.raises(ExpressionError, match="positive"):
+        s.nudge("x", 0.0)
+
+
+def test_training_session_learns_and_takes_edits() -> None:
+    s = TrainingSession("moons", (8,), "tanh", lr=0.2)
+    first = s.step(1)
+    assert first["step"] == 1 and len(first["losses"]) == 1
+    out = s.step(30)
+    assert out["step"] == 31 and len(out["losses"]) == 30
+    assert out["loss"] < first["loss"]
+    grid = s.grid(12)
+    assert len(grid["classes"]) == len(grid["scores"]) == 144
+    assert set(grid["classes"]) == {0, 1}
+    assert [len(layer) for layer in s.weights()] == [8, 1]
+    n = len(s.X)
+    s.add_point(0.5, 0.5, 1)
+    assert len(s.X) == n + 1 and s.y[-1] == 1
+    s.remove_point(0.5, 0.5, radius=1e-9)
+    assert len(s.X) == n
+    with pytest.raises(ValueError, match="class must be 0 to 1"):
+        s.add_point(0.0, 0.0, 2)
+    assert TrainingSession("spiral").task.classes == 3
+
+
+def test_call_answers_json_and_errors_in_one_line() -> None:
+    ok = json.loads(call(json.dumps({"cmd": "expr_set", "args": {"text": "a*a", "at": "a=3"}})))
+    assert ok["ok"] and ok["result"]["grads"] == {"a": 6.0}
+    bad = json.loads(call(json.dumps({"cmd": "expr_set", "args": {"text": "a.b", "at": ""}})))
+    assert not bad["ok"] and "\n" not in bad["error"]
+    assert "unknown command" in json.loads(call('{"cmd": "rm"}'))["error"]
+    assert "lr" in json.loads(call(json.dumps({"cmd": "train_new", "args": {"lr": -1}})))["error"]
