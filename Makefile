@@ -3,13 +3,14 @@
 #   make test   install the dev extras, run ruff, mypy and the whole test suite
 #   make docs   redraw docs/neuron.svg, the graph shown in the README
 #   make bench  measure speed and memory against micrograd and PyTorch (bench/RESULTS.md)
+#   make screenshots  the README's pictures of the explorer (docs/explorer-*.png)
 #   make explorer  fetch the browser runtime of `chainrule explore` (npm ci; demo and test do it)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: demo test lint typecheck pytest bench docs explorer clean
+.PHONY: demo test lint typecheck pytest bench docs explorer screenshots clean
 
 # The explorer's browser runtime: Pyodide and Viz.js from npm, at the versions pinned in
 # explorer/package-lock.json, copied beside the page (src/chainrule/explorer/static/vendor).
@@ -54,6 +55,11 @@ pytest: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/run.py --rounds 3 --write bench/RESULTS.md
+	$(BIN)/python bench/explorer.py --rounds 5 --write bench/RESULTS.md
+
+# The README's pictures of the explorer, both views at 1280x800 (needs Chromium).
+screenshots: $(VENV)/.installed-dev
+	$(BIN)/python bench/explorer.py --rounds 1 --screenshots docs
 
 # The drawing in the README: the lecture's tanh neuron after backward().
 docs: $(VENV)/.installed

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from report import machine, write_block  # noqa: E402
 
 
 def work(workload: str, *extra: str, script: str = "workloads.py") -> dict[str, Any]:
@@ -33,16 +33,6 @@ def work(workload: str, *extra: str, script: str = "workloads.py") -> dict[str, 
     )
     result: dict[str, Any] = json.loads(done.stdout)
     return result
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def median(xs: list[float]) -> float:
@@ -356,33 +346,9 @@ def main() -> None:
     table = "\n".join(rows)
     print(table)
     if args.write:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "src", "bench"],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-        ).stdout.strip()
-        machine = (
-            f"{os.cpu_count()} cores, {platform.machine()} ({cpu_model()}), "
-            f"Python {platform.python_version()}, {platform.system()} {platform.release()}"
-        )
-        header = (
-            f"Measured {date.today().isoformat()} on commit `{commit}`"
-            f"{' (with uncommitted changes)' if dirty else ''}; machine: {machine}.\n"
-            f"Command: `make bench` (`python bench/run.py --rounds {args.rounds} "
-            f"--write bench/RESULTS.md`).\n"
-        )
-        text = args.write.read_text() if args.write.exists() else ""
-        start, end = "<!-- results:start -->", "<!-- results:end -->"
-        block = f"{start}\n{header}\n{table}\n{end}"
-        if start in text and end in text:
-            text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
-        else:
-            text = f"# Benchmark results\n\n{block}\n"
-        args.write.write_text(text)
+        command = f"python bench/run.py --rounds {args.rounds} --write bench/RESULTS.md"
+        header = f"{machine()}\nCommand: `make bench` (`{command}`).\n"
+        write_block(args.write, "results", header, table)
         print(f"wrote {args.write}")
 
 

@@ -110,9 +110,15 @@ def test_names_load_from_a_built_wheel(tmp_path: Path) -> None:
     wheel = project / "dist" / built.stdout.strip().splitlines()[-1]
     site = tmp_path / "site"
     with zipfile.ZipFile(wheel) as archive:
-        assert {"chainrule/datasets/names.txt", "chainrule/datasets/NAMES-SOURCE.md"} <= set(
-            archive.namelist()
-        )
+        assert {
+            "chainrule/datasets/names.txt",
+            "chainrule/datasets/NAMES-SOURCE.md",
+            # the explorer's page and its runtime (fetched by `make explorer`) ship too
+            "chainrule/explorer/static/index.html",
+            "chainrule/explorer/static/worker.js",
+            "chainrule/explorer/static/vendor/pyodide/pyodide.asm.wasm",
+            "chainrule/explorer/static/vendor/viz/viz.js",
+        } <= set(archive.namelist())
         archive.extractall(site)
     probe = (
         "import chainrule, chainrule.data as d; "
