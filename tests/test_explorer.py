@@ -216,6 +216,13 @@ def test_the_expression_session_is_chainrules_own_computation() -> None:
     assert {n: s.leaves[n].grad for n in s.names} == state["grads"]  # ends where backward ends
 
 
+def test_the_graph_can_run_top_to_bottom_for_narrow_screens() -> None:
+    assert "rankdir=TB" in ExpressionSession("x*y", "x=1,y=2", "TB").dot()
+    assert "rankdir=LR" in ExpressionSession("x*y", "x=1,y=2").dot()
+    with pytest.raises(ValueError, match="rankdir"):
+        ExpressionSession("x", "x=1", "RL")
+
+
 def test_nudge_and_missing_variables() -> None:
     s = ExpressionSession("x**3 + y", "x=2")
     assert s.values == {"x": 2.0, "y": 1.0}  # y had no value: it starts at 1

@@ -60,12 +60,21 @@ class ExpressionSession:
     """One expression at one point: value, gradients, graph and a stepped backward pass.
 
     ``at`` gives variables' values like ``x=2,y=-3`` (the command line's ``--at``);
-    variables it leaves out start at :data:`DEFAULT_VARIABLE`. Raises
+    variables it leaves out start at :data:`DEFAULT_VARIABLE`. ``rankdir`` lays the
+    graph out left to right (``"LR"``, the lecture's) or top to bottom (``"TB"``, for a
+    narrow screen). Raises
     :class:`~chainrule.expr.ExpressionError` for text the safe parser refuses, and the
     engine's errors (``log(-1)``, ...) as they are.
     """
 
-    def __init__(self, text: str = DEFAULT_EXPRESSION, at: str = DEFAULT_AT) -> None:
+    def __init__(
+        self, text: str = DEFAULT_EXPRESSION, at: str = DEFAULT_AT, rankdir: str = "LR"
+    ) -> None:
+        from chainrule.graph import RANKDIRS
+
+        if rankdir not in RANKDIRS:
+            raise ValueError(f"rankdir must be 'LR' or 'TB', got {rankdir!r}")
+        self.rankdir = rankdir
         given = parse_assignments(at)
         self.text = text
         self.names = variable_names(text)
@@ -88,7 +97,8 @@ class ExpressionSession:
         is the ``i``-th Value in topological order (``<id>_op`` its operation)."""
         from chainrule.graph import draw_dot
 
-        return str(draw_dot(self.root, max_nodes=300, precision=PRECISION).source)
+        drawing = draw_dot(self.root, rankdir=self.rankdir, max_nodes=300, precision=PRECISION)
+        return str(drawing.source)
 
     def state(self) -> dict[str, Any]:
         """Everything the expression view shows, after a full ``backward()``."""
@@ -372,8 +382,8 @@ def _training() -> TrainingSession:
     return session
 
 
-def _expr_set(text: str, at: str) -> dict[str, Any]:
-    session = ExpressionSession(text, at)
+def _expr_set(text: str, at: str, rankdir: str = "LR") -> dict[str, Any]:
+    session = ExpressionSession(text, at, rankdir)
     _sessions["expression"] = session
     return session.state()
 

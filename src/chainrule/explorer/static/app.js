@@ -142,7 +142,9 @@ async function evaluateExpression() {
   showExprError(null);
   let state;
   try {
-    state = await engine("expr_set", { text: exprInput.value, at: atInput.value });
+    // a narrow screen gets the graph top to bottom, a wide one left to right (the lecture's)
+    const rankdir = matchMedia("(max-width: 700px)").matches ? "TB" : "LR";
+    state = await engine("expr_set", { text: exprInput.value, at: atInput.value, rankdir });
   } catch (error) {
     showExprError(error);
     return;
