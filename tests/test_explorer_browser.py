@@ -106,7 +106,23 @@ class Page:
         assert self.requests and all(u.startswith((base, "data:")) for u in self.requests), [
             u for u in self.requests if not u.startswith((base, "data:"))
         ]
-        self.page.close()
+
+
+@pytest.fixture(scope="module")
+def shared(browser, explorer_url) -> Iterator[Page]:
+    """One page for the expression tests: each test sets its own view by changing the
+    hash (as a learner pasting a link into the open page does)."""
+    page = Page(browser, explorer_url)
+    yield page
+    page.page.close()
+
+
+def show(page: Page, base: str, fragment: str) -> None:
+    """Go to ``#fragment`` in the open page and wait for the drawing it asks for."""
+    page.errors.clear()
+    page.page.evaluate("document.querySelector('[data-testid=graph]').replaceChildren()")
+    page.page.goto(base + "#" + fragment)
+    page.by("graph").locator("svg").wait_for()
 
 
 def cpython(text: str, at: str):
@@ -115,9 +131,9 @@ def cpython(text: str, at: str):
     return out, leaves
 
 
-def test_the_lecture_neuron_and_its_backward_pass_step_by_step(browser, explorer_url) -> None:
-    page = Page(browser, explorer_url)
-    page.by("graph").locator("svg").wait_for()
+def test_the_lecture_neuron_and_its_backward_pass_step_by_step(shared, explorer_url) -> None:
+    page = shared
+    show(page, explorer_url, "expr=tanh(x1*w1%20%2B%20x2*w2%20%2B%20b)&at=" + NEURON_AT)
     out, leaves = cpython(NEURON, NEURON_AT)
     # The value and gradients the lecture shows, equal to CPython's at the printed precision.
     assert page.text("value") == "0.7071" == f"{out.data:.4f}"
@@ -174,9 +190,9 @@ def test_the_lecture_neuron_and_its_backward_pass_step_by_step(browser, explorer
     page.check_clean(explorer_url)
 
 
-def test_a_value_used_twice_shows_the_running_sum(browser, explorer_url) -> None:
-    page = Page(browser, explorer_url + "#expr=a*a&at=a=3")
-    page.by("graph").locator("svg").wait_for()
+def test_a_value_used_twice_shows_the_running_sum(shared, explorer_url) -> None:
+    page = shared
+    show(page, explorer_url, "expr=a*a&at=a=3")
     assert page.text("value") == "9.0000" and page.text("grad-a") == "6.0000"
     page.by("step-backward").click()
     page.by("step-explain").filter(has_text="adds up").wait_for()
@@ -227,24 +243,29 @@ def test_training_moons_from_a_shared_link(browser, explorer_url) -> None:
     page.page.keyboard.up("Shift")
     page.by("train-points").filter(has_text=re.compile("^100$")).wait_for()
     page.check_clean(explorer_url)
+    page.page.close()
 
 
-def test_phone_viewport_keyboard_and_an_expression_link(browser, explorer_url) -> None:
-    page = Page(browser, explorer_url + "#expr=x*y%2By&at=x=3,y=-2", viewport=(390, 844))
-    page.by("graph").locator("svg").wait_for()
-    out, leaves = cpython("x*y+y", "x=3,y=-2")
-    assert page.number("value") == round(out.data, 4) == -8.0
-    assert page.number("grad-x") == leaves["x"].grad == -2.0
-    assert page.number("grad-y") == leaves["y"].grad == 4.0
-    # Nothing wider than the phone's screen.
-    assert page.page.evaluate("document.documentElement.scrollWidth") <= 390
-    # The keyboard alone: a step of backward, and the arrow keys between the tabs.
-    page.by("step-backward").focus()
-    page.page.keyboard.press("Enter")
-    page.by("step-explain").filter(has_text="output").wait_for()
-    page.by("tab-expr").focus()
-    page.page.keyboard.press("ArrowRight")
-    assert page.by("tab-train").get_attribute("aria-selected") == "true"
-    assert page.page.evaluate("document.activeElement.dataset.testid") == "tab-train"
-    page.by("train-network").locator("svg").wait_for()
-    page.check_clean(explorer_url)
+def test_phone_viewport_keyboard_and_an_expression_link(shared, explorer_url) -> None:
+    page = shared
+    page.page.set_viewport_size({"width": 390, "height": 844})
+    try:
+        show(page, explorer_url, "expr=x*y%2By&at=x=3,y=-2")
+        out, leaves = cpython("x*y+y", "x=3,y=-2")
+        assert page.number("value") == round(out.data, 4) == -8.0
+        assert page.number("grad-x") == leaves["x"].grad == -2.0
+        assert page.number("grad-y") == leaves["y"].grad == 4.0
+        # Nothing wider than the phone's screen.
+        assert page.page.evaluate("document.documentElement.scrollWidth") <= 390
+        # The keyboard alone: a step of backward, and the arrow keys between the tabs.
+        page.by("step-backward").focus()
+        page.page.keyboard.press("Enter")
+        page.by("step-explain").filter(has_text="output").wait_for()
+        page.by("tab-expr").focus()
+        page.page.keyboard.press("ArrowRight")
+        assert page.by("tab-train").get_attribute("aria-selected") == "true"
+        assert page.page.evaluate("document.activeElement.dataset.testid") == "tab-train"
+        page.by("train-network").locator("svg").wait_for()
+        page.check_clean(explorer_url)
+    finally:
+        page.page.set_viewport_size({"width": 1280, "height": 800})

@@ -257,7 +257,12 @@ class TrainingSession:
         self.accuracy: list[float] = []
 
     def step(self, n: int = 1) -> dict[str, Any]:
-        """Take ``n`` gradient steps; return the step count and the last loss/accuracy."""
+        """Take ``n`` gradient steps; return the step count and the last loss/accuracy.
+
+        Each step's loss and accuracy are those of the model the step started from (as
+        in ``chainrule train``): on the whole set for full batches; for mini-batches the
+        loss is the batch's and the accuracy is measured on every point.
+        """
         if not self.X:
             raise ConfigError("there are no points to learn: add some by clicking")
         cfg, task, model = self.config, self.task, self.model
@@ -269,7 +274,8 @@ class TrainingSession:
             else:
                 idx = self.rng.sample(range(size), cfg.batch_size)
             outputs = [model([Value(v) for v in self.X[i]]) for i in idx]
-            loss = task.loss_value(outputs, task.targets([self.y[i] for i in idx]))
+            labels = [self.y[i] for i in idx]
+            loss = task.loss_value(outputs, task.targets(labels))
             if cfg.l2:
                 loss = loss + cfg.l2 * losses.l2(params)
             self.optimizer.zero_grad()
@@ -277,7 +283,11 @@ class TrainingSession:
             self.optimizer.step()
             self.steps += 1
             self.loss.append(loss.data)
-            self.accuracy.append(self.evaluate())
+            if len(idx) == size:  # the whole set: its accuracy as the step found it
+                predicted = [task.predict(o)[0] for o in outputs]
+                self.accuracy.append(losses.accuracy(predicted, labels))
+            else:
+                self.accuracy.append(self.evaluate())
         return {**self.summary(), "losses": self.loss[-n:], "accuracies": self.accuracy[-n:]}
 
     def evaluate(self) -> float:

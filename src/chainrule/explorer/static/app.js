@@ -361,7 +361,7 @@ async function play() {
   let lastView = 0;
   while (playing) {
     const t0 = performance.now();
-    const withView = t0 - lastView > 300;
+    const withView = t0 - lastView > 500;
     try {
       await trainSteps(chunk, withView);
     } catch (error) {
