@@ -19,7 +19,6 @@ Drives Debian's Chromium (``/usr/bin/chromium``) with Playwright against
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import statistics
 import sys
@@ -31,22 +30,15 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from report import machine, write_block  # noqa: E402
+from report import ROOT, machine, write_block  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "tests"))
+# The browser and its flags, as the explorer's tests run it.
+from test_explorer_browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 from chainrule.explorer.server import ExplorerServer  # noqa: E402
 from chainrule.explorer.session import TrainingSession  # noqa: E402
 
-CHROMIUM = os.environ.get("CHAINRULE_CHROMIUM", "/usr/bin/chromium")
-# Root in a container needs --no-sandbox; the rest keep Chromium off the network.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TRAIN_LINK = "#view=train&dataset=moons&layers=16,16&lr=0.1"
 STEPS = 100
 

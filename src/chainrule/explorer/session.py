@@ -21,7 +21,7 @@ import json
 import math
 import random
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from chainrule import data as datasets
 from chainrule import losses
@@ -376,31 +376,34 @@ def error_message(exc: BaseException) -> str:
 _sessions: dict[str, Any] = {}
 
 
-def _expression() -> ExpressionSession:
-    session = _sessions.get("expression")
-    if session is None:
-        raise ExpressionError("no expression yet: type one first")
-    assert isinstance(session, ExpressionSession)
+_S = TypeVar("_S", ExpressionSession, TrainingSession)
+
+
+def _session(kind: type[_S], missing: ChainruleError) -> _S:
+    """The page's current session of ``kind``; ``missing`` if it has none yet."""
+    session = _sessions.get(kind.__name__)
+    if not isinstance(session, kind):
+        raise missing
     return session
+
+
+def _expression() -> ExpressionSession:
+    return _session(ExpressionSession, ExpressionError("no expression yet: type one first"))
 
 
 def _training() -> TrainingSession:
-    session = _sessions.get("training")
-    if session is None:
-        raise ConfigError("no training run yet: choose a dataset first")
-    assert isinstance(session, TrainingSession)
-    return session
+    return _session(TrainingSession, ConfigError("no training run yet: choose a dataset first"))
 
 
 def _expr_set(text: str, at: str, rankdir: str = "LR") -> dict[str, Any]:
     session = ExpressionSession(text, at, rankdir)
-    _sessions["expression"] = session
+    _sessions[ExpressionSession.__name__] = session
     return session.state()
 
 
 def _train_new(**options: Any) -> dict[str, Any]:
     session = TrainingSession(**options)
-    _sessions["training"] = session
+    _sessions[TrainingSession.__name__] = session
     return _train_view()
 
 
