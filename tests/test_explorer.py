@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import socket
 import subprocess
 import sys
@@ -213,6 +214,10 @@ def test_the_expression_session_is_chainrules_own_computation() -> None:
         for term in step["terms"]:
             assert term["contribution"] == term["local"] * term["upstream"]
     assert ids == state["order"]
+    s.begin_steps()
+    lines = [line for _ in range(len(ids)) for line in s.step()["lines"]]
+    assert "∂v9/∂v8 = 1 − v9² = 0.5000 × upstream 1.0000 = 0.5000; grad of v8 = 0.5000" in lines
+    assert "∂v6/∂x1 = w1 = -3.0000 × upstream 0.5000 = -1.5000; grad of x1 = -1.5000" in lines
     assert {n: s.leaves[n].grad for n in s.names} == state["grads"]  # ends where backward ends
 
 
@@ -262,3 +267,28 @@ def test_call_answers_json_and_errors_in_one_line() -> None:
     assert not bad["ok"] and "\n" not in bad["error"]
     assert "unknown command" in json.loads(call('{"cmd": "rm"}'))["error"]
     assert "lr" in json.loads(call(json.dumps({"cmd": "train_new", "args": {"lr": -1}})))["error"]
+
+
+def test_without_chromium_the_browser_tests_fail_with_the_install_hint(tmp_path) -> None:
+    """They never skip: a machine without Chromium is told how to get it."""
+    env = {**os.environ, "CHAINRULE_CHROMIUM": str(tmp_path / "no-chromium")}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(ROOT / "tests" / "test_explorer_browser.py"),
+            "-k",
+            "running_sum",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1, result.stdout[-2000:]
+    assert "apt-get install chromium" in result.stdout
+    assert "1 error" in result.stdout and "skipped" not in result.stdout

@@ -20,7 +20,7 @@ import inspect
 import json
 import math
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from chainrule import data as datasets
@@ -56,6 +56,41 @@ def _describe(node: Value, ids: dict[Value, str]) -> str:
     return f"{ids[node]} ({op_symbol(node)})"
 
 
+def _formula(node: Value, i: int, name: Callable[[Value], str]) -> str | None:
+    """The local derivative ``∂node/∂input_i`` as a formula, for the ops a learner meets
+    first (the number itself comes from the engine's rule table); None for the rest."""
+    op, prev, me = node._op, node._prev, name(node)
+
+    def other(j: int) -> str:
+        return name(prev[j])
+
+    if op in ("+", "sum"):
+        return "1"
+    if op == "-":
+        return "1" if i == 0 else "−1"
+    if op == "*":
+        return other(1 - i)  # the other factor
+    if op == "/":
+        return f"1/{other(1)}" if i == 0 else f"−{me}/{other(1)}"
+    if op == "neg":
+        return "−1"
+    if op == "**" and node._arg is not None:
+        k = node._arg
+        return f"{k:g}·{other(0)}^{k - 1:g}"
+    simple = {
+        "exp": me,  # e^x is its own derivative
+        "log": f"1/{other(0)}",
+        "tanh": f"1 − {me}²",
+        "sigmoid": f"{me}·(1 − {me})",
+        "relu": f"1 if {other(0)} > 0, else 0",
+        "square": f"2·{other(0)}",
+        "sqrt": f"1/(2·{me})",
+        "sin": f"cos {other(0)}",
+        "cos": f"−sin {other(0)}",
+    }
+    return simple.get(op)
+
+
 class ExpressionSession:
     """One expression at one point: value, gradients, graph and a stepped backward pass.
 
@@ -87,6 +122,14 @@ class ExpressionSession:
 
     def _evaluate(self, values: dict[str, float]) -> tuple[Value, dict[str, Value]]:
         return evaluate(self.text, values)
+
+    def _short(self, node: Value) -> str:
+        """A node's name in a formula: its label, its id, or a constant's value."""
+        if node.label:
+            return node.label
+        if not node._prev:
+            return f"{node.data:g}"
+        return self.ids[node]
 
     def at(self) -> str:
         """The variables' values in ``--at`` form, exactly (``repr`` of each float)."""
@@ -141,10 +184,11 @@ class ExpressionSession:
             return {"done": True}
         p = PRECISION
         name = _describe(step.node, self.ids)
-        me = step.node.label or self.ids[step.node]
+        me = self._short(step.node)
         terms, lines = [], []
         for t in step.terms:
-            other = t.input.label or self.ids[t.input]
+            other = self._short(t.input)
+            whose = other if t.input._prev or t.input.label else _describe(t.input, self.ids)
             terms.append(
                 {
                     "input": self.ids[t.input],
@@ -156,17 +200,19 @@ class ExpressionSession:
                     "after": t.after,
                 }
             )
+            formula = _formula(step.node, len(terms) - 1, self._short)
+            shown = f"{formula} = " if formula is not None else ""
             line = (
-                f"∂{me}/∂{other} = {t.local:.{p}f} × upstream {t.upstream:.{p}f}"
+                f"∂{me}/∂{other} = {shown}{t.local:.{p}f} × upstream {t.upstream:.{p}f}"
                 f" = {t.contribution:.{p}f}"
             )
             if t.before:  # a value used more than once: its gradient is a running sum
                 line += (
-                    f"; {other} is used again, its grad adds up: {t.before:.{p}f} + "
+                    f"; {whose} is used again, its grad adds up: {t.before:.{p}f} + "
                     f"{t.contribution:.{p}f} = {t.after:.{p}f}"
                 )
             else:
-                line += f"; grad of {other} = {t.after:.{p}f}"
+                line += f"; grad of {whose} = {t.after:.{p}f}"
             lines.append(line)
         if not step.terms:
             lines.append(f"{name} is a leaf: its gradient {step.grad:.{p}f} is final")
