@@ -400,8 +400,7 @@ class _CheckpointWriter:
         if self.own:
             checkpoint.save(self.out / CHECKPOINT_FILE)
         else:
-            text = json.dumps(checkpoint.to_json(), allow_nan=False, separators=(",", ":"))
-            replace_folder(self.out, {CHECKPOINT_FILE: text.encode("utf-8")})
+            replace_folder(self.out, {CHECKPOINT_FILE: checkpoint.dumps().encode("utf-8")})
             self.own = True
         self.step = checkpoint.step
 

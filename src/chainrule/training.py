@@ -569,11 +569,14 @@ class Checkpoint:
             "resumed_at": self.resumed_at,
         }
 
+    def dumps(self) -> str:
+        """The checkpoint as the JSON text :meth:`save` writes (compact, no NaN)."""
+        return json.dumps(self.to_json(), allow_nan=False, separators=(",", ":"))
+
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the checkpoint to ``path`` as JSON, atomically: a reader (or a resumed
         run) finds the previous checkpoint or this one, never half a file."""
-        text = json.dumps(self.to_json(), allow_nan=False, separators=(",", ":"))
-        return atomic_write_text(path, text)
+        return atomic_write_text(path, self.dumps())
 
     @classmethod
     def from_json(cls, doc: object) -> Checkpoint:
