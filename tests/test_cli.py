@@ -432,25 +432,18 @@ def test_out_is_checked_before_training(
     assert sorted(os.listdir(tmp_path)) == ["file", "notes"]
 
 
-def test_an_interrupted_run_leaves_the_previous_one_whole(tmp_path: Path, monkeypatch) -> None:
-    from chainrule import plots
-
+def test_a_run_that_fails_leaves_the_previous_one_whole(tmp_path: Path) -> None:
     out = tmp_path / "run"
     assert main(["train", *TINY, "--out", str(out)]) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    assert sorted(before) == sorted(["metrics.json", "model.json", "loss.png",
-                                     "decision_boundary.png"])  # fmt: skip
-
-    def interrupt(*args: object, **kwargs: object) -> None:
-        raise KeyboardInterrupt  # after metrics.json, model.json and loss.png were written
-
-    monkeypatch.setattr(plots, "plot_decision_boundary", interrupt)
-    assert main(["train", *TINY, "--seed", "7", "--out", str(out)]) == 130
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(before) == ["checkpoint.json", "decision_boundary.png", "loss.png",
+                              "metrics.json", "model.json"]  # fmt: skip
+    assert main(["train", *TINY, "--steps", "30", "--lr", "1e9", "--out", str(out)]) == 2
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # diverged: nothing
     assert os.listdir(tmp_path) == ["run"]  # no staging folder left behind
-    monkeypatch.undo()
     assert main(["train", *TINY, "--seed", "7", "--out", str(out)]) == 0  # replaces the run
     assert json.loads((out / "metrics.json").read_text())["config"]["seed"] == 7
+    assert sorted(os.listdir(out)) == sorted(before)
     assert os.listdir(tmp_path) == ["run"]
 
 

@@ -4,8 +4,8 @@ A regular file is written to a temporary file in the same folder, then renamed o
 the target, so readers see the old file or the new, never half. A target that is not
 a regular file -- ``/dev/null``, a named pipe, a terminal -- is written straight
 into: renaming over it would replace the device or pipe itself. A folder of results
-(:func:`staged_folder`) is filled under a temporary name and renamed into place, so
-it never mixes the files of two runs.
+(:func:`staged_folder`, :func:`replace_folder`) is filled under a temporary name and
+renamed into place, so it never mixes the files of two runs.
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 
 __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "ensure_writable_folder",
+    "replace_folder",
     "staged_folder",
 ]
 
@@ -117,16 +118,53 @@ def staged_folder(path: str | os.PathLike[str], replaceable: Collection[str]) ->
     try:
         os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700 folders
         yield staging
-        if target.is_dir() and any(target.iterdir()):
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=parent))
-            os.replace(target, old)  # onto the empty placeholder
-            os.replace(staging, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, target)  # a missing or empty folder is replaced at once
+        _swap_in(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def replace_folder(path: str | os.PathLike[str], files: Mapping[str, bytes]) -> Path:
+    """Make the folder ``path`` hold exactly ``files`` (name -> content), as one unit.
+
+    The files are written into a hidden temporary sibling folder, which then takes the
+    place of ``path`` (see :func:`staged_folder`): a reader sees the old folder or the
+    new one, never a mix, and an interruption leaves the old one as it was.
+    """
+    target = Path(path)
+    parent = target.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
+    except OSError as exc:
+        raise _cannot_write(parent, exc) from None
+    try:
+        os.chmod(staging, 0o777 & ~_umask())
+        for name, data in files.items():
+            with open(staging / name, "xb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        _swap_in(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def _swap_in(staging: Path, target: Path) -> None:
+    """Rename the folder ``staging`` to ``target``, replacing what is there.
+
+    Replacing a non-empty folder takes two renames (old out of the way, new in); a
+    crash between them leaves the old folder in a hidden ``.NAME.*.old`` sibling.
+    """
+    if target.is_dir() and any(target.iterdir()):
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+        os.replace(target, old)  # onto the empty placeholder
+        os.replace(staging, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, target)  # a missing or empty folder is replaced at once
 
 
 def ensure_writable_folder(path: str | os.PathLike[str]) -> Path:

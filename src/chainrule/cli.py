@@ -2,6 +2,7 @@
 
     chainrule demo                       the reference demo: moons, MLP 2-16-16-1, 100 steps
     chainrule train --dataset spiral --classes 3 --optimizer adam --lr 0.05 --steps 300
+    chainrule train --resume runs/train --steps 500   go on with a run, or train it longer
     chainrule predict --model runs/demo/model.json --input 0.5,0.25
     chainrule predict --model runs/demo/model.json --input-file points.csv > predictions.csv
     chainrule lr-find --dataset moons
@@ -23,6 +24,7 @@ import errno
 import json
 import math
 import random
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,6 +40,13 @@ EXIT_INTERRUPTED = 130
 
 #: The files a training run writes into its --out folder.
 RUN_FILES = ("metrics.json", "model.json", "loss.png", "decision_boundary.png")
+
+#: The checkpoint of `chainrule train` in its folder: the whole state of the run, to
+#: resume from or to extend it (`chainrule train --resume FOLDER`).
+CHECKPOINT_FILE = "checkpoint.json"
+
+#: The files `chainrule train` writes: the results and the final checkpoint.
+TRAIN_RUN_FILES = (*RUN_FILES, CHECKPOINT_FILE)
 
 #: The files `chainrule gpt train` writes (it may replace any run's folder).
 GPT_RUN_FILES = ("metrics.json", "model.json", "loss.png")
@@ -136,7 +145,11 @@ def _per_dataset(key: str) -> str:
 
 def _training_flags(p: argparse.ArgumentParser, out: str, held_out: bool = True) -> None:
     """The flags of a training run. ``held_out``: --test-fraction defaults to
-    :data:`DEFAULT_TEST_FRACTION` and --eval-every and --patience exist."""
+    :data:`DEFAULT_TEST_FRACTION` and --eval-every and --patience exist.
+
+    A setting's default is filled in by :func:`_config`, not by argparse (its value is
+    None when it is not given), so that ``--resume`` can tell the flags given apart.
+    """
     from chainrule.data import DATASETS
     from chainrule.nn import ACTIVATIONS, INITS
     from chainrule.optim import SCHEDULES
@@ -144,36 +157,32 @@ def _training_flags(p: argparse.ArgumentParser, out: str, held_out: bool = True)
 
     d = TrainConfig()
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", choices=tuple(DATASETS), default=d.dataset, help="%(default)s")
-    g.add_argument(
-        "--samples", type=_count(2), default=None, help=f"points ({_per_dataset('samples')})"
-    )
-    g.add_argument("--noise", type=_non_negative, default=d.noise, help="noise (%(default)s)")
+    g.add_argument("--dataset", choices=tuple(DATASETS), help=f"{d.dataset}")
+    g.add_argument("--samples", type=_count(2), help=f"points ({_per_dataset('samples')})")
+    g.add_argument("--noise", type=_non_negative, help=f"noise ({d.noise})")
     g.add_argument(
         "--classes",
         type=_count(2),
-        default=None,
         help=f"classes; only blobs and spiral have more than 2 ({_per_dataset('classes')})",
     )
     g.add_argument(
         "--test-fraction",
         type=_non_negative,
-        default=DEFAULT_TEST_FRACTION if held_out else 0.0,
-        help="share of the data held out for testing; 0 trains on all of it (%(default)s)",
+        default=None if held_out else 0.0,
+        help="share of the data held out for testing; 0 trains on all of it "
+        f"({DEFAULT_TEST_FRACTION if held_out else 0.0})",
     )
     if held_out:
         g.add_argument(
             "--eval-every",
             type=_count(1),
-            default=d.eval_every,
             metavar="K",
             help="with held-out data: loss and accuracy on the training and test sets "
-            "after every K steps and the last, into metrics.json (%(default)s)",
+            f"after every K steps and the last, into metrics.json ({d.eval_every})",
         )
         g.add_argument(
             "--patience",
             type=_count(1),
-            default=None,
             metavar="N",
             help="stop when the test loss has not improved for N evaluations and keep "
             "the weights of the best one (off)",
@@ -183,30 +192,27 @@ def _training_flags(p: argparse.ArgumentParser, out: str, held_out: bool = True)
         "--layers",
         dest="hidden",
         type=_sizes,
-        default=d.hidden,
-        help="hidden layer sizes, comma-separated (16,16)",
+        help=f"hidden layer sizes, comma-separated ({','.join(map(str, d.hidden))})",
     )
-    g.add_argument("--activation", choices=ACTIVATIONS, default=d.activation, help="%(default)s")
-    g.add_argument("--init", choices=INITS, default=d.init, help="weights (%(default)s)")
+    g.add_argument("--activation", choices=ACTIVATIONS, help=f"{d.activation}")
+    g.add_argument("--init", choices=INITS, help=f"weights ({d.init})")
     g = p.add_argument_group("training")
     g.add_argument(
         "--loss",
         choices=LOSSES,
-        default=d.loss,
-        help="auto: hinge for 2 classes, softmax cross-entropy for more (%(default)s)",
+        help=f"auto: hinge for 2 classes, softmax cross-entropy for more ({d.loss})",
     )
-    g.add_argument("--l2", type=_non_negative, default=d.l2, help="L2 weight (%(default)s)")
-    g.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="%(default)s")
+    g.add_argument("--l2", type=_non_negative, help=f"L2 weight ({d.l2})")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, help=f"{d.optimizer}")
     lrs = ", ".join(f"{name} {lr:g}" for name, lr in DEFAULT_LR.items())
-    g.add_argument("--lr", type=_positive, default=None, help=f"learning rate ({lrs})")
-    g.add_argument(
-        "--momentum", type=_non_negative, default=d.momentum, help="SGD only, [0, 1) (%(default)s)"
-    )
-    g.add_argument("--schedule", choices=SCHEDULES, default=d.schedule, help="%(default)s")
-    g.add_argument("--steps", type=_count(1), default=d.steps, help="steps (%(default)s)")
-    g.add_argument("--batch-size", type=_count(1), default=None, help="examples per step (all)")
-    g.add_argument("--seed", type=int, default=d.seed, help="random seed (%(default)s)")
-    p.add_argument("--out", type=Path, default=Path(out), help="output folder (%(default)s)")
+    g.add_argument("--lr", type=_positive, help=f"learning rate ({lrs})")
+    g.add_argument("--momentum", type=_non_negative, help=f"SGD only, [0, 1) ({d.momentum})")
+    g.add_argument("--schedule", choices=SCHEDULES, help=f"{d.schedule}")
+    g.add_argument("--steps", type=_count(1), help=f"steps ({d.steps})")
+    g.add_argument("--batch-size", type=_count(1), help="examples per step (all)")
+    g.add_argument("--seed", type=int, help=f"random seed ({d.seed})")
+    p.add_argument("--out", type=Path, help=f"output folder ({out})")
+    p.set_defaults(default_out=Path(out))
     _eager_flag(p)
 
 
@@ -228,29 +234,62 @@ def _eager_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _config(args: argparse.Namespace) -> Any:
-    """The run's :class:`TrainConfig`: the flags given, and the per-dataset and
-    per-optimiser defaults for --samples, --classes and --lr when they are not."""
-    from chainrule.training import DATASET_DEFAULTS, DEFAULT_LR, TrainConfig
+def _given(args: argparse.Namespace) -> dict[str, Any]:
+    """The :class:`TrainConfig` settings given as flags (the others are None)."""
+    from chainrule.training import TrainConfig
 
     fields = TrainConfig.__dataclass_fields__
-    given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    return {k: v for k, v in vars(args).items() if k in fields and v is not None}
+
+
+def _config(args: argparse.Namespace) -> Any:
+    """The run's :class:`TrainConfig`: the flags given, and the defaults for the rest,
+    among them the per-dataset and per-optimiser ones for --samples, --classes, --lr."""
+    from chainrule.training import DATASET_DEFAULTS, DEFAULT_LR, TrainConfig
+
+    given = _given(args)
+    d = TrainConfig()
+    dataset, optimizer = given.get("dataset", d.dataset), given.get("optimizer", d.optimizer)
     defaults: dict[str, Any] = {
-        **DATASET_DEFAULTS.get(args.dataset, {}),
-        "lr": DEFAULT_LR[args.optimizer],
+        **DATASET_DEFAULTS.get(dataset, {}),
+        "lr": DEFAULT_LR[optimizer],
+        "test_fraction": DEFAULT_TEST_FRACTION,
     }
     config = TrainConfig(**{**defaults, **given})
     config.compiled = not args.eager
     return config
 
 
-def _run_training(config: Any, out: Path, progress: bool) -> int:
-    """Train, then write :data:`RUN_FILES` into ``out`` as one unit.
+def _out(args: argparse.Namespace) -> Path:
+    """--out, or the command's default folder."""
+    out: Path = args.out if args.out is not None else args.default_out
+    return out
 
-    The configuration and the folder are checked before training starts. The files
+
+def _run_training(
+    config: Any,
+    out: Path,
+    progress: bool,
+    *,
+    checkpoints: bool = False,
+    every: int | None = None,
+    stop_after: int | None = None,
+    resume: Any = None,
+) -> int:
+    """Train, then write :data:`RUN_FILES` (with ``checkpoints``, also
+    :data:`CHECKPOINT_FILE`) into ``out`` as one unit.
+
+    The configuration and the folder are checked before training starts. The results
     are written into a hidden temporary folder that is renamed to ``out`` at the end,
-    so an interrupted or diverged run leaves ``out`` as it was: never a mix of two
-    runs, never a model of a run that failed.
+    so ``out`` never mixes two runs: it holds the previous results until this run
+    saves its first checkpoint, then this run's checkpoint alone (a run in progress,
+    interrupted or stopped with --stop-after), then this run's results. A diverged run
+    writes no results.
+
+    With ``checkpoints`` the run saves a checkpoint every ``every`` steps, at the end,
+    and on Ctrl-C, which then prints how to resume and returns exit code 130.
+    ``resume`` is the :class:`~chainrule.training.Checkpoint` that the run in ``out``
+    goes on from.
     """
     from chainrule import nn
     from chainrule._io import staged_folder
@@ -258,30 +297,68 @@ def _run_training(config: Any, out: Path, progress: bool) -> int:
     from chainrule.training import train
 
     config.validate()
-    with staged_folder(out, RUN_FILES) as staging:
-        result = train(config, progress=progress)
-        metrics = result.metrics()
-        atomic_write_text(staging / "metrics.json", json.dumps(metrics, indent=1))
-        nn.save(
-            result.model,
-            staging / "model.json",
-            metadata={"task": result.task.to_json(), "dataset": config.dataset},
+    writer = _CheckpointWriter(out, own=resume is not None) if checkpoints else None
+    files = TRAIN_RUN_FILES if checkpoints else RUN_FILES
+    resume_line = f"chainrule train --resume {shlex.quote(str(out))}"
+    try:
+        with staged_folder(out, TRAIN_RUN_FILES) as staging:
+            result = train(
+                config,
+                progress=progress,
+                checkpoint_every=every,
+                on_checkpoint=writer,
+                resume_from=resume,
+                stop_after=stop_after,
+            )
+            if not result.finished:
+                raise _Paused  # the checkpoint alone, as after Ctrl-C
+            metrics = result.metrics()
+            atomic_write_text(staging / "metrics.json", json.dumps(metrics, indent=1))
+            nn.save(
+                result.model,
+                staging / "model.json",
+                metadata={"task": result.task.to_json(), "dataset": config.dataset},
+            )
+            ev = result.evaluations if result.X_test else None
+            plot_history(
+                result.history.loss,
+                result.history.accuracy,
+                staging / "loss.png",
+                title=config.dataset,
+                lr=result.history.lr,
+                evaluations=ev,
+                step_label="train (each step's batch" + (", + L2)" if config.l2 else ")"),
+            )
+            accuracy = f"train accuracy {metrics['accuracy']:.1%}"
+            if "test_accuracy" in metrics:
+                accuracy += f", test accuracy {metrics['test_accuracy']:.1%}"
+            plot_decision_boundary(
+                result.model,
+                result.X,
+                result.y,
+                staging / "decision_boundary.png",
+                title=f"{config.dataset}: {accuracy}",
+                X_test=result.X_test,
+                y_test=result.y_test,
+                classes=result.task.classes,
+            )
+            if checkpoints and result.checkpoint is not None:
+                result.checkpoint.save(staging / CHECKPOINT_FILE)
+    except _Paused:
+        print(
+            f"stopped after step {writer.step if writer else 0} of {config.steps}; the checkpoint "
+            f"is {out / CHECKPOINT_FILE}; continue with: {resume_line}"
         )
-        plot_history(
-            result.history.loss,
-            result.history.accuracy,
-            staging / "loss.png",
-            title=config.dataset,
+        return 0
+    except KeyboardInterrupt:
+        if writer is None or writer.step is None:
+            raise  # nothing saved: the usual "interrupted"
+        print(
+            f"chainrule train: interrupted after step {writer.step} of {config.steps}; "
+            f"checkpoint saved in {out / CHECKPOINT_FILE}; resume with: {resume_line}",
+            file=sys.stderr,
         )
-        plot_decision_boundary(
-            result.model,
-            result.task.predict,
-            result.X,
-            result.y,
-            staging / "decision_boundary.png",
-            title=f"{config.dataset}: {metrics['accuracy']:.0%} training accuracy",
-        )
-    files = [out / name for name in RUN_FILES]
+        return EXIT_INTERRUPTED
     test = ""
     if "test_accuracy" in metrics:
         test = (
@@ -289,13 +366,44 @@ def _run_training(config: Any, out: Path, progress: bool) -> int:
         )
         if metrics["stopped_early"]:
             test += f" (stopped early; kept the weights of step {metrics['best_step']})"
+    resumed = f", resumed at step {result.resumed_at[-1]}" if result.resumed_at else ""
     print(
         f"trained {metrics['parameters']} parameters for {metrics['steps']} steps in "
-        f"{metrics['seconds']:.1f} s ({metrics['engine']}): loss {metrics['loss']:.4f}, "
+        f"{metrics['seconds']:.1f} s ({metrics['engine']}{resumed}): loss {metrics['loss']:.4f}, "
         f"training accuracy {metrics['accuracy']:.1%}{test}"
     )
-    print("wrote " + ", ".join(str(f) for f in files))
+    print("wrote " + ", ".join(str(out / name) for name in files))
     return 0
+
+
+class _Paused(Exception):
+    """Raised inside the staged results folder to drop it: a run stopped by --stop-after
+    keeps only its checkpoint, as an interrupted one does."""
+
+
+class _CheckpointWriter:
+    """Saves each checkpoint of a run into its folder, as :data:`CHECKPOINT_FILE`.
+
+    A new run's first checkpoint replaces the folder as a unit (the previous run's
+    results go, this run's checkpoint comes: never a mix); later ones, and those of a
+    resumed run (``own``: the folder is already this run's), replace the file
+    atomically. :attr:`step` is the step of the last one saved.
+    """
+
+    def __init__(self, out: Path, own: bool) -> None:
+        self.out = out
+        self.own = own
+        self.step: int | None = None
+
+    def __call__(self, checkpoint: Any) -> None:
+        from chainrule._io import replace_folder
+
+        if self.own:
+            checkpoint.save(self.out / CHECKPOINT_FILE)
+        else:
+            replace_folder(self.out, {CHECKPOINT_FILE: checkpoint.dumps().encode("utf-8")})
+            self.own = True
+        self.step = checkpoint.step
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -306,8 +414,84 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _run_training(config, args.out, progress=not args.no_progress)
 
 
+#: The flags that may be given with --resume; every other setting is the checkpoint's.
+RESUME_FLAGS = ("--steps", "--checkpoint-every", "--stop-after", "--no-progress", "--debug")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    return _run_training(_config(args), args.out, progress=not args.no_progress)
+    if args.resume is not None:
+        return _resume_training(args)
+    return _run_training(
+        _config(args),
+        _out(args),
+        progress=not args.no_progress,
+        checkpoints=True,
+        every=args.checkpoint_every,
+        stop_after=args.stop_after,
+    )
+
+
+def _resume_training(args: argparse.Namespace) -> int:
+    """``chainrule train --resume DIR``: go on from DIR/checkpoint.json, into DIR."""
+    from chainrule.training import load_checkpoint
+
+    folder: Path = args.resume
+    if not folder.is_dir():
+        what = "is a file" if folder.exists() else "does not exist"
+        raise UsageError(
+            f"--resume {folder} {what}; name the run's folder, the one holding {CHECKPOINT_FILE}"
+        )
+    if args.out is not None and args.out.resolve() != folder.resolve():
+        raise UsageError(f"--out {args.out}: a resumed run writes into its own folder, {folder}")
+    checkpoint = load_checkpoint(folder / CHECKPOINT_FILE)  # every entry checked
+    saved = checkpoint.config
+    given = _given(args)
+    given.pop("steps", None)
+    if args.eager:
+        given["compiled"] = False
+    for name, value in given.items():
+        if value != getattr(saved, name):
+            flag = "--eager" if name == "compiled" else _flag(name)
+            shown = _shown(getattr(saved, name))
+            raise UsageError(
+                f"{flag} conflicts with the run being resumed ({_flag(name)} {shown}); "
+                f"its settings come from {folder / CHECKPOINT_FILE}: only "
+                f"{', '.join(RESUME_FLAGS[:3])} may be given with --resume"
+            )
+    config = _replace_steps(saved, args.steps)
+    if checkpoint.finished and config.steps == saved.steps:
+        print(f"the run in {folder} is complete ({checkpoint.step} steps); writing its results")
+    return _run_training(
+        config,
+        folder,
+        progress=not args.no_progress,
+        checkpoints=True,
+        every=args.checkpoint_every,
+        stop_after=args.stop_after,
+        resume=checkpoint,
+    )
+
+
+def _flag(name: str) -> str:
+    if name == "compiled":
+        return "engine"
+    return "--layers" if name == "hidden" else "--" + name.replace("_", "-")
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    if value is True:
+        return "compiled"
+    if value is False:
+        return "eager"
+    return str(value)
+
+
+def _replace_steps(config: Any, steps: int | None) -> Any:
+    from dataclasses import replace
+
+    return replace(config, steps=config.steps if steps is None else steps)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -368,12 +552,13 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
         raise UsageError("--min-lr must be below --max-lr")
     config = _config(args)
     config.validate()
-    ensure_writable_folder(args.out)  # before the runs, not after them
+    out = _out(args)
+    ensure_writable_folder(out)  # before the runs, not after them
     found = lr_find(config, args.min_lr, args.max_lr, args.num, args.run_steps)
     for lr, loss in zip(found.lrs, found.losses, strict=True):
         shown = f"{loss:.4f}" if math.isfinite(loss) else "diverged"
         print(f"lr {lr:10.4g}   loss after {args.run_steps} steps: {shown}")
-    path = plot_lr_find(found.lrs, found.losses, args.out / "lr_find.png", found.suggested)
+    path = plot_lr_find(found.lrs, found.losses, out / "lr_find.png", found.suggested)
     if found.suggested is None:
         print(f"wrote {path}")
         raise DivergedError(
@@ -643,6 +828,34 @@ def build_parser() -> argparse.ArgumentParser:
         "uses softmax cross-entropy. Writes the same files as `demo`.",
     )
     _training_flags(p, "runs/train")
+    g = p.add_argument_group(
+        "checkpoints",
+        f"The run's folder always gets {CHECKPOINT_FILE}, the whole state of the run, at "
+        "the end; Ctrl-C saves one too, after the step under way, and prints how to "
+        "resume. A folder with a checkpoint alone is a run in progress.",
+    )
+    g.add_argument(
+        "--checkpoint-every",
+        type=_count(1),
+        metavar="N",
+        help=f"also save {CHECKPOINT_FILE} after every N steps (off)",
+    )
+    g.add_argument(
+        "--resume",
+        type=Path,
+        metavar="DIR",
+        help="go on with the run in DIR from its checkpoint, with its saved settings, "
+        "exactly as if it had never stopped; only --steps (to train longer or shorter; "
+        "the schedule then spans the new total), --checkpoint-every, --stop-after and "
+        "--no-progress may be given",
+    )
+    g.add_argument(
+        "--stop-after",
+        type=_count(1),
+        metavar="K",
+        help="stop after step K with a checkpoint, to go on later with --resume (e.g. to "
+        "train in sessions)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _debug_flag(p)
     p.set_defaults(func=cmd_train)

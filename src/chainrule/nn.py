@@ -53,6 +53,9 @@ __all__ = [
     "load",
     "load_with_metadata",
     "log_softmax",
+    "model_document",
+    "model_from_document",
+    "read_json_file",
     "read_model_file",
     "save",
     "softmax",
@@ -700,10 +703,19 @@ def save(model: MLP, path: str | os.PathLike[str], metadata: dict[str, Any] | No
 
     The file holds the architecture, every parameter (layer by layer: ``weights[j][i]``
     is neuron ``j``'s weight for input ``i``) and optional JSON-ready ``metadata``
-    (the command line stores the task there). It is written to a temporary file in the
-    same folder and renamed into place, so a crash never leaves half a file. A model
-    with a non-finite parameter is refused rather than saved.
+    (the command line stores the task there): :func:`model_document`. It is written to
+    a temporary file in the same folder and renamed into place, so a crash never leaves
+    half a file. A model with a non-finite parameter is refused rather than saved.
     """
+    document = model_document(model, metadata)
+    return atomic_write_text(path, json.dumps(document, allow_nan=False, indent=1))
+
+
+def model_document(model: MLP, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON document :func:`save` writes (format, version, architecture, layers,
+    metadata); :func:`model_from_document` reads it back. Floats keep every bit: JSON
+    writes each as its shortest exact repr. Raises ``ValueError`` for a non-finite
+    parameter."""
     if not isinstance(model, MLP):
         raise TypeError(f"save: expected an MLP, got {type(model).__name__}")
     layers = []
@@ -716,14 +728,13 @@ def save(model: MLP, path: str | os.PathLike[str], metadata: dict[str, Any] | No
                 "not writing the model"
             )
         layers.append({"weights": weights, "biases": biases})
-    document = {
+    return {
         "format": FORMAT,
         "version": VERSION,
         "architecture": model.architecture(),
         "layers": layers,
         "metadata": metadata or {},
     }
-    return atomic_write_text(path, json.dumps(document, allow_nan=False, indent=1))
 
 
 #: The largest model file :func:`load` reads. :func:`save` writes about 26 bytes per
@@ -735,10 +746,6 @@ MAX_MODEL_BYTES = 64 * 1024 * 1024
 #: than :func:`save` writes them (``0,0,0,...``): this bounds the memory a crafted
 #: file can make ``load`` allocate (about 120 bytes a parameter).
 MAX_MODEL_PARAMETERS = 4_000_000
-
-
-def _reject_constant(name: str) -> float:
-    raise ModelFileError(f"non-finite number {name} in the model file")
 
 
 def load(path: str | os.PathLike[str]) -> MLP:
@@ -763,6 +770,15 @@ def load_with_metadata(path: str | os.PathLike[str]) -> tuple[MLP, dict[str, Any
         raise ModelFileError(f"{Path(path)}: {exc}") from None
 
 
+def model_from_document(doc: object) -> tuple[MLP, dict[str, Any]]:
+    """The MLP and metadata of a model document (:func:`model_document`), with the
+    checks of :func:`load`: format, version, architecture, shapes, finite numbers.
+    Raises :class:`ModelFileError` naming what is wrong."""
+    _check_format(doc)
+    assert isinstance(doc, dict)
+    return _build(doc)
+
+
 def read_model_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A model file's JSON document, with its format name and version checked.
 
@@ -773,36 +789,73 @@ def read_model_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     :class:`ModelFileError`, naming the file.
     """
     source = Path(path)
+    doc = read_json_file(
+        source,
+        kind="model file",
+        limit=MAX_MODEL_BYTES,
+        limit_name="chainrule.nn.MAX_MODEL_BYTES",
+        error=ModelFileError,
+    )
     try:
-        doc = json.loads(_read_model_text(source), parse_constant=_reject_constant)
-        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-            raise ModelFileError(f"not a chainrule model file (expected format {FORMAT!r})")
-        version = doc.get("version")
-        if version != VERSION:
-            raise ModelFileError(
-                f"unknown model file version {version!r:.40}; "
-                f"this chainrule reads version {VERSION}"
-            )
-    except json.JSONDecodeError as exc:
-        raise ModelFileError(
-            f"{source}: not a valid model file (truncated or corrupt JSON: {exc.msg} "
-            f"at line {exc.lineno} column {exc.colno})"
-        ) from None
-    except RecursionError:
-        raise ModelFileError(
-            f"{source}: not a model file (its JSON is nested too deeply to read)"
-        ) from None
+        _check_format(doc)
     except ModelFileError as exc:
         raise ModelFileError(f"{source}: {exc}") from None
+    assert isinstance(doc, dict)
     return doc
 
 
-def _read_model_text(source: Path) -> str:
-    """The file's text, refusing anything larger than :data:`MAX_MODEL_BYTES` unread."""
-    limit = MAX_MODEL_BYTES
-    too_big = ModelFileError(
-        f"the file is larger than {limit:,} bytes (chainrule.nn.MAX_MODEL_BYTES); "
-        "it is not a model file written by chainrule"
+def _check_format(doc: object) -> None:
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ModelFileError(f"not a chainrule model file (expected format {FORMAT!r})")
+    version = doc.get("version")
+    if version != VERSION:
+        raise ModelFileError(
+            f"unknown model file version {version!r:.40}; this chainrule reads version {VERSION}"
+        )
+
+
+def read_json_file(
+    path: str | os.PathLike[str],
+    *,
+    kind: str,
+    limit: int,
+    limit_name: str,
+    error: type[ChainruleError],
+) -> Any:
+    """The JSON value in the file ``path``, read with the care a model file gets.
+
+    A file larger than ``limit`` bytes is refused unread (a device or pipe is read no
+    further than that), and so are text that is not UTF-8, corrupt or truncated JSON,
+    ``NaN`` and ``Infinity``, and JSON nested too deeply to parse. Each raises
+    ``error``, naming the file and using ``kind`` ("model file", "checkpoint") and
+    ``limit_name`` (the constant that sets ``limit``) in its message.
+    """
+    source = Path(path)
+
+    def reject_constant(name: str) -> float:
+        raise error(f"non-finite number {name} in the {kind}")
+
+    try:
+        text = _read_limited_text(source, kind, limit, limit_name, error)
+        return json.loads(text, parse_constant=reject_constant)
+    except json.JSONDecodeError as exc:
+        raise error(
+            f"{source}: not a valid {kind} (truncated or corrupt JSON: {exc.msg} "
+            f"at line {exc.lineno} column {exc.colno})"
+        ) from None
+    except RecursionError:
+        raise error(f"{source}: not a {kind} (its JSON is nested too deeply to read)") from None
+    except error as exc:
+        raise error(f"{source}: {exc}") from None
+
+
+def _read_limited_text(
+    source: Path, kind: str, limit: int, limit_name: str, error: type[ChainruleError]
+) -> str:
+    """The file's text, refusing anything larger than ``limit`` bytes unread."""
+    too_big = error(
+        f"the file is larger than {limit:,} bytes ({limit_name}); "
+        f"it is not a {kind} written by chainrule"
     )
     try:
         with open(source, "rb") as f:
@@ -811,15 +864,15 @@ def _read_model_text(source: Path) -> str:
                 raise too_big
             data = f.read(limit + 1)  # devices and pipes have no size: read at most this
     except FileNotFoundError:
-        raise ModelFileError("no such model file") from None
+        raise error(f"no such {kind}") from None
     except OSError as exc:
-        raise ModelFileError(f"cannot read the model file ({exc.strerror or exc})") from None
+        raise error(f"cannot read the {kind} ({exc.strerror or exc})") from None
     if len(data) > limit:
         raise too_big
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        raise ModelFileError("not a model file (not UTF-8 text)") from None
+        raise error(f"not a {kind} (not UTF-8 text)") from None
 
 
 def check_architecture(arch: object) -> tuple[int, list[int], str, str | None]:

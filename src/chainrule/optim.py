@@ -10,7 +10,8 @@ only the standard library.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from chainrule.engine import Value
 from chainrule.errors import NumericOverflowError
@@ -30,6 +31,15 @@ __all__ = [
     "StepDecay",
     "make_schedule",
 ]
+
+
+def _betas(betas: Any) -> tuple[float, float]:
+    ok = isinstance(betas, (tuple, list)) and len(betas) == 2
+    if not ok or not all(
+        not isinstance(b, bool) and isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in betas
+    ):
+        raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r:.60}")
+    return (float(betas[0]), float(betas[1]))
 
 
 def _positive(name: str, x: float, allow_zero: bool = False) -> float:
@@ -72,6 +82,76 @@ class Optimizer:
         """Set every parameter's gradient to zero."""
         for p in self.params:
             p.grad = 0.0
+
+    #: The names of the per-parameter running state (lists of floats) and of the
+    #: hyperparameters that :meth:`state_dict` saves; subclasses set them.
+    _buffers: tuple[str, ...] = ()
+    _hyperparameters: tuple[str, ...] = ()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything :meth:`step` uses besides the parameters and their gradients.
+
+        ``{"type": "Adam", "lr": ..., "steps": t, <hyperparameters>, <running state>}``:
+        plain numbers and lists of floats (copies), ready for ``json.dumps``, where
+        every float round-trips exactly. :meth:`load_state_dict` puts it back, so an
+        optimiser rebuilt over the same parameters continues step for step as if it
+        had never stopped.
+        """
+        state: dict[str, Any] = {"type": type(self).__name__, "lr": self.lr, "steps": self.steps}
+        for name in self._hyperparameters:
+            value = getattr(self, name)
+            state[name] = list(value) if isinstance(value, tuple) else value
+        for name in self._buffers:
+            state[name] = list(getattr(self, name))
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned: all of it, or (on a bad entry) none.
+
+        Raises ``ValueError`` naming the first entry that is missing, of the wrong type
+        or length (one number per parameter), or not a finite number.
+        """
+        who = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state, Mapping):
+            raise ValueError(f"{who}: expected a mapping, got {type(state).__name__}")
+        if state.get("type") != type(self).__name__:
+            raise ValueError(
+                f"{who}: the state is of {state.get('type')!r:.40}, not {type(self).__name__}"
+            )
+        expected = {"type", "lr", "steps", *self._hyperparameters, *self._buffers}
+        unknown = sorted(set(state) - expected)
+        if unknown:
+            raise ValueError(f"{who}: unknown entries {', '.join(map(str, unknown[:5]))}")
+        missing = sorted(expected - set(state))
+        if missing:
+            raise ValueError(f"{who}: missing entries {', '.join(missing)}")
+        try:
+            lr = _positive("lr", state["lr"])
+            hyper = self._check_hyperparameters(state)
+        except ValueError as exc:
+            raise ValueError(f"{who}: {exc}") from None
+        steps = state["steps"]
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ValueError(f"{who}: steps must be a whole number >= 0, got {steps!r:.40}")
+        buffers = {name: self._check_buffer(who, name, state[name]) for name in self._buffers}
+        self.lr, self.steps = lr, steps
+        for name, value in {**hyper, **buffers}.items():
+            setattr(self, name, value)
+
+    def _check_hyperparameters(self, state: Mapping[str, Any]) -> dict[str, Any]:
+        """The hyperparameters of ``state``, checked as the constructor checks them."""
+        return {}
+
+    def _check_buffer(self, who: str, name: str, values: object) -> list[float]:
+        n = len(self.params)
+        if not isinstance(values, list) or len(values) != n:
+            raise ValueError(f"{who}: {name} must be a list of {n} numbers, one per parameter")
+        out = []
+        for i, x in enumerate(values):
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or not _isfinite(x):
+                raise ValueError(f"{who}: {name}[{i}] must be a finite number, got {x!r:.40}")
+            out.append(float(x))
+        return out
 
     def step(self) -> None:
         """Update every parameter once from its current gradient: all of them, or none.
@@ -129,6 +209,9 @@ class SGD(Optimizer):
     ``weight_decay`` adds ``weight_decay * p`` to each gradient (L2 regularisation).
     """
 
+    _buffers = ("velocity",)
+    _hyperparameters = ("momentum", "weight_decay")
+
     def __init__(
         self,
         params: Iterable[Value],
@@ -140,6 +223,12 @@ class SGD(Optimizer):
         self.momentum = _positive("momentum", momentum, allow_zero=True)
         self.weight_decay = _positive("weight_decay", weight_decay, allow_zero=True)
         self.velocity = [0.0] * len(self.params)
+
+    def _check_hyperparameters(self, state: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "momentum": _positive("momentum", state["momentum"], allow_zero=True),
+            "weight_decay": _positive("weight_decay", state["weight_decay"], allow_zero=True),
+        }
 
     def _propose(self, grads: list[float], t: int) -> tuple[list[float], tuple[list[float], ...]]:
         lr, params = self.lr, self.params
@@ -162,6 +251,9 @@ class Adam(Optimizer):
     ``v̂ = v / (1-β2^t)``.
     """
 
+    _buffers = ("m", "v")
+    _hyperparameters = ("betas", "eps", "weight_decay")
+
     def __init__(
         self,
         params: Iterable[Value],
@@ -171,13 +263,18 @@ class Adam(Optimizer):
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__(params, lr)
-        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
-        self.betas = (float(betas[0]), float(betas[1]))
+        self.betas = _betas(betas)
         self.eps = _positive("eps", eps)
         self.weight_decay = _positive("weight_decay", weight_decay, allow_zero=True)
         self.m = [0.0] * len(self.params)
         self.v = [0.0] * len(self.params)
+
+    def _check_hyperparameters(self, state: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "betas": _betas(state["betas"]),
+            "eps": _positive("eps", state["eps"]),
+            "weight_decay": _positive("weight_decay", state["weight_decay"], allow_zero=True),
+        }
 
     def _propose(self, grads: list[float], t: int) -> tuple[list[float], tuple[list[float], ...]]:
         b1, b2 = self.betas

@@ -2,8 +2,12 @@
 and the noisy one-name-per-step loss of a GPT, smoothed.
 
 Figures are made with matplotlib's object API and the Agg canvas, so nothing here
-touches pyplot's global state or needs a display. Every function writes a PNG (or any
-format matplotlib knows, by the file's suffix) and returns the path.
+touches pyplot's global state or needs a display. Every ``plot_*`` function writes a
+PNG (or any format matplotlib knows, by the file's suffix) and returns the path; the
+``draw_*`` functions draw the same pictures into axes you made (in a notebook, say).
+
+Class ``k`` has the colour ``class_colors(n)[k]`` everywhere: in the regions and points
+of a decision boundary, in its legend and colour bar, and in the notebooks.
 """
 
 from __future__ import annotations
@@ -11,19 +15,34 @@ from __future__ import annotations
 import io
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import BoundaryNorm, ListedColormap, to_hex, to_rgb
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from chainrule._io import atomic_write_bytes
-from chainrule.engine import no_grad
 from chainrule.nn import MLP
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+    from chainrule.training import Evaluations
+
 __all__ = [
+    "CLASS_COLORS",
+    "class_colors",
+    "class_grid",
+    "class_legend",
+    "draw_decision_boundary",
+    "draw_history",
+    "draw_points",
+    "margin_grid",
     "moving_average",
     "plot_decision_boundary",
     "plot_history",
@@ -31,13 +50,50 @@ __all__ = [
     "plot_smoothed_loss",
 ]
 
+#: The colour of each class, in this order, in every plot and notebook: Okabe and
+#: Ito's palette, whose colours stay apart also for the common colour-vision
+#: deficiencies (blue, orange, green, pink, sky blue, vermillion, yellow, black).
+CLASS_COLORS: tuple[str, ...] = (
+    "#0072B2",
+    "#E69F00",
+    "#009E73",
+    "#CC79A7",
+    "#56B4E9",
+    "#D55E00",
+    "#F0E442",
+    "#000000",
+)
+
+#: How strongly a class's colour tints its decision region (the rest is white), so
+#: that the points, in the full colour, stand out on their own region.
+REGION_TINT = 0.3
+
+#: Curves of the loss plot: training, held-out test, learning rate.
+TRAIN_COLOR, TEST_COLOR, LR_COLOR = "#0072B2", "#D55E00", "0.45"
+
+
+def class_colors(n: int) -> list[str]:
+    """The colours of classes ``0 .. n-1``: :data:`CLASS_COLORS`, or, for more classes
+    than it has, ``n`` hues evenly spaced on matplotlib's ``turbo`` map."""
+    if n <= len(CLASS_COLORS):
+        return list(CLASS_COLORS[:n])
+    from matplotlib import colormaps
+
+    return [to_hex(c) for c in colormaps["turbo"](np.linspace(0.05, 0.95, n))]
+
+
+def _tint(color: str) -> tuple[float, float, float]:
+    """``color`` mixed with white: the colour of its class's region."""
+    r, g, b = to_rgb(color)
+    return tuple(REGION_TINT * c + (1.0 - REGION_TINT) for c in (r, g, b))  # type: ignore[return-value]
+
 
 def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
     """Render ``fig`` in the format of ``path``'s suffix and write it atomically."""
     FigureCanvasAgg(fig)
     target = Path(path)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format=target.suffix.lstrip(".") or "png", dpi=110, bbox_inches="tight")
+    fig.savefig(buffer, format=target.suffix.lstrip(".") or "png", dpi=110)
     return atomic_write_bytes(target, buffer.getvalue())  # never a half-written image
 
 
@@ -46,24 +102,114 @@ def plot_history(
     accuracy: Sequence[float],
     path: str | os.PathLike[str],
     title: str = "training",
+    *,
+    lr: Sequence[float] | None = None,
+    evaluations: Evaluations | None = None,
+    step_label: str | None = None,
 ) -> Path:
-    """Loss (log scale when it spans a decade or more) and accuracy against the step."""
+    """Loss and accuracy against the step, side by side: :func:`draw_history`."""
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    draw_history(
+        ax_loss, ax_acc, loss, accuracy, lr=lr, evaluations=evaluations, step_label=step_label
+    )
+    ax_loss.set_title(f"{title}: loss")
+    ax_acc.set_title(f"{title}: accuracy")
+    return _save(fig, path)
+
+
+def draw_history(
+    ax_loss: Axes,
+    ax_acc: Axes,
+    loss: Sequence[float],
+    accuracy: Sequence[float],
+    *,
+    lr: Sequence[float] | None = None,
+    evaluations: Evaluations | None = None,
+    step_label: str | None = None,
+) -> None:
+    """The loss into ``ax_loss`` and the accuracy into ``ax_acc``, against the step.
+
+    ``loss[k]`` and ``accuracy[k]`` are step ``k``'s, on its batch, before its update
+    (a thin training curve; ``step_label`` names its loss, to say, for one, that it
+    includes a penalty such as L2). ``evaluations`` adds the loss and accuracy of the whole
+    training set and of the held-out test set after each evaluated step (thick
+    curves with dots); ``lr``, the learning rate of each step, is drawn on a second
+    y axis of the loss plot. The loss is on a log scale when it spans a decade.
+    """
     if not loss or len(loss) != len(accuracy):
         raise ValueError("plot_history: need equally many loss and accuracy values, at least one")
+    if lr is not None and len(lr) != len(loss):
+        raise ValueError("plot_history: need one learning rate per step")
     steps = np.arange(len(loss))
-    fig = Figure(figsize=(9, 3.6))
-    ax_loss, ax_acc = fig.subplots(1, 2)
-    ax_loss.plot(steps, loss, color="tab:blue")
-    ax_loss.set(xlabel="step", ylabel="loss", title=f"{title}: loss")
-    positive = [v for v in loss if v > 0]
+    held_out = evaluations is not None and len(evaluations.step) > 0
+    per_step = "train (each step's batch)" if held_out else "train"
+    ax_loss.plot(
+        steps,
+        loss,
+        color=TRAIN_COLOR,
+        linewidth=1.0,
+        alpha=0.55 if held_out else 1.0,
+        label=step_label or per_step,
+    )
+    ax_acc.plot(
+        steps,
+        [100 * a for a in accuracy],
+        color=TRAIN_COLOR,
+        linewidth=1.0,
+        alpha=0.55 if held_out else 1.0,
+        label=per_step,
+    )
+    shown = list(loss)
+    if held_out:
+        assert evaluations is not None
+        at = evaluations.step
+        for values, name, color in (
+            (evaluations.train_loss, "train (whole set)", TRAIN_COLOR),
+            (evaluations.test_loss, "test", TEST_COLOR),
+        ):
+            ax_loss.plot(
+                at, values, color=color, linewidth=2.0, marker="o", markersize=3, label=name
+            )
+            shown += values
+        for values, name, color in (
+            (evaluations.train_accuracy, "train (whole set)", TRAIN_COLOR),
+            (evaluations.test_accuracy, "test", TEST_COLOR),
+        ):
+            ax_acc.plot(
+                at,
+                [100 * a for a in values],
+                color=color,
+                linewidth=2.0,
+                marker="o",
+                markersize=3,
+                label=name,
+            )
+    positive = [v for v in shown if v > 0]
     if positive and max(positive) / min(positive) >= 10:
         ax_loss.set_yscale("log")
-    ax_acc.plot(steps, [100 * a for a in accuracy], color="tab:green")
-    ax_acc.set(xlabel="step", ylabel="accuracy (%)", title=f"{title}: accuracy", ylim=(0, 102))
+    ax_loss.set(xlabel="step", ylabel="loss")
+    ax_acc.set(xlabel="step", ylabel="accuracy (%)", ylim=(0, 102))
+    handles, labels = ax_loss.get_legend_handles_labels()
+    if lr is not None:
+        ax_lr = ax_loss.twinx()
+        ax_lr.plot(
+            steps,
+            lr,
+            color=LR_COLOR,
+            linestyle="--",
+            linewidth=1.2,
+            label="learning rate",
+        )
+        ax_lr.set_ylabel("learning rate", color=LR_COLOR)
+        ax_lr.tick_params(axis="y", colors=LR_COLOR)
+        ax_lr.set_ylim(0, max(lr) * 1.1)
+        more, names = ax_lr.get_legend_handles_labels()
+        handles, labels = handles + more, labels + names
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return _save(fig, path)
+    ax_loss.legend(handles, labels, fontsize=8, loc="upper right")
+    ax_acc.legend(fontsize=8, loc="lower right")
 
 
 def moving_average(values: Sequence[float], window: int) -> np.ndarray:
@@ -102,7 +248,7 @@ def plot_smoothed_loss(
     if window is None:
         window = min(100, max(1, len(loss) // 20))
     steps = np.arange(len(loss))
-    fig = Figure(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4), layout="constrained")
     ax = fig.subplots()
     ax.plot(steps, loss, color="tab:blue", alpha=0.25, linewidth=0.8, label="loss per step")
     ax.plot(
@@ -118,63 +264,248 @@ def plot_smoothed_loss(
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
     return _save(fig, path)
+
+
+#: How far the grid of a decision boundary reaches beyond the outermost points.
+_GRID_MARGIN = 0.5
 
 
 def class_grid(
     model: MLP,
-    predict: Any,
+    predict: Callable[[Any], tuple[int, float]],
     X: Sequence[Sequence[float]],
-    resolution: int = 80,
-    margin: float = 0.5,
+    resolution: int = 300,
+    margin: float = _GRID_MARGIN,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The predicted class on a ``resolution``² grid covering ``X`` (no graph recorded)."""
+    """The class ``predict`` gives at each point of a ``resolution``² grid covering
+    ``X`` and ``margin`` more. ``predict(output) -> (class, score)`` gets the model's
+    output as floats (a float, or a list for several outputs), as
+    :meth:`chainrule.training.Task.predict` takes it."""
+    gx, gy, outputs = _grid_outputs(model, X, resolution, margin)
+    classes = [predict(o)[0] for o in outputs]
+    return gx, gy, np.asarray(classes, dtype=float).reshape(gx.shape)
+
+
+def margin_grid(
+    model: MLP,
+    X: Sequence[Sequence[float]],
+    resolution: int = 300,
+    margin: float = _GRID_MARGIN,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """How far each class is from being predicted, on the grid of :func:`class_grid`.
+
+    ``margins[c]`` (one ``resolution``² array per class) is positive exactly where
+    class ``c`` is predicted, by the rule of every chainrule task: for one output
+    ``z``, class 1 where ``z > 0`` (margins ``-z`` and ``z``); for several, the largest
+    (``z_c - max_{j != c} z_j``). Being smooth, it can be contoured at 0 with no steps.
+    """
+    gx, gy, outputs = _grid_outputs(model, X, resolution, margin)
+    z = np.asarray(outputs, dtype=float).reshape(len(outputs), -1)
+    if z.shape[1] == 1:
+        margins = np.stack([-z[:, 0], z[:, 0]])
+    else:
+        margins = np.empty((z.shape[1], len(z)))
+        for c in range(z.shape[1]):
+            margins[c] = z[:, c] - np.delete(z, c, axis=1).max(axis=1)
+    return gx, gy, margins.reshape(len(margins), *gx.shape)
+
+
+#: Grid points per compiled call of :func:`class_grid`: tracing grows with it, each
+#: replay's fixed cost shrinks (about 100 is the fastest for the demo's model).
+_GRID_CHUNK = 100
+
+
+def _grid_outputs(
+    model: MLP, X: Sequence[Sequence[float]], resolution: int, margin: float
+) -> tuple[np.ndarray, np.ndarray, list[Any]]:
+    """The grid and the model's output (floats) at each of its points, row by row.
+
+    The model runs compiled (:func:`chainrule.compile`, forward only) on
+    :data:`_GRID_CHUNK` points a call, so a 300² grid takes a fraction of a second.
+    """
+    from chainrule.compiler import compile
+
+    if resolution < 2:
+        raise ValueError(f"the grid needs a resolution of at least 2, got {resolution}")
     pts = np.asarray(X, dtype=float)
     (x0, y0), (x1, y1) = pts.min(axis=0) - margin, pts.max(axis=0) + margin
     gx, gy = np.meshgrid(np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution))
-    with no_grad():
-        classes = [
-            predict(model([float(a), float(b)]))[0]
-            for a, b in zip(gx.ravel(), gy.ravel(), strict=True)
+    grid = np.column_stack([gx.ravel(), gy.ravel()])
+
+    def forward(rows: Any) -> tuple[Any, Any]:
+        outputs = [model(row) for row in rows]
+        return sum(o if not isinstance(o, list) else sum(o) for o in outputs), outputs
+
+    run = compile(forward, model.parameters(), has_aux=True)
+    chunk = min(_GRID_CHUNK, len(grid))
+    results: list[Any] = []
+    for at in range(0, len(grid), chunk):
+        rows = grid[at : at + chunk]
+        n = len(rows)
+        if n < chunk:  # the same shape every time: one trace
+            rows = np.vstack([rows, np.repeat(rows[-1:], chunk - n, axis=0)])
+        results += run(rows)[1][:n]
+    return gx, gy, results
+
+
+def draw_points(
+    ax: Axes,
+    X: Sequence[Sequence[float]],
+    y: Sequence[int],
+    *,
+    classes: int | None = None,
+    test: bool = False,
+) -> Any:
+    """Scatter ``X`` in the colour of each point's class ``y``: filled training points,
+    or with ``test`` hollow ones (a ring in the class's colour)."""
+    k = classes if classes is not None else (max(y) + 1 if len(y) else 1)
+    palette = class_colors(k)
+    pts = np.asarray(X, dtype=float).reshape(-1, 2)
+    colors = [palette[c] for c in y]
+    if test:
+        return ax.scatter(
+            pts[:, 0],
+            pts[:, 1],
+            s=36,
+            facecolors="none",
+            edgecolors=colors,
+            linewidths=1.6,
+            zorder=3,
+        )
+    return ax.scatter(
+        pts[:, 0], pts[:, 1], s=26, c=colors, edgecolors="0.15", linewidths=0.6, zorder=3
+    )
+
+
+def class_legend(ax: Axes, classes: int, *, test: bool = False, **kwargs: Any) -> Any:
+    """A legend naming each class by its colour, and with ``test`` saying which points
+    are training points (filled) and which test points (hollow)."""
+    handles = [
+        Line2D(
+            [],
+            [],
+            linestyle="none",
+            marker="o",
+            markersize=7,
+            markerfacecolor=color,
+            markeredgecolor="0.15",
+            markeredgewidth=0.6,
+            label=f"class {c}",
+        )
+        for c, color in enumerate(class_colors(classes))
+    ]
+    if test:
+        handles += [
+            Line2D(
+                [],
+                [],
+                linestyle="none",
+                marker="o",
+                markersize=7,
+                markerfacecolor="0.5",
+                markeredgecolor="0.15",
+                markeredgewidth=0.6,
+                label="training point",
+            ),
+            Line2D(
+                [],
+                [],
+                linestyle="none",
+                marker="o",
+                markersize=7,
+                markerfacecolor="none",
+                markeredgecolor="0.35",
+                markeredgewidth=1.6,
+                label="test point",
+            ),
         ]
-    return gx, gy, np.asarray(classes, dtype=float).reshape(gx.shape)
+    return ax.legend(handles=handles, **kwargs)
+
+
+def draw_decision_boundary(
+    ax: Axes,
+    model: MLP,
+    X: Sequence[Sequence[float]],
+    y: Sequence[int],
+    *,
+    X_test: Sequence[Sequence[float]] = (),
+    y_test: Sequence[int] = (),
+    classes: int | None = None,
+    resolution: int = 300,
+) -> None:
+    """Into ``ax``: the region where ``model`` predicts each class, tinted in the
+    class's colour and outlined, the training points ``X`` filled and the test points
+    ``X_test`` hollow (each in its class's colour), a legend, a colour bar of the
+    regions and equal scales on both axes.
+
+    Each region is the filled contour at 0 of its class's margin (:func:`margin_grid`,
+    ``resolution`` points a side), so its edge follows the model's boundary with no
+    steps. ``classes`` (by default, from the labels and the model's outputs) sets how
+    many colours the legend and colour bar show.
+    """
+    gx, gy, margins = margin_grid(model, [*X, *X_test], resolution)
+    labels = [*y, *y_test]
+    k = classes if classes is not None else max(len(margins), max(labels, default=0) + 1)
+    palette = class_colors(k)
+    tints = [_tint(c) for c in palette]
+    for c, m in enumerate(margins):
+        top = float(m.max())
+        if top > 0:
+            ax.contourf(gx, gy, m, levels=[0.0, top + 1.0], colors=[tints[c]])
+            ax.contour(gx, gy, m, levels=[0.0], colors=["0.3"], linewidths=0.8)
+    draw_points(ax, X, y, classes=k)
+    if len(X_test):
+        draw_points(ax, X_test, y_test, classes=k, test=True)
+    ax.set_xlim(gx.min(), gx.max())
+    ax.set_ylim(gy.min(), gy.max())
+    ax.set_aspect("equal", adjustable="box")
+    ax.set(xlabel="x₁", ylabel="x₂")
+    regions = ScalarMappable(
+        norm=BoundaryNorm(np.arange(k + 1) - 0.5, k), cmap=ListedColormap(tints)
+    )
+    bar = ax.figure.colorbar(regions, cax=ax.inset_axes((1.03, 0.0, 0.04, 1.0)), ticks=range(k))
+    bar.set_label("predicted class")
+    test = len(X_test) > 0
+    class_legend(
+        ax,
+        k,
+        test=test,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.13),
+        ncol=min(k + 2 * test, 5),
+        fontsize=8,
+        frameon=False,
+    )
 
 
 def plot_decision_boundary(
     model: MLP,
-    predict: Any,
     X: Sequence[Sequence[float]],
     y: Sequence[int],
     path: str | os.PathLike[str],
     title: str = "decision boundary",
-    resolution: int = 80,
+    resolution: int = 300,
+    *,
+    X_test: Sequence[Sequence[float]] = (),
+    y_test: Sequence[int] = (),
+    classes: int | None = None,
 ) -> Path:
-    """The regions where ``model`` predicts each class, with the data points on top.
+    """:func:`draw_decision_boundary` in a figure of its own, titled, written to ``path``.
 
-    ``predict(output) -> (class, score)`` turns the model's output into a class, as
-    :meth:`chainrule.training.Task.predict` does.
+    The figure takes the shape of the data (the axes have equal scales), with room
+    for the title, the colour bar and the legend below.
     """
-    gx, gy, classes = class_grid(model, predict, X, resolution)
-    k = max(int(classes.max()), max(y)) + 1
-    pts = np.asarray(X, dtype=float)
-    fig = Figure(figsize=(5.2, 4.6))
+    pts = np.asarray([*X, *X_test], dtype=float)
+    width, height = np.ptp(pts, axis=0) + 2 * _GRID_MARGIN
+    ratio = min(max(width / height, 0.5), 2.5)
+    area = (5.0, 5.0 / ratio) if ratio >= 1 else (5.0 * ratio, 5.0)
+    fig = Figure(figsize=(area[0] + 1.5, area[1] + 1.3), layout="constrained")
     ax = fig.subplots()
-    levels = np.arange(k + 1) - 0.5
-    ax.contourf(gx, gy, classes, levels=levels, cmap="Spectral", alpha=0.35)
-    ax.scatter(
-        pts[:, 0],
-        pts[:, 1],
-        c=list(y),
-        cmap="Spectral",
-        vmin=0,
-        vmax=k - 1,
-        s=22,
-        edgecolors="black",
-        linewidths=0.5,
+    draw_decision_boundary(
+        ax, model, X, y, X_test=X_test, y_test=y_test, classes=classes, resolution=resolution
     )
-    ax.set(xlabel="x₁", ylabel="x₂", title=title)
-    fig.tight_layout()
+    ax.set_title(title)
     return _save(fig, path)
 
 
@@ -193,7 +524,7 @@ def plot_lr_find(
         raise ValueError("plot_lr_find: need one loss per learning rate")
     finite = [v for v in losses if math.isfinite(v)]
     top = max(finite) * 1.5 if finite else 1.0
-    fig = Figure(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.subplots()
     ok = [(lr, v) for lr, v in zip(lrs, losses, strict=True) if math.isfinite(v)]
     bad = [lr for lr, v in zip(lrs, losses, strict=True) if not math.isfinite(v)]
@@ -207,5 +538,4 @@ def plot_lr_find(
     ax.set(xlabel="learning rate", ylabel="loss after a short run", title="learning-rate finder")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
-    fig.tight_layout()
     return _save(fig, path)

@@ -10,33 +10,60 @@ gradient-descent loop that a reader can follow step by step::
     optimizer.lr = schedule(k)
     optimizer.step()                           # p.data -= lr * p.grad, and friends
 
+A run can be saved and continued: ``train(config, checkpoint_every=10,
+checkpoint_path="run.json")`` writes a :class:`Checkpoint` (JSON, atomically) every
+10 steps, at the end, and when Ctrl-C stops the run between two steps;
+``train(resume_from="run.json")`` goes on from it exactly as if it had never stopped.
+
 ``train_gpt(GPTConfig(...))`` does the same for the character-level GPT of
 :mod:`chainrule.gpt` on the shipped names, one name per step.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
 import random
+import signal
 import sys
+import threading
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from chainrule import data as datasets
 from chainrule import losses
+from chainrule._io import atomic_write_text
 from chainrule.engine import Value, no_grad
 from chainrule.errors import ChainruleError, DivergedError, DomainError
-from chainrule.nn import ACTIVATIONS, DEFAULT_ACTIVATION, INITS, MLP, ModelFileError
+from chainrule.nn import (
+    ACTIVATIONS,
+    DEFAULT_ACTIVATION,
+    INITS,
+    MLP,
+    ModelFileError,
+    model_document,
+    model_from_document,
+    read_json_file,
+)
 from chainrule.optim import SCHEDULES, SGD, Adam, Optimizer, make_schedule
 
 __all__ = [
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_VERSION",
     "DATASET_DEFAULTS",
     "DEFAULT_LR",
     "DIVERGENCE_FACTOR",
     "LOSSES",
+    "MAX_CHECKPOINT_BYTES",
     "OPTIMIZERS",
+    "Checkpoint",
+    "CheckpointError",
     "ConfigError",
     "Evaluations",
     "GPTConfig",
@@ -45,8 +72,10 @@ __all__ = [
     "Task",
     "TrainConfig",
     "TrainResult",
+    "TrainingInterrupted",
     "demo_config",
     "evaluate",
+    "load_checkpoint",
     "lr_find",
     "progress_bar",
     "train",
@@ -81,6 +110,21 @@ ADAM_MAX_LR = 1.0
 
 class ConfigError(ChainruleError, ValueError):
     """A training configuration that cannot run: an unknown choice or a bad number."""
+
+
+class CheckpointError(ChainruleError, ValueError):
+    """A checkpoint that cannot be resumed: missing, truncated, tampered, or not this run's."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped :func:`train` between two steps, after saving :attr:`checkpoint`.
+
+    A ``KeyboardInterrupt``, so code that does not know it stops as on any Ctrl-C.
+    """
+
+    def __init__(self, checkpoint: Checkpoint) -> None:
+        super().__init__(f"training interrupted after step {checkpoint.step}")
+        self.checkpoint = checkpoint
 
 
 @dataclass(frozen=True)
@@ -269,6 +313,60 @@ class TrainConfig:
             loss = "softmax" if self.classes > 2 else "hinge"
         return Task(loss, self.classes)
 
+    def to_json(self) -> dict[str, Any]:
+        """Every field, JSON-ready (``hidden`` as a list)."""
+        return {**asdict(self), "hidden": list(self.hidden)}
+
+    @classmethod
+    def from_json(cls, data: object) -> TrainConfig:
+        """The config :meth:`to_json` wrote: every field present, of its type, and valid.
+
+        Raises :class:`ConfigError` naming the first field that is missing, unknown,
+        of the wrong type (a whole number where one is due, ...) or invalid.
+        """
+        if not isinstance(data, dict):
+            raise ConfigError(f"a config must be an object, got {data!r:.40}")
+        names = {f.name: str(f.type) for f in fields(cls)}
+        unknown = sorted(str(k) for k in data if k not in names)
+        if unknown:
+            raise ConfigError(f"unknown config entries: {', '.join(unknown[:5])}")
+        missing = [name for name in names if name not in data]
+        if missing:
+            raise ConfigError(f"the config lacks {', '.join(missing)}")
+        config = cls(**{name: _typed(name, data[name], kind) for name, kind in names.items()})
+        config.validate()
+        return config
+
+
+def _typed(name: str, x: object, kind: str) -> Any:
+    """``x`` as a value of the field type ``kind`` (as written in :class:`TrainConfig`)."""
+    if kind.endswith(" | None"):
+        if x is None:
+            return None
+        kind = kind.removesuffix(" | None")
+    whole = isinstance(x, int) and not isinstance(x, bool)
+    if kind == "bool" and isinstance(x, bool):
+        return x
+    if kind == "int" and whole:
+        return x
+    if kind == "float" and (whole or isinstance(x, float)):
+        return float(x)  # type: ignore[arg-type]
+    if kind == "str" and isinstance(x, str):
+        return x
+    whole_numbers = isinstance(x, list) and all(
+        isinstance(n, int) and not isinstance(n, bool) for n in x
+    )
+    if kind == "tuple[int, ...]" and whole_numbers:
+        return tuple(x)  # type: ignore[arg-type]
+    words = {
+        "bool": "true or false",
+        "int": "a whole number",
+        "float": "a number",
+        "str": "a string",
+        "tuple[int, ...]": "a list of whole numbers",
+    }
+    raise ConfigError(f"config {name} must be {words.get(kind, kind)}, got {x!r:.40}")
+
 
 def demo_config() -> TrainConfig:
     """The reference demo: 100 moons points (noise 0.1, seed 1337), MLP 2-16-16-1 ReLU,
@@ -314,6 +412,10 @@ class TrainResult:
     evaluations: Evaluations = field(default_factory=Evaluations)
     stopped_early: bool = False
     best_step: int | None = None  # of the best test loss; with patience, its weights are kept
+    finished: bool = True  # False: stopped at train(stop_after=...) before config.steps
+    checkpoint: Checkpoint | None = None  # the state at the end, to go on from (before
+    # the best weights were put back)
+    resumed_at: list[int] = field(default_factory=list)  # steps at which it was resumed
 
     def metrics(self) -> dict[str, Any]:
         """The run's figures, JSON-ready: final loss and accuracy, steps, time, config."""
@@ -328,8 +430,10 @@ class TrainResult:
             "parameters": self.model.num_parameters(),
             "engine": _engine(self.compile_report),
             "history": asdict(self.history),
-            "config": {**asdict(self.config), "hidden": list(self.config.hidden)},
+            "config": self.config.to_json(),
         }
+        if self.resumed_at:
+            out["resumed_at"] = self.resumed_at
         if self.X_test:
             test_loss, test_accuracy = _measure(self.model, self.task, self.X_test, self.y_test)
             out["test_loss"] = test_loss
@@ -386,7 +490,324 @@ def make_optimizer(config: TrainConfig, model: MLP) -> Optimizer:
     return SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
 
 
-def train(config: TrainConfig, progress: bool = False) -> TrainResult:
+# -- checkpoints ---------------------------------------------------------------------------
+
+CHECKPOINT_FORMAT = "chainrule.checkpoint"
+CHECKPOINT_VERSION = 1
+
+#: The largest checkpoint :func:`load_checkpoint` reads. A checkpoint holds the model
+#: about four times over (weights, best weights, the optimiser's running averages) and
+#: the history: this is room for well over a million parameters.
+MAX_CHECKPOINT_BYTES = 256 * 1024 * 1024
+
+
+@dataclass
+class Checkpoint:
+    """A run's whole state after ``step`` updates: enough to go on exactly as if it
+    had never stopped (every loss and weight the same, bit for bit).
+
+    It holds what the config cannot rebuild: the weights, the optimiser's state
+    (:meth:`~chainrule.optim.Optimizer.state_dict`: SGD's momentum buffers, Adam's
+    moments and step count), the state of the ``random.Random`` that draws the
+    mini-batches, the history, the held-out evaluations and the early-stopping
+    bookkeeping. The schedule's position is ``step``. The data, the held-out split and
+    the initial weights come from ``config.seed`` and are drawn again on resume (their
+    generators keep no state into the loop); ``data_sha256`` proves they came out the
+    same. :meth:`save` writes it as JSON (never pickle), :func:`load_checkpoint`
+    reads it back with every entry checked.
+    """
+
+    config: TrainConfig
+    step: int  # updates done; the next step is number `step` (counting from 0)
+    weights: list[float]  # model.parameters() order
+    optimizer: dict[str, Any]
+    batch_rng: tuple[Any, ...]  # random.Random.getstate() of the mini-batch sampler
+    history: History
+    evaluations: Evaluations
+    best_loss: float  # inf before the first evaluation
+    best_step: int | None
+    best_weights: list[float]
+    since_best: int  # evaluations since the best one
+    stopped_early: bool
+    seconds: float  # training time so far, over every session
+    resumed_at: list[int]
+    data_sha256: str
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run is over: all ``config.steps`` done, or stopped early."""
+        return self.stopped_early or self.step >= self.config.steps
+
+    def to_json(self) -> dict[str, Any]:
+        """The checkpoint as a JSON-ready document; every float keeps every bit."""
+        version, internal, gauss = self.batch_rng
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "step": self.step,
+            "finished": self.finished,
+            "config": self.config.to_json(),
+            "data_sha256": self.data_sha256,
+            "model": model_document(_model_with(self.config, self.weights)),
+            "optimizer": self.optimizer,
+            "schedule": {
+                "name": self.config.schedule,
+                "position": self.step,
+                "steps": self.config.steps,
+            },
+            "random": {"batches": [version, list(internal), gauss]},
+            "history": asdict(self.history),
+            "evaluations": asdict(self.evaluations),
+            "best": {
+                "loss": self.best_loss if math.isfinite(self.best_loss) else None,
+                "step": self.best_step,
+                "weights": self.best_weights,
+                "evaluations_since": self.since_best,
+            },
+            "stopped_early": self.stopped_early,
+            "seconds": self.seconds,
+            "resumed_at": self.resumed_at,
+        }
+
+    def dumps(self) -> str:
+        """The checkpoint as the JSON text :meth:`save` writes (compact, no NaN)."""
+        return json.dumps(self.to_json(), allow_nan=False, separators=(",", ":"))
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the checkpoint to ``path`` as JSON, atomically: a reader (or a resumed
+        run) finds the previous checkpoint or this one, never half a file."""
+        return atomic_write_text(path, self.dumps())
+
+    @classmethod
+    def from_json(cls, doc: object) -> Checkpoint:
+        """The checkpoint in ``doc`` (:meth:`to_json`'s form), every entry checked.
+
+        Raises :class:`CheckpointError` naming the first entry that is missing, of
+        the wrong type or size, or does not agree with the rest (a model that is not
+        the config's, a history of the wrong length, an optimiser state of another
+        optimiser, ...). The model is checked as :func:`chainrule.nn.load` checks a
+        model file, the optimiser state as its ``load_state_dict`` does.
+        """
+        try:
+            return _checkpoint_from_json(doc)
+        except (ConfigError, ModelFileError, ValueError, TypeError) as exc:
+            if isinstance(exc, CheckpointError):
+                raise
+            raise CheckpointError(str(exc)) from None
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+    """Read a checkpoint written by :meth:`Checkpoint.save` (or ``chainrule train``).
+
+    The file is refused unread above :data:`MAX_CHECKPOINT_BYTES`; its JSON must parse
+    (no ``NaN``, nothing truncated) and every entry pass :meth:`Checkpoint.from_json`.
+    Raises :class:`CheckpointError` naming the file and what is wrong with it.
+    """
+    doc = read_json_file(
+        path,
+        kind="checkpoint",
+        limit=MAX_CHECKPOINT_BYTES,
+        limit_name="chainrule.training.MAX_CHECKPOINT_BYTES",
+        error=CheckpointError,
+    )
+    try:
+        return Checkpoint.from_json(doc)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{Path(path)}: {exc}") from None
+
+
+def _model_with(config: TrainConfig, weights: Sequence[float] | None = None) -> MLP:
+    """The model of ``config``, holding ``weights`` (in ``parameters()`` order) if given."""
+    model = MLP(
+        2,
+        [*config.hidden, config.task().outputs],
+        activation=config.activation,  # type: ignore[arg-type]
+        rng=random.Random(0),  # the weights are set below, or only the shape matters
+    )
+    if weights is not None:
+        for p, w in zip(model.parameters(), weights, strict=True):
+            p.data = w
+    return model
+
+
+def _entry(doc: dict[str, Any], key: str, kinds: type | tuple[type, ...]) -> Any:
+    if key not in doc:
+        raise CheckpointError(f"the checkpoint lacks {key!r}")
+    value = doc[key]
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in _tuple(kinds)):
+        raise CheckpointError(f"{key} has the wrong type ({type(value).__name__})")
+    return value
+
+
+def _tuple(kinds: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kinds if isinstance(kinds, tuple) else (kinds,)
+
+
+def _whole(value: object, what: str, low: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise CheckpointError(f"{what} must be a whole number >= {low}, got {value!r:.40}")
+    return value
+
+
+def _numbers(value: object, what: str, n: int | None = None) -> list[float]:
+    """A list of finite numbers (``n`` of them), as floats."""
+    if not isinstance(value, list) or (n is not None and len(value) != n):
+        raise CheckpointError(f"{what} must be a list of {n if n is not None else ''} numbers")
+    for x in value:
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+            raise CheckpointError(f"{what} holds {x!r:.40}, not a finite number")
+    return [float(x) for x in value]
+
+
+def _checkpoint_from_json(doc: object) -> Checkpoint:
+    if not isinstance(doc, dict) or doc.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"not a chainrule checkpoint (expected format {CHECKPOINT_FORMAT!r})")
+    if doc.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"unknown checkpoint version {doc.get('version')!r:.40}; "
+            f"this chainrule reads version {CHECKPOINT_VERSION}"
+        )
+    try:
+        config = TrainConfig.from_json(_entry(doc, "config", dict))
+    except ConfigError as exc:
+        raise CheckpointError(f"its config: {exc}") from None
+    step = _whole(_entry(doc, "step", int), "step")
+    if step > config.steps:
+        raise CheckpointError(f"step {step} is past the config's {config.steps} steps")
+    try:
+        model, _ = model_from_document(_entry(doc, "model", dict))
+    except ModelFileError as exc:
+        raise CheckpointError(f"its model: {exc}") from None
+    expected = _model_with(config).architecture()
+    if model.architecture() != expected:
+        raise CheckpointError(
+            f"its model ({model.architecture()}) is not the config's ({expected})"
+        )
+    weights = [p.data for p in model.parameters()]
+    optimizer_state = _entry(doc, "optimizer", dict)
+    try:  # checked by the optimiser that will load it
+        make_optimizer(config, model).load_state_dict(optimizer_state)
+    except ValueError as exc:
+        raise CheckpointError(f"its optimizer state: {exc}") from None
+    schedule = _entry(doc, "schedule", dict)
+    if schedule != {"name": config.schedule, "position": step, "steps": config.steps}:
+        raise CheckpointError(
+            f"its schedule {schedule!r:.80} is not the config's {config.schedule!r} over "
+            f"{config.steps} steps at position {step}"
+        )
+    batch_rng = _random_state(_entry(doc, "random", dict).get("batches"))
+    history = _entry(doc, "history", dict)
+    if sorted(history) != ["accuracy", "loss", "lr"]:
+        raise CheckpointError("history must hold loss, accuracy and lr")
+    hist = History(**{key: _numbers(history[key], f"history {key}", step) for key in history})
+    ev = _entry(doc, "evaluations", dict)
+    names = [f.name for f in fields(Evaluations)]
+    if sorted(ev) != sorted(names):
+        raise CheckpointError(f"evaluations must hold {', '.join(names)}")
+    if not isinstance(ev["step"], list):
+        raise CheckpointError("evaluations step must be a list of steps")
+    evals = Evaluations(
+        step=[_whole(k, "an evaluation's step", 1) for k in ev["step"]],
+        **{
+            key: _numbers(ev[key], f"evaluations {key}", len(ev["step"]))
+            for key in names
+            if key != "step"
+        },
+    )
+    if any(k > step for k in evals.step):
+        raise CheckpointError(f"an evaluation is after step {step}")
+    best = _entry(doc, "best", dict)
+    best_loss = best.get("loss")
+    best_loss = math.inf if best_loss is None else _numbers([best_loss], "best loss")[0]
+    best_step = best.get("step")
+    if best_step is not None:
+        best_step = _whole(best_step, "best step", 1)
+    best_weights = _numbers(best.get("weights"), "best weights", len(weights))
+    since_best = _whole(best.get("evaluations_since"), "best evaluations_since")
+    seconds = _numbers([_entry(doc, "seconds", (int, float))], "seconds")[0]
+    if seconds < 0:
+        raise CheckpointError(f"seconds must be >= 0, got {seconds}")
+    resumed_at = [_whole(k, "resumed_at", 0) for k in _entry(doc, "resumed_at", list)]
+    sha = _entry(doc, "data_sha256", str)
+    if len(sha) != 64:
+        raise CheckpointError("data_sha256 must be 64 hexadecimal digits")
+    return Checkpoint(
+        config=config,
+        step=step,
+        weights=weights,
+        optimizer=optimizer_state,
+        batch_rng=batch_rng,
+        history=hist,
+        evaluations=evals,
+        best_loss=best_loss,
+        best_step=best_step,
+        best_weights=best_weights,
+        since_best=since_best,
+        stopped_early=_entry(doc, "stopped_early", bool),
+        seconds=seconds,
+        resumed_at=resumed_at,
+        data_sha256=sha,
+    )
+
+
+def _random_state(value: object) -> tuple[Any, ...]:
+    """A ``random.Random`` state from its JSON form ``[version, [625 ints], gauss]``."""
+    try:
+        if not isinstance(value, list) or len(value) != 3 or not isinstance(value[1], list):
+            raise TypeError("not [version, [numbers], gauss]")
+        state = (value[0], tuple(value[1]), value[2])
+        random.Random().setstate(state)  # checks the version, the length, the numbers
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise CheckpointError(f"random state of the mini-batches is not valid ({exc})") from None
+    return state
+
+
+def _data_sha256(*parts: object) -> str:
+    """A fingerprint of the data a run trains and is tested on (floats written exactly)."""
+    return hashlib.sha256(json.dumps(parts).encode("ascii")).hexdigest()
+
+
+class _InterruptGuard:
+    """Holds Ctrl-C (SIGINT) off while a step runs, so a checkpoint sees whole steps.
+
+    The first Ctrl-C only sets :attr:`requested`; the loop looks at it between steps,
+    saves a checkpoint and stops. A second Ctrl-C interrupts at once, as usual. Active
+    only in the main thread and when Python's own SIGINT handler is in place (not when
+    SIGINT is ignored or someone else handles it); otherwise Ctrl-C acts as always.
+    """
+
+    def __init__(self, active: bool) -> None:
+        self.requested = False
+        self.active = (
+            active
+            and threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        )
+
+    def __enter__(self) -> _InterruptGuard:
+        if self.active:
+            signal.signal(signal.SIGINT, self._note)
+        return self
+
+    def _note(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # the next one stops at once
+
+    def __exit__(self, *exc: object) -> None:
+        if self.active:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def train(
+    config: TrainConfig | None = None,
+    progress: bool = False,
+    *,
+    checkpoint_every: int | None = None,
+    checkpoint_path: str | os.PathLike[str] | None = None,
+    on_checkpoint: Callable[[Checkpoint], object] | None = None,
+    resume_from: Checkpoint | str | os.PathLike[str] | None = None,
+    stop_after: int | None = None,
+) -> TrainResult:
     """Run ``config``; with ``progress`` a bar shows the loss and accuracy as it goes.
 
     With held-out data (``test_fraction`` > 0) the model is evaluated, with no graph
@@ -395,12 +816,33 @@ def train(config: TrainConfig, progress: bool = False) -> TrainResult:
     run stops once the test loss has not improved for that many evaluations in a row,
     and the weights of the best evaluation are put back (``best_step`` records it).
 
+    Checkpoints (:class:`Checkpoint`) go to ``checkpoint_path`` (a JSON file, replaced
+    atomically each time) and/or to ``on_checkpoint``: after every ``checkpoint_every``
+    steps, at the end of the run (also after ``stop_after`` steps), and on Ctrl-C.
+    With somewhere to save them, Ctrl-C (SIGINT, in the main thread) is acted on
+    between two steps: the checkpoint of the last whole step is saved, then
+    :class:`TrainingInterrupted` (a ``KeyboardInterrupt``) is raised.
+
+    ``resume_from`` (a :class:`Checkpoint` or its file) goes on from a checkpoint with
+    its saved config, bit for bit as if the run had never stopped. ``config`` may be
+    left out; if given it must be the saved one but for ``steps``, which may be raised
+    to train on (the schedule then spans the new total) or lowered to no fewer than the
+    checkpoint's step. ``stop_after`` ends this session after that many steps in all,
+    with a checkpoint and ``finished`` False (the best weights are not put back).
+
     Divergence stops the run with :class:`~chainrule.errors.DivergedError` (naming the
     step and suggesting a smaller learning rate) instead of returning a useless model:
     a loss that is non-finite or above :data:`DIVERGENCE_FACTOR` times its first value,
     an overflow in a step after the first update, or a final model with a non-finite
-    parameter or output. Raises :class:`ConfigError` for a bad ``config``.
+    parameter or output. Raises :class:`ConfigError` for a bad ``config`` or session
+    and :class:`CheckpointError` for a checkpoint that cannot be resumed.
     """
+    saved = resume_from
+    if saved is not None and not isinstance(saved, Checkpoint):
+        saved = load_checkpoint(saved)
+    config = _session_config(config, saved)
+    saving = checkpoint_path is not None or on_checkpoint is not None
+    _check_session(config, saved, checkpoint_every, saving, stop_after)
     model, task, X, y = build(config)
     X_test: list[list[float]] = []
     y_test: list[int] = []
@@ -408,6 +850,7 @@ def train(config: TrainConfig, progress: bool = False) -> TrainResult:
         X, y, X_test, y_test = datasets.train_test_split(
             X, y, config.test_fraction, seed=config.seed
         )
+    fingerprint = _data_sha256(X, y, X_test, y_test)
     targets = task.targets(y)
     params = model.parameters()
 
@@ -435,47 +878,112 @@ def train(config: TrainConfig, progress: bool = False) -> TrainResult:
     evaluations = Evaluations()
     best_loss, best_step, best_weights = math.inf, None, [p.data for p in params]
     since_best, stopped_early = 0, False
-    bar = progress_bar(config.steps) if progress else None
-    start = time.perf_counter()
-    k = 0
+    start, earlier_seconds, resumed_at = 0, 0.0, []
+    if saved is not None:
+        if saved.data_sha256 != fingerprint:
+            raise CheckpointError(
+                "the data drawn from the checkpoint's config differ from the data it was "
+                "trained on (another version of chainrule or NumPy?); it cannot be "
+                "resumed exactly"
+            )
+        for p, w in zip(params, saved.weights, strict=True):
+            p.data = w
+        optimizer.load_state_dict(saved.optimizer)
+        batch_rng.setstate(saved.batch_rng)
+        history = History(*(list(v) for v in asdict(saved.history).values()))
+        evaluations = Evaluations(*(list(v) for v in asdict(saved.evaluations).values()))
+        best_loss, best_step = saved.best_loss, saved.best_step
+        best_weights, since_best = list(saved.best_weights), saved.since_best
+        stopped_early, start = saved.stopped_early, saved.step
+        earlier_seconds, resumed_at = saved.seconds, [*saved.resumed_at, saved.step]
+    started = time.perf_counter()
+
+    def snapshot() -> Checkpoint:
+        """The run's state now, every list copied."""
+        return Checkpoint(
+            config=config,
+            step=len(history.loss),
+            weights=[p.data for p in params],
+            optimizer=optimizer.state_dict(),
+            batch_rng=batch_rng.getstate(),
+            history=History(*(list(v) for v in asdict(history).values())),
+            evaluations=Evaluations(*(list(v) for v in asdict(evaluations).values())),
+            best_loss=best_loss,
+            best_step=best_step,
+            best_weights=list(best_weights),
+            since_best=since_best,
+            stopped_early=stopped_early,
+            seconds=earlier_seconds + time.perf_counter() - started,
+            resumed_at=list(resumed_at),
+            data_sha256=fingerprint,
+        )
+
+    def save(checkpoint: Checkpoint) -> None:
+        if checkpoint_path is not None:
+            checkpoint.save(checkpoint_path)
+        if on_checkpoint is not None:
+            on_checkpoint(checkpoint)
+
+    bar = progress_bar(config.steps, initial=start) if progress else None
+    end = start if stopped_early else config.steps
+    paused = False
+    k = start
     try:
-        for k in range(config.steps):
-            if config.batch_size is None or config.batch_size >= len(inputs):
-                idx: Sequence[int] = range(len(inputs))
-            else:
-                idx = batch_rng.sample(range(len(inputs)), config.batch_size)
-            loss, outputs = step([inputs[i] for i in idx], [targets[i] for i in idx])
-            _check_loss(loss.data, history.loss, k, config.lr)
-            predicted = [task.predict(o)[0] for o in outputs]
-            acc = losses.accuracy(predicted, [y[i] for i in idx])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.lr = schedule(k)
-            history.loss.append(loss.data)
-            history.accuracy.append(acc)
-            history.lr.append(optimizer.lr)
-            optimizer.step()
-            if bar is not None:
-                bar.set_postfix(loss=f"{loss.data:.4f}", accuracy=f"{acc:.0%}", refresh=False)
-                bar.update()
-            if X_test and ((k + 1) % config.eval_every == 0 or k + 1 == config.steps):
-                train_loss, train_acc = _measure(model, task, X, y)
-                test_loss, test_acc = _measure(model, task, X_test, y_test)
-                evaluations.step.append(k + 1)
-                evaluations.train_loss.append(train_loss)
-                evaluations.train_accuracy.append(train_acc)
-                evaluations.test_loss.append(test_loss)
-                evaluations.test_accuracy.append(test_acc)
-                if test_loss < best_loss:
-                    best_loss, best_step, best_weights = test_loss, k + 1, [p.data for p in params]
-                    since_best = 0
+        with _InterruptGuard(saving) as guard:
+            for k in range(start, end):
+                if config.batch_size is None or config.batch_size >= len(inputs):
+                    idx: Sequence[int] = range(len(inputs))
                 else:
-                    since_best += 1
-                    if config.patience is not None and since_best >= config.patience:
-                        stopped_early = True
-                        break
-        k = len(history.loss)
-        if config.patience is not None and best_step is not None:
+                    idx = batch_rng.sample(range(len(inputs)), config.batch_size)
+                loss, outputs = step([inputs[i] for i in idx], [targets[i] for i in idx])
+                _check_loss(loss.data, history.loss, k, config.lr)
+                predicted = [task.predict(o)[0] for o in outputs]
+                acc = losses.accuracy(predicted, [y[i] for i in idx])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.lr = schedule(k)
+                history.loss.append(loss.data)
+                history.accuracy.append(acc)
+                history.lr.append(optimizer.lr)
+                optimizer.step()
+                if bar is not None:
+                    bar.set_postfix(loss=f"{loss.data:.4f}", accuracy=f"{acc:.0%}", refresh=False)
+                    bar.update()
+                done = k + 1
+                if X_test and (done % config.eval_every == 0 or done == config.steps):
+                    train_loss, train_acc = _measure(model, task, X, y)
+                    test_loss, test_acc = _measure(model, task, X_test, y_test)
+                    evaluations.step.append(done)
+                    evaluations.train_loss.append(train_loss)
+                    evaluations.train_accuracy.append(train_acc)
+                    evaluations.test_loss.append(test_loss)
+                    evaluations.test_accuracy.append(test_acc)
+                    if test_loss < best_loss:
+                        best_loss, best_step, best_weights = (
+                            test_loss,
+                            done,
+                            [p.data for p in params],
+                        )
+                        since_best = 0
+                    else:
+                        since_best += 1
+                        if config.patience is not None and since_best >= config.patience:
+                            stopped_early = True
+                            break
+                if guard.requested:
+                    break
+                if stop_after is not None and done >= stop_after and done < config.steps:
+                    paused = True
+                    break
+                if checkpoint_every and done % checkpoint_every == 0 and done < config.steps:
+                    save(snapshot())
+            k = len(history.loss)
+            last = snapshot()  # the run's state, before the best weights are put back
+            if saving:
+                save(last)
+            if guard.requested:
+                raise TrainingInterrupted(last)
+        if config.patience is not None and best_step is not None and not paused:
             for p, w in zip(params, best_weights, strict=True):  # the best test loss's weights
                 p.data = w
         final_accuracy = evaluate(model, task, X, y)  # also proves the final model computes
@@ -488,14 +996,13 @@ def train(config: TrainConfig, progress: bool = False) -> TrainResult:
             bar.close()
     if not all(math.isfinite(p.data) for p in params):
         raise _diverged(k, config.lr, "a parameter is no longer a finite number")
-    seconds = time.perf_counter() - start
     report = step.explain() if config.compiled else ""
     return TrainResult(
         model,
         config,
         task,
         history,
-        seconds,
+        last.seconds,
         X,
         y,
         X_test,
@@ -505,17 +1012,87 @@ def train(config: TrainConfig, progress: bool = False) -> TrainResult:
         evaluations,
         stopped_early,
         best_step,
+        finished=not paused,
+        checkpoint=last,
+        resumed_at=resumed_at,
     )
 
 
-def progress_bar(total: int, desc: str = "training") -> Any:
-    """A tqdm bar on stderr: redrawn ten times a second on a terminal, but only every
-    30 s when stderr is a file or a pipe (a CI log), so a log is not flooded."""
+def _session_config(config: TrainConfig | None, saved: Checkpoint | None) -> TrainConfig:
+    """The config of this session: ``config``, or the checkpoint's (``steps`` may differ)."""
+    if saved is None:
+        if config is None:
+            raise TypeError("train: give a TrainConfig, or a checkpoint to resume_from")
+        return config
+    if config is None:
+        return replace(saved.config)
+    differ = [
+        f.name
+        for f in fields(TrainConfig)
+        if f.name != "steps" and getattr(config, f.name) != getattr(saved.config, f.name)
+    ]
+    if differ:
+        shown = ", ".join(
+            f"{name} {getattr(config, name)!r} (saved: {getattr(saved.config, name)!r})"
+            for name in differ[:3]
+        )
+        raise ConfigError(
+            f"resuming: the config differs from the checkpoint's in {shown}; only steps may "
+            "change (leave config out to use the saved one)"
+        )
+    return config
+
+
+def _check_session(
+    config: TrainConfig,
+    saved: Checkpoint | None,
+    checkpoint_every: int | None,
+    saving: bool,
+    stop_after: int | None,
+) -> None:
+    """Raise :class:`ConfigError` for a session that cannot run as asked, before any work."""
+    config.validate()
+    if checkpoint_every is not None:
+        if isinstance(checkpoint_every, bool) or checkpoint_every < 1:
+            raise ConfigError(f"checkpoint_every must be at least 1, got {checkpoint_every}")
+        if not saving:
+            raise ConfigError(
+                "checkpoint_every needs somewhere to save: checkpoint_path or on_checkpoint"
+            )
+    if stop_after is not None and stop_after < 1:
+        raise ConfigError(f"stop_after must be at least 1, got {stop_after}")
+    if saved is None:
+        return
+    if stop_after is not None and stop_after <= saved.step:
+        raise ConfigError(
+            f"stop_after {stop_after}: the run is already at step {saved.step}; give a later step"
+        )
+    if config.steps < saved.step:
+        raise ConfigError(
+            f"the checkpoint is at step {saved.step}, past {config.steps} steps; "
+            f"give at least {saved.step} steps"
+        )
+    if saved.stopped_early and config.steps != saved.config.steps:
+        raise ConfigError(
+            f"the run stopped early at step {saved.step} (its test loss had not improved "
+            f"for {saved.config.patience} evaluations); it cannot be trained longer"
+        )
+
+
+def progress_bar(total: int, desc: str = "training", initial: int = 0) -> Any:
+    """A tqdm bar on stderr, starting at ``initial`` steps done: redrawn ten times a
+    second on a terminal, but only every 30 s when stderr is a file or a pipe (a CI
+    log), so a log is not flooded."""
     from tqdm import tqdm
 
     interactive = sys.stderr.isatty()
     return tqdm(
-        total=total, desc=desc, unit="step", leave=True, mininterval=0.1 if interactive else 30.0
+        total=total,
+        initial=initial,
+        desc=desc,
+        unit="step",
+        leave=True,
+        mininterval=0.1 if interactive else 30.0,
     )
 
 

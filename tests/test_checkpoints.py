@@ -1,0 +1,247 @@
+"""Checkpoints: a run stopped and resumed is the run that never stopped, bit for bit."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import signal
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chainrule.nn import MLP
+from chainrule.optim import SGD, Adam, LinearDecay
+from chainrule.training import (
+    Checkpoint,
+    CheckpointError,
+    ConfigError,
+    TrainConfig,
+    TrainingInterrupted,
+    TrainResult,
+    load_checkpoint,
+    train,
+)
+
+SMALL = {"samples": 40, "hidden": (8,), "steps": 100}
+
+CONFIGS = {
+    "sgd-full-batch-compiled": TrainConfig(**SMALL),
+    "sgd-full-batch-eager": TrainConfig(**SMALL, compiled=False),
+    "adam-minibatch-held-out-compiled": TrainConfig(
+        **SMALL, optimizer="adam", lr=0.05, batch_size=8, test_fraction=0.2, eval_every=5
+    ),
+    "adam-minibatch-held-out-eager": TrainConfig(
+        **SMALL,
+        optimizer="adam",
+        lr=0.05,
+        batch_size=8,
+        test_fraction=0.2,
+        eval_every=5,
+        compiled=False,
+    ),
+    "sgd-momentum-minibatch-softmax-cosine": TrainConfig(
+        **{**SMALL, "samples": 60},
+        dataset="blobs",
+        classes=3,
+        momentum=0.9,
+        lr=0.1,
+        batch_size=16,
+        schedule="cosine",
+    ),
+}
+
+
+def weights(result: TrainResult) -> list[float]:
+    return [p.data for p in result.model.parameters()]
+
+
+def assert_same_run(a: TrainResult, b: TrainResult) -> None:
+    """Every loss, accuracy, lr, evaluation and weight equal (==, not close)."""
+    assert a.history.loss == b.history.loss
+    assert a.history.accuracy == b.history.accuracy
+    assert a.history.lr == b.history.lr
+    assert a.evaluations == b.evaluations
+    assert (a.stopped_early, a.best_step) == (b.stopped_early, b.best_step)
+    assert weights(a) == weights(b)
+
+
+@pytest.mark.parametrize("config", CONFIGS.values(), ids=CONFIGS.keys())
+def test_100_steps_equal_50_then_50_more_from_the_checkpoint_file(
+    config: TrainConfig, tmp_path: Path
+) -> None:
+    straight = train(config)
+    path = tmp_path / "checkpoint.json"
+    first = train(config, checkpoint_path=path, stop_after=50)
+    assert not first.finished and load_checkpoint(path).step == 50
+    assert len(first.history.loss) == 50
+    resumed = train(resume_from=path, checkpoint_path=path)  # new model, optimiser, sampler
+    assert resumed.finished and resumed.resumed_at == [50]
+    assert len(resumed.history.loss) == 100
+    assert_same_run(straight, resumed)
+    assert resumed.history.loss[:50] == first.history.loss
+    assert load_checkpoint(path).step == 100  # the final state was saved too
+
+
+def test_every_periodic_checkpoint_resumes_to_the_same_end() -> None:
+    config = CONFIGS["adam-minibatch-held-out-compiled"]
+    saved: list[Checkpoint] = []
+    straight = train(config, checkpoint_every=30, on_checkpoint=saved.append)
+    assert [c.step for c in saved] == [30, 60, 90, 100]  # every 30 steps, and the end
+    assert saved[0].optimizer["steps"] == 30 and len(saved[0].history.loss) == 30
+    for checkpoint in saved[:3]:
+        assert_same_run(straight, train(resume_from=checkpoint))
+
+
+def test_a_checkpoint_file_holds_every_float_exactly(tmp_path: Path) -> None:
+    config = CONFIGS["adam-minibatch-held-out-compiled"]
+    result = train(replace(config, steps=20))
+    checkpoint = result.checkpoint
+    assert checkpoint is not None
+    loaded = load_checkpoint(checkpoint.save(tmp_path / "c.json"))
+    assert loaded.to_json() == checkpoint.to_json()
+    assert loaded.weights == checkpoint.weights and loaded.optimizer == checkpoint.optimizer
+    assert loaded.batch_rng == checkpoint.batch_rng
+    assert loaded.optimizer["type"] == "Adam" and len(loaded.optimizer["m"]) == len(loaded.weights)
+    doc = json.loads((tmp_path / "c.json").read_text())
+    assert doc["format"] == "chainrule.checkpoint" and doc["step"] == 20
+    assert doc["schedule"] == {"name": "linear", "position": 20, "steps": 20}
+
+
+def test_training_longer_follows_the_schedule_of_the_new_total(tmp_path: Path) -> None:
+    constant = TrainConfig(**{**SMALL, "steps": 50}, schedule="constant", momentum=0.9, lr=0.1)
+    short = train(constant, checkpoint_path=tmp_path / "c.json")
+    longer = train(replace(constant, steps=100), resume_from=tmp_path / "c.json")
+    assert_same_run(train(replace(constant, steps=100)), longer)  # constant lr: identical
+    assert longer.history.loss[:50] == short.history.loss
+    linear = TrainConfig(**{**SMALL, "steps": 50})
+    train(linear, checkpoint_path=tmp_path / "l.json")
+    extended = train(replace(linear, steps=100), resume_from=tmp_path / "l.json")
+    schedule = LinearDecay(1.0, 0.1, 100)
+    assert extended.history.lr[50:] == [schedule(k) for k in range(50, 100)]
+
+
+def test_sigint_between_steps_saves_the_last_whole_step_and_resumes(tmp_path: Path) -> None:
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    config = CONFIGS["adam-minibatch-held-out-compiled"]
+
+    def press_ctrl_c(checkpoint: Checkpoint) -> None:
+        if checkpoint.step == 20:
+            signal.raise_signal(signal.SIGINT)  # as if from the keyboard, during step 21
+
+    path = tmp_path / "c.json"
+    with pytest.raises(TrainingInterrupted) as caught:
+        train(config, checkpoint_every=20, checkpoint_path=path, on_checkpoint=press_ctrl_c)
+    assert isinstance(caught.value, KeyboardInterrupt)
+    assert caught.value.checkpoint.step == 21  # the step under way was finished first
+    assert load_checkpoint(path).to_json() == caught.value.checkpoint.to_json()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert_same_run(train(config), train(resume_from=path))
+
+
+def test_optimizer_state_dicts_continue_step_for_step() -> None:
+    for make in (lambda ps: SGD(ps, lr=0.1, momentum=0.9), lambda ps: Adam(ps, lr=0.01)):
+        runs = []
+        for stop in (None, 3):
+            model = MLP(2, [4, 1], rng=random.Random(0))
+            opt = make(model.parameters())
+            for k in range(6):
+                if k == stop:  # a new optimiser from the old one's state
+                    state = json.loads(json.dumps(opt.state_dict()))
+                    opt = make(model.parameters())
+                    opt.load_state_dict(state)
+                model.zero_grad()
+                loss = model([0.5, -1.0 + k]) ** 2
+                loss.backward()
+                opt.step()
+            runs.append([p.data for p in model.parameters()])
+        assert runs[0] == runs[1]
+
+
+# -- what cannot be resumed is refused, naming the file and the entry ---------------------
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    path = tmp_path_factory.mktemp("ckpt") / "c.json"
+    train(
+        TrainConfig(samples=20, hidden=(4,), steps=6, optimizer="adam", lr=0.05),
+        checkpoint_path=path,
+    )
+    doc: dict[str, Any] = json.loads(path.read_text())
+    return doc
+
+
+def tamper(doc: dict[str, Any], change: Any) -> dict[str, Any]:
+    doc = json.loads(json.dumps(doc))
+    change(doc)
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (lambda d: d.update(format="chainrule.model"), "not a chainrule checkpoint"),
+        (lambda d: d.update(version=2), "unknown checkpoint version 2"),
+        (lambda d: d["config"].update(steps="6"), "config steps must be a whole number"),
+        (lambda d: d["config"].update(colour="red"), "unknown config entries: colour"),
+        (lambda d: d["config"].update(hidden=[5]), "is not the config's"),
+        (lambda d: d["model"]["layers"][0]["biases"].pop(), "its model: layer 0"),
+        (lambda d: d["optimizer"]["m"].pop(), "its optimizer state: Adam.load_state_dict: m"),
+        (lambda d: d["optimizer"].update(type="SGD"), "the state is of 'SGD', not Adam"),
+        (lambda d: d["history"]["loss"].pop(), "history loss must be a list of 6 numbers"),
+        (lambda d: d["random"]["batches"][1].pop(), "random state of the mini-batches"),
+        (lambda d: d.update(step=7), "step 7 is past the config's 6 steps"),
+        (lambda d: d["schedule"].update(position=3), "its schedule"),
+        (lambda d: d["best"].update(weights=[1.0]), "best weights must be a list of"),
+        (lambda d: d.pop("seconds"), "the checkpoint lacks 'seconds'"),
+    ],
+)
+def test_a_tampered_checkpoint_is_refused_naming_the_file_and_entry(
+    good: dict[str, Any], change: Any, words: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(tamper(good, change)))
+    with pytest.raises(CheckpointError, match=r"c\.json: ") as caught:
+        load_checkpoint(path)
+    assert words in str(caught.value)
+    with pytest.raises(CheckpointError, match=r"c\.json: "):
+        train(resume_from=path)
+
+
+def test_missing_truncated_and_non_finite_checkpoints(good: dict[str, Any], tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match=r"nowhere\.json: no such checkpoint"):
+        train(resume_from=tmp_path / "nowhere.json")
+    text = json.dumps(good)
+    (tmp_path / "cut.json").write_text(text[: len(text) // 2])
+    with pytest.raises(CheckpointError, match=r"cut\.json: not a valid checkpoint \(truncated"):
+        load_checkpoint(tmp_path / "cut.json")
+    (tmp_path / "nan.json").write_text(text.replace('"seconds":', '"seconds":NaN,"x":', 1))
+    with pytest.raises(CheckpointError, match="non-finite number NaN in the checkpoint"):
+        load_checkpoint(tmp_path / "nan.json")
+
+
+def test_other_data_than_the_checkpoints_is_refused(good: dict[str, Any], tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(tamper(good, lambda d: d.update(data_sha256="0" * 64))))
+    with pytest.raises(CheckpointError, match="differ from the data it was trained on"):
+        train(resume_from=path)
+
+
+def test_sessions_that_cannot_run_are_config_errors(good: dict[str, Any], tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(good))
+    saved = load_checkpoint(path).config
+    with pytest.raises(ConfigError, match=r"differs from the checkpoint's in lr 0\.5"):
+        train(replace(saved, lr=0.5), resume_from=path)
+    with pytest.raises(ConfigError, match="at step 6, past 4 steps"):
+        train(replace(saved, steps=4), resume_from=path)
+    with pytest.raises(ConfigError, match="already at step 6"):
+        train(replace(saved, steps=10), resume_from=path, stop_after=6)
+    with pytest.raises(ConfigError, match="needs somewhere to save"):
+        train(saved, checkpoint_every=2)
+    with pytest.raises(TypeError, match="give a TrainConfig"):
+        train()
+    assert math.isinf(load_checkpoint(path).best_loss)  # no held-out data: no evaluation
