@@ -51,7 +51,7 @@ typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
 pytest: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -n auto --dist loadgroup
+	$(BIN)/python -m pytest -n auto
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/run.py --rounds 3 --write bench/RESULTS.md

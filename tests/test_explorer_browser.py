@@ -20,8 +20,6 @@ import pytest
 from chainrule import topological_order
 from chainrule.expr import evaluate, parse_assignments
 
-pytestmark = pytest.mark.xdist_group("browser")  # one server and browser for them all
-
 CHROMIUM = os.environ.get("CHAINRULE_CHROMIUM", "/usr/bin/chromium")
 # As root in a container Chromium needs --no-sandbox; the rest keep it off the network.
 CHROMIUM_ARGS = [
@@ -111,7 +109,9 @@ class Page:
 def shared(browser, explorer_url) -> Iterator[Page]:
     """One page for the expression tests: each test sets its own view by changing the
     hash (as a learner pasting a link into the open page does)."""
-    page = Page(browser, explorer_url)
+    page = Page(browser, explorer_url + "#expr=x*y&at=x=2,y=5")  # a link, loaded fresh
+    page.by("graph").locator("svg").wait_for()
+    assert page.text("value") == "10.0000" and page.text("grad-x") == "5.0000"
     yield page
     page.page.close()
 
@@ -207,13 +207,18 @@ def test_a_value_used_twice_shows_the_running_sum(shared, explorer_url) -> None:
     page.check_clean(explorer_url)
 
 
-def test_training_moons_from_a_shared_link(browser, explorer_url) -> None:
-    """The hash restores the training view; moons reaches 95% within 200 steps."""
-    page = Page(browser, explorer_url + "#view=train&dataset=moons&layers=16,16&lr=0.1")
+def test_training_moons_from_a_shared_link(shared, explorer_url) -> None:
+    """A training link pasted into the open page restores the training view; moons
+    reaches 95% within 200 steps."""
+    page = shared
+    page.errors.clear()
+    page.page.evaluate("document.querySelector('[data-testid=train-network]').replaceChildren()")
+    page.page.goto(explorer_url + "#view=train&dataset=moons&layers=16,16&lr=0.3")
+    page.by("train-network").locator("svg").wait_for()
     assert page.by("tab-train").get_attribute("aria-selected") == "true"
     assert page.by("train-dataset").input_value() == "moons"
     assert page.by("train-layers").input_value() == "16,16"
-    assert page.by("train-lr").input_value() == "0.1"
+    assert page.by("train-lr").input_value() == "0.3"
     page.by("train-network").locator("svg").wait_for()
     assert page.by("train-network").locator("circle").count() == 2 + 16 + 16 + 1
     page.by("train-step").click()
@@ -242,7 +247,6 @@ def test_training_moons_from_a_shared_link(browser, explorer_url) -> None:
     page.page.keyboard.up("Shift")
     page.by("train-points").filter(has_text=re.compile("^100$")).wait_for()
     page.check_clean(explorer_url)
-    page.page.close()
 
 
 def test_phone_viewport_keyboard_and_an_expression_link(shared, explorer_url) -> None:
