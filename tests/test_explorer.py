@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import chainrule
-from chainrule import topological_order
+from chainrule import plots, topological_order
 from chainrule.explorer import server
 from chainrule.explorer.session import ExpressionSession, TrainingSession, call
 from chainrule.expr import ExpressionError, evaluate
@@ -257,7 +257,10 @@ def test_training_session_learns_and_takes_edits() -> None:
     assert len(s.X) == n
     with pytest.raises(ValueError, match="class must be 0 to 1"):
         s.add_point(0.0, 0.0, 2)
-    assert TrainingSession("spiral").task.classes == 3
+    spiral = TrainingSession("spiral")
+    assert spiral.task.classes == 3
+    # The classes' colours are the plots' (and the notebooks'): one palette everywhere.
+    assert spiral.points()["colors"] == list(plots.CLASS_COLORS[:3])
 
 
 def test_call_answers_json_and_errors_in_one_line() -> None:

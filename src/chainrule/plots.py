@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from chainrule._io import atomic_write_bytes
+from chainrule.colors import CLASS_COLORS
 from chainrule.nn import MLP
 
 if TYPE_CHECKING:
@@ -49,20 +50,6 @@ __all__ = [
     "plot_lr_find",
     "plot_smoothed_loss",
 ]
-
-#: The colour of each class, in this order, in every plot and notebook: Okabe and
-#: Ito's palette, whose colours stay apart also for the common colour-vision
-#: deficiencies (blue, orange, green, pink, sky blue, vermillion, yellow, black).
-CLASS_COLORS: tuple[str, ...] = (
-    "#0072B2",
-    "#E69F00",
-    "#009E73",
-    "#CC79A7",
-    "#56B4E9",
-    "#D55E00",
-    "#F0E442",
-    "#000000",
-)
 
 #: How strongly a class's colour tints its decision region (the rest is white), so
 #: that the points, in the full colour, stand out on their own region.

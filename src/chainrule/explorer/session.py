@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from chainrule import data as datasets
 from chainrule import losses
+from chainrule.colors import CLASS_COLORS
 from chainrule.engine import BackwardStep, Value, backward_steps, no_grad, topological_order
 from chainrule.errors import ChainruleError
 from chainrule.expr import ExpressionError, evaluate, parse_assignments, variable_names
@@ -385,7 +386,9 @@ class TrainingSession:
         ]
 
     def points(self) -> dict[str, Any]:
-        return {"X": self.X, "y": self.y, "classes": self.task.classes}
+        """The points, their classes, and each class's colour (as in every plot)."""
+        k = self.task.classes
+        return {"X": self.X, "y": self.y, "classes": k, "colors": list(CLASS_COLORS[:k])}
 
     def add_point(self, x: float, y: float, label: int) -> dict[str, Any]:
         """Add a point of class ``label`` at (``x``, ``y``)."""

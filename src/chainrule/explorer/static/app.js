@@ -5,7 +5,6 @@ import { instance as loadViz } from "./vendor/viz/viz.js";
 
 const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
 const PRECISION = 4; // digits after the point, as in the drawings
-const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"]; // class 0, 1, 2, ...
 const fmt = (x) => (x === null || x === undefined ? "–" : Number(x).toFixed(PRECISION));
 
 // -- the engine, in a Web Worker ---------------------------------------------------------
@@ -315,7 +314,7 @@ async function startTraining() {
     showTrainError(error);
     return;
   }
-  renderClasses(training.classes);
+  renderClasses(training.colors);
   showTraining(training);
 }
 
@@ -395,7 +394,9 @@ trainForm.elements.lr.addEventListener("change", saveTrainHash);
 $("train-play").addEventListener("click", play);
 $("train-step").addEventListener("click", stepOnce);
 
-function renderClasses(k) {
+function renderClasses(colors) {
+  // the class colours come from chainrule (chainrule.colors), as in every plot
+  const k = colors.length;
   const group = $("train-classes");
   addClass = Math.min(addClass, k - 1);
   group.replaceChildren(
@@ -409,7 +410,7 @@ function renderClasses(k) {
       radio.addEventListener("change", () => (addClass = c));
       const swatch = document.createElement("span");
       swatch.className = "swatch";
-      swatch.style.background = COLORS[c];
+      swatch.style.background = colors[c];
       label.append(radio, swatch, ` class ${c}`);
       return label;
     }),
@@ -437,12 +438,12 @@ function drawRegions() {
   const k = training.classes;
   const image = new ImageData(size, size);
   for (let i = 0; i < size * size; i++) {
-    const [r, g, b] = hexToRgb(COLORS[classes[i]]);
+    const [r, g, b] = hexToRgb(training.colors[classes[i]]);
     // how sure the model is: the margin's tanh for two classes (hinge loss), the softmax
     // share above chance for more
     const s = scores[i];
     const sure = k > 2 ? (s - 1 / k) / (1 - 1 / k) : Math.tanh(Math.abs(s));
-    const a = 0.18 + 0.4 * Math.max(0, Math.min(1, sure));
+    const a = 0.15 + 0.33 * Math.max(0, Math.min(1, sure));
     image.data.set([r * a + 255 * (1 - a), g * a + 255 * (1 - a), b * a + 255 * (1 - a), 255], 4 * i);
   }
   const small = new OffscreenCanvas(size, size);
@@ -454,10 +455,10 @@ function drawRegions() {
     const [px, py] = toPixels(x, y);
     ctx.beginPath();
     ctx.arc(px, py, 5, 0, 2 * Math.PI);
-    ctx.fillStyle = COLORS[training.y[i]];
+    ctx.fillStyle = training.colors[training.y[i]];
     ctx.fill();
-    ctx.lineWidth = 1.2;
-    ctx.strokeStyle = "#fff";
+    ctx.lineWidth = 1;
+    ctx.strokeStyle = "rgba(0, 0, 0, 0.65)";
     ctx.stroke();
   });
   if (cursor !== null) {
@@ -546,12 +547,12 @@ function drawChart({ loss, accuracy }) {
     ctx.lineWidth = 1.6;
     ctx.stroke();
   };
-  line(loss, maxLoss, "#1f77b4");
-  line(accuracy, 1, "#2ca02c");
-  ctx.fillStyle = "#1f77b4";
+  line(loss, maxLoss, "#0072B2");
+  line(accuracy, 1, "#009E73");
+  ctx.fillStyle = "#0072B2";
   ctx.fillText(`loss ${maxLoss.toPrecision(3)}`, 2, pad.top + 9);
   ctx.fillText("0", pad.left - 10, h - pad.bottom);
-  ctx.fillStyle = "#2ca02c";
+  ctx.fillStyle = "#009E73";
   ctx.fillText("100%", w - pad.right + 4, pad.top + 9);
   ctx.fillText("acc", w - pad.right + 4, pad.top + 22);
   ctx.fillStyle = "#555";
@@ -581,7 +582,7 @@ function drawNetwork(weights) {
         edge.setAttribute("y1", y(l, i));
         edge.setAttribute("x2", x(l + 1));
         edge.setAttribute("y2", y(l + 1, j));
-        edge.setAttribute("stroke", w >= 0 ? "#1f77b4" : "#d62728");
+        edge.setAttribute("stroke", w >= 0 ? "#0072B2" : "#D55E00");
         edge.setAttribute("stroke-width", (0.3 + 3.2 * Math.abs(w) / biggest).toFixed(2));
         edge.setAttribute("stroke-opacity", (0.25 + 0.6 * Math.abs(w) / biggest).toFixed(2));
         svg.append(edge);
