@@ -27,21 +27,18 @@ from chainrule.training import (
 
 SMALL = {"samples": 40, "hidden": (8,), "steps": 100}
 
+ADAM_MINIBATCH: dict[str, Any] = {
+    "optimizer": "adam",
+    "lr": 0.05,
+    "batch_size": 8,
+    "test_fraction": 0.2,
+    "eval_every": 5,
+}
 CONFIGS = {
     "sgd-full-batch-compiled": TrainConfig(**SMALL),
     "sgd-full-batch-eager": TrainConfig(**SMALL, compiled=False),
-    "adam-minibatch-held-out-compiled": TrainConfig(
-        **SMALL, optimizer="adam", lr=0.05, batch_size=8, test_fraction=0.2, eval_every=5
-    ),
-    "adam-minibatch-held-out-eager": TrainConfig(
-        **SMALL,
-        optimizer="adam",
-        lr=0.05,
-        batch_size=8,
-        test_fraction=0.2,
-        eval_every=5,
-        compiled=False,
-    ),
+    "adam-minibatch-held-out-compiled": TrainConfig(**SMALL, **ADAM_MINIBATCH),
+    "adam-minibatch-held-out-eager": TrainConfig(**SMALL, **ADAM_MINIBATCH, compiled=False),
     "sgd-momentum-minibatch-softmax-cosine": TrainConfig(
         **{**SMALL, "samples": 60},
         dataset="blobs",

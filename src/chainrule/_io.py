@@ -75,6 +75,18 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def _staging_folder(target: Path) -> Path:
+    """A new hidden folder beside ``target``, with the permissions a new folder gets."""
+    parent = target.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700 folders
+    except OSError as exc:
+        raise _cannot_write(parent, exc) from None
+    return staging
+
+
 @contextlib.contextmanager
 def staged_folder(path: str | os.PathLike[str], replaceable: Collection[str]) -> Iterator[Path]:
     """Fill a folder under a temporary name; on success, rename it to ``path``.
@@ -109,14 +121,8 @@ def staged_folder(path: str | os.PathLike[str], replaceable: Collection[str]) ->
                 f"{str(target)!r} holds files that are not results of a run ({shown}); "
                 "choose a new or empty folder"
             )
-    parent = target.parent
+    staging = _staging_folder(target)
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
-    except OSError as exc:
-        raise _cannot_write(parent, exc) from None
-    try:
-        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700 folders
         yield staging
         _swap_in(staging, target)
     except BaseException:
@@ -132,14 +138,8 @@ def replace_folder(path: str | os.PathLike[str], files: Mapping[str, bytes]) -> 
     new one, never a mix, and an interruption leaves the old one as it was.
     """
     target = Path(path)
-    parent = target.parent
+    staging = _staging_folder(target)
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
-    except OSError as exc:
-        raise _cannot_write(parent, exc) from None
-    try:
-        os.chmod(staging, 0o777 & ~_umask())
         for name, data in files.items():
             with open(staging / name, "xb") as f:
                 f.write(data)

@@ -365,47 +365,29 @@ def draw_points(
     )
 
 
+def _dot(label: str, face: str, edge: str = "0.15", width: float = 0.6) -> Line2D:
+    """A legend entry: one round marker, as the points are drawn."""
+    return Line2D(
+        [],
+        [],
+        linestyle="none",
+        marker="o",
+        markersize=7,
+        markerfacecolor=face,
+        markeredgecolor=edge,
+        markeredgewidth=width,
+        label=label,
+    )
+
+
 def class_legend(ax: Axes, classes: int, *, test: bool = False, **kwargs: Any) -> Any:
     """A legend naming each class by its colour, and with ``test`` saying which points
     are training points (filled) and which test points (hollow)."""
-    handles = [
-        Line2D(
-            [],
-            [],
-            linestyle="none",
-            marker="o",
-            markersize=7,
-            markerfacecolor=color,
-            markeredgecolor="0.15",
-            markeredgewidth=0.6,
-            label=f"class {c}",
-        )
-        for c, color in enumerate(class_colors(classes))
-    ]
+    handles = [_dot(f"class {c}", color) for c, color in enumerate(class_colors(classes))]
     if test:
         handles += [
-            Line2D(
-                [],
-                [],
-                linestyle="none",
-                marker="o",
-                markersize=7,
-                markerfacecolor="0.5",
-                markeredgecolor="0.15",
-                markeredgewidth=0.6,
-                label="training point",
-            ),
-            Line2D(
-                [],
-                [],
-                linestyle="none",
-                marker="o",
-                markersize=7,
-                markerfacecolor="none",
-                markeredgecolor="0.35",
-                markeredgewidth=1.6,
-                label="test point",
-            ),
+            _dot("training point", "0.5"),
+            _dot("test point", "none", edge="0.35", width=1.6),
         ]
     return ax.legend(handles=handles, **kwargs)
 
