@@ -25,6 +25,7 @@ from chainrule.compiler.tracing import (
     Tracer,
     aux_values,
     check,
+    fingerprint,
     graph_of,
     rebuild_aux,
     record,
@@ -302,7 +303,7 @@ class _Program:
             # that are the same objects both times come from outside the function. Later
             # input shapes trust what the first check found, and trace once.
             again = graph_of(record(self.fn, arrays, self.has_aux, name), self.params, name)
-            if graph.fingerprint != again.fingerprint:
+            if fingerprint(graph) != fingerprint(again):
                 raise CompileError(
                     f"compile: {name} ({where}) built a different graph on two calls with "
                     "the same inputs (random sampling inside the function, a counter, or "
