@@ -21,26 +21,40 @@ from chainrule.engine import _RULES
 __all__ = ["Kernel", "Layout", "MatMul", "groups_of", "plan"]
 
 
-def _strided(pos: Array) -> tuple[int, tuple[int, ...]] | None:
-    """``(start, strides)`` if ``pos`` is a regular grid of buffer positions, else None."""
-    if pos.size == 0:
+def _strided(ps: list[int], shape: tuple[int, ...]) -> tuple[int, tuple[int, ...]] | None:
+    """``(start, strides)`` if the positions ``ps`` (C order, of ``shape``) are a regular
+    grid of buffer positions, else None."""
+    if not ps:
         return None
-    start = int(pos.flat[0])
+    start = ps[0]
     strides = []
-    expected = np.full(pos.shape, start, dtype=np.int64)
-    for axis, n in enumerate(pos.shape):
-        step = 0
-        if n > 1:
-            step = int(pos[(0,) * axis + (1,) + (0,) * (pos.ndim - axis - 1)]) - start
-            if step < 0:
-                return None
-            shape = [1] * pos.ndim
-            shape[axis] = n
-            expected = expected + (np.arange(n) * step).reshape(shape)
+    inner = len(ps)
+    for n in shape:
+        inner //= n
+        step = ps[inner] - start if n > 1 else 0
+        if step < 0:
+            return None
         strides.append(step)
-    if not np.array_equal(expected, pos):
+    if len(shape) == 1:  # compared as lists: no arrays to build
+        step = strides[0]
+        if step == 0:
+            return (start, (0,)) if ps.count(start) == len(ps) else None
+        return (start, (step,)) if ps == list(range(start, start + len(ps) * step, step)) else None
+    expected = np.full(shape, start, dtype=np.int64)
+    for axis, (n, step) in enumerate(zip(shape, strides, strict=True)):
+        if step:
+            expected += (np.arange(n) * step).reshape(
+                (1,) * axis + (n,) + (1,) * (len(shape) - axis - 1)
+            )
+    if not (expected.ravel() == ps).all():
         return None
     return start, tuple(strides)
+
+
+def _view(a: Array, start: int, shape: tuple[int, ...], steps: tuple[int, ...]) -> Array:
+    """The view of ``a`` (a flat float64 array) at ``start`` with element strides ``steps``."""
+    strides = tuple(8 * s for s in steps)
+    return np.ndarray(shape, np.float64, buffer=a, offset=8 * start, strides=strides)
 
 
 class _Slot:
@@ -52,26 +66,25 @@ class _Slot:
         self.shape = shape
         self.constant: Array | float | None = None
         self.needs_grad = any(map(_needs_grad, items))
-        self.pos = np.fromiter(map(_pos, items), np.int64, len(items)).reshape(shape)
-        lo, hi = layout.const_start, layout.const_end
-        if items and self.pos.min() >= lo and self.pos.max() < hi:  # constants: fixed
+        ps = self.ps = list(map(_pos, items))
+        self.pos = np.array(ps, dtype=np.int64).reshape(shape)
+        if ps and min(ps) >= layout.const_start and max(ps) < layout.const_end:  # constants
             values = np.array([x.value for x in items], dtype=np.float64).reshape(shape)
             same = scalar and (values == values.flat[0]).all()
             self.constant = float(values.flat[0]) if same else values
             return
-        self.unique = np.unique(self.pos).size == self.pos.size
+        self.unique = len(set(ps)) == len(ps)
 
     def bind(self, vals: Array, grads: Array) -> None:
         if self.constant is not None:
             return
-        grid = _strided(self.pos)
+        grid = _strided(self.ps, self.shape)
         self.view = self.gview = None
         if grid is not None:
             start, steps = grid
-            strides = tuple(8 * s for s in steps)
-            self.view = np.lib.stride_tricks.as_strided(vals[start:], self.shape, strides)
+            self.view = _view(vals, start, self.shape, steps)
             if self.unique:
-                self.gview = np.lib.stride_tricks.as_strided(grads[start:], self.shape, strides)
+                self.gview = _view(grads, start, self.shape, steps)
         self.vals, self.grads = vals, grads
 
     @property
