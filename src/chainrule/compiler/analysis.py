@@ -20,7 +20,7 @@ from chainrule.custom import no_numpy_form, registered_ops
 from chainrule.engine import Value
 from chainrule.errors import CompileError
 
-__all__ = ["Analysis", "Const", "Leaf", "Node", "analyse"]
+__all__ = ["Analysis", "Const", "Leaf", "Node", "analyse", "param_leaves"]
 
 
 @dataclass(eq=False, slots=True)
@@ -61,8 +61,16 @@ class Analysis:
     constants: list[Const]
 
 
-def analyse(graph: Graph, n_params: int, n_inputs: int, name: str, where: str) -> Analysis:
-    """Turn the graph into program nodes: constants folded, chains of sums folded."""
+def param_leaves(n_params: int) -> list[Leaf]:
+    """The program leaves of the parameters: the same for every program of a function
+    (a leaf is never changed once made), so made once."""
+    return [Leaf("param", k, True, pos=k) for k in range(n_params)]
+
+
+def analyse(graph: Graph, params: list[Leaf], n_inputs: int, name: str, where: str) -> Analysis:
+    """Turn the graph into program nodes: constants folded, chains of sums folded.
+    ``params`` are the parameters' leaves (:func:`param_leaves`)."""
+    n_params = len(params)
     order, fixed, frozen = graph.order, graph.fixed, graph.frozen
 
     # A + or - used once, by another + or -, is folded into that one: Python's sum()
@@ -76,9 +84,7 @@ def analyse(graph: Graph, n_params: int, n_inputs: int, name: str, where: str) -
     inlined = {v for v, n in by_linear.items() if n == 1 and v not in kept}
 
     # the program node, leaf or constant of each trace node
-    made: dict[Value, Any] = {
-        v: Leaf("param", k, True, pos=k) for v, k in graph.param_index.items() if v in graph.index
-    }
+    made: dict[Value, Any] = dict(zip(graph.param_index, params, strict=True))
     made.update(
         (v, Leaf("input", k, False, pos=n_params + k)) for v, k in graph.input_index.items()
     )
@@ -107,7 +113,7 @@ def analyse(graph: Graph, n_params: int, n_inputs: int, name: str, where: str) -
                 else:
                     terms.append(made[u])
                     coefs.append(c)
-            node = Node("lin", terms, (coefs, offset))
+            node = Node("lin", terms, (coefs, offset), v not in frozen, 1 + max(map(level, terms)))
         else:
             if op not in FORWARD and op not in NARY:
                 if op in registered_ops():
@@ -116,9 +122,8 @@ def analyse(graph: Graph, n_params: int, n_inputs: int, name: str, where: str) -
                     f"compile: {name} ({where}) uses the operation {op!r}, which has "
                     "no array form for the compiler; run this loss eagerly"
                 )
-            node = Node(op, list(map(made.__getitem__, prev)), v._arg)
-        node.needs_grad = v not in frozen
-        node.level = 1 + max(map(level, node.inputs))
+            inputs = list(map(made.__getitem__, prev))
+            node = Node(op, inputs, v._arg, v not in frozen, 1 + max(map(level, inputs)))
         made[v] = node
         nodes.append(node)
     return Analysis(nodes, [made[order[k]] for k in graph.outputs], constants)

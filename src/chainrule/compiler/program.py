@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from chainrule.compiler.analysis import Const, analyse
+from chainrule.compiler.analysis import Const, Leaf, analyse, param_leaves
 from chainrule.compiler.kernels import Kernel, MatMul, groups_of, plan
 from chainrule.compiler.ops import Array
 from chainrule.compiler.tracing import (
@@ -150,6 +150,8 @@ class CompiledFunction:
         self.allow_fallback = fallback
         #: Set by the first program: the ids of the Values found captured from outside.
         self.verified: set[int] | None = None
+        #: The parameters' program leaves, made by the first program, shared by all.
+        self.param_leaves: list[Leaf] | None = None
         self._programs: dict[tuple[tuple[int, ...], ...], _Program] = {}
         self._lock = threading.Lock()
         self._warned = False
@@ -320,7 +322,9 @@ class _Program:
         self.traced_nodes = len(graph.order)
         self.aux = first.aux
         self.n_inputs = sum(a.size for a in arrays)
-        analysis = analyse(graph, len(self.params), self.n_inputs, name, where)
+        if owner.param_leaves is None:
+            owner.param_leaves = param_leaves(len(self.params))
+        analysis = analyse(graph, owner.param_leaves, self.n_inputs, name, where)
         del graph, first
         self.program_nodes = len(analysis.nodes)
         self.levels = max((node.level for node in analysis.nodes), default=0)
