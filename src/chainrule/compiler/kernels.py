@@ -309,15 +309,17 @@ class _Dot(Kernel):
 
 
 class MatMul(Kernel):
-    """A layer applied to a batch: ``out[j, i] = rows[j] · weights[i] + bias[i]``.
+    """A layer applied to a batch: ``out[j, i] = rows[j] · weights[i] + bias[j, i]``.
 
     Found when a group of dot nodes pairs each of ``m`` weight rows with each of ``r``
-    input rows exactly once, the bias going with the weight row.
+    input rows exactly once. The bias goes with the weight row (a layer's bias), with
+    the input row, or is any number per node (``bias_by`` is ``"weight"``, ``"row"`` or
+    ``"node"``): e.g. the zeros of several bias-free layers applied to the same rows.
     """
 
     kind = "matmul"
 
-    def __init__(self, grid: list[list[Node]], n: int, bias_by_row: bool, layout: Layout) -> None:
+    def __init__(self, grid: list[list[Node]], n: int, bias_by: str, layout: Layout) -> None:
         # grid[j][i]: the node pairing input row j with weight row i
         r, m = len(grid), len(grid[0])
         self.shape = (r, m)
@@ -327,11 +329,17 @@ class MatMul(Kernel):
         self.needs_grad = flat[0].needs_grad
         self.weights = _Slot([x for node in grid[0] for x in node.inputs[:n]], (m, n), layout)
         self.rows = _Slot([x for row in grid for x in row[0].inputs[n : 2 * n]], (r, n), layout)
-        self.bias_by_row = bias_by_row
-        if bias_by_row:
+        self.bias_by = bias_by
+        if bias_by == "row":
             self.bias = _Slot([row[0].inputs[-1] for row in grid], (r, 1), layout)
-        else:
+        elif bias_by == "weight":
             self.bias = _Slot([node.inputs[-1] for node in grid[0]], (m,), layout)
+        else:
+            self.bias = _Slot([node.inputs[-1] for node in flat], (r, m), layout)
+        # A bias of constant zeros (``Linear(bias=False)``, attention) is not added:
+        # adding 0.0 changes nothing but the sign of a zero.
+        zeros = self.bias.constant is not None and not np.any(self.bias.constant)
+        self.add_bias = not zeros
 
     def slots(self) -> list[_Slot]:
         return [self.weights, self.rows, self.bias]
@@ -342,9 +350,11 @@ class MatMul(Kernel):
         self.gout = self.gout.reshape(self.shape)
 
     def forward(self) -> None:
-        self.wv, self.xv = self.weights.get(), self.rows.get()
-        np.matmul(self.xv, np.transpose(self.wv), out=self.out)
-        self.out += self.bias.get()
+        w = self.wv = self.weights.get()
+        x = self.xv = self.rows.get()
+        np.matmul(x, w.T, out=self.out)
+        if self.add_bias:
+            self.out += self.bias.get()
 
     def backward(self) -> None:
         g = self.gout
@@ -353,7 +363,10 @@ class MatMul(Kernel):
         if self.rows.needs_grad:
             self.rows.add(g @ self.wv)
         if self.bias.needs_grad:
-            self.bias.add(g.sum(axis=1, keepdims=True) if self.bias_by_row else g.sum(axis=0))
+            if self.bias_by == "row":
+                self.bias.add(g.sum(axis=1, keepdims=True))
+            else:
+                self.bias.add(g.sum(axis=0) if self.bias_by == "weight" else g)
 
 
 def _dot_kernels(nodes: list[Node], layout: Layout) -> list[Kernel]:
@@ -377,20 +390,20 @@ def _dot_kernels(nodes: list[Node], layout: Layout) -> list[Kernel]:
             rest.extend(members)
     kernels: list[Kernel] = []
     for columns in by_rows.values():
-        grid = _as_grid(columns, n)
-        if grid is None or len(grid) * len(grid[0][0]) < 2:
+        grid, bias_by = _as_grid(columns, n)
+        if len(grid) * len(grid[0]) < 2:
             rest.extend(node for column in columns for node in column)
         else:
-            kernels.append(MatMul(grid[0], n, grid[1], layout))
+            kernels.append(MatMul(grid, n, bias_by, layout))
     if rest:
         kernels.append(_Dot(rest, layout))
     return kernels
 
 
-def _as_grid(columns: list[list[Node]], n: int) -> tuple[list[list[Node]], bool] | None:
+def _as_grid(columns: list[list[Node]], n: int) -> tuple[list[list[Node]], str]:
     """``columns`` (one list of nodes per weight row, all meeting the same input rows)
-    as ``grid[input row][weight row]``, and whether the bias follows the input row;
-    None if the bias follows neither."""
+    as ``grid[input row][weight row]``, and what the bias follows: ``"weight"``,
+    ``"row"`` or neither (``"node"``)."""
     _sort_by(columns, lambda column: column[0].inputs[0].pos, lambda c: _positions(c[0].inputs[:n]))
     for column in columns:
         _sort_by(
@@ -399,10 +412,10 @@ def _as_grid(columns: list[list[Node]], n: int) -> tuple[list[list[Node]], bool]
     grid = [list(row) for row in zip(*columns, strict=True)]
     top = grid[0]
     if all(row[i].inputs[-1] is top[i].inputs[-1] for row in grid for i in range(len(top))):
-        return grid, False
+        return grid, "weight"
     if all(node.inputs[-1] is row[0].inputs[-1] for row in grid for node in row):
-        return grid, True
-    return None
+        return grid, "row"
+    return grid, "node"
 
 
 def _sort_by(items: list[Any], first: Callable[[Any], int], full: Callable[[Any], Any]) -> None:
