@@ -256,7 +256,7 @@ class _Sum(_PerNodeReduction):
 
     def backward(self) -> None:
         if self.terms.needs_grad:
-            c = np.broadcast_to(self._spread(self.gout), self.terms.shape)
+            c = self._spread(self.gout)  # broadcast over each node's terms by the add
             self.terms.add(c if self.coefs is None else c * self.coefs)
 
 
@@ -295,7 +295,7 @@ class _Dot(Kernel):
         return [self.w, self.x, self.b]
 
     def forward(self) -> None:
-        self.wv, self.xv = np.broadcast_to(self.w.get(), self.w.shape), self.x.get()
+        self.wv, self.xv = self.w.get(), self.x.get()  # both of shape (nodes, n)
         self.out[...] = np.einsum("ij,ij->i", self.wv, self.xv) + self.b.get()
 
     def backward(self) -> None:
