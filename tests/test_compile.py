@@ -467,6 +467,40 @@ def test_sum_chains_are_folded_into_one_kernel() -> None:
     assert levels <= 3  # not 500 levels of "+"
 
 
+@pytest.mark.parametrize("bias", ["trainable", "zeros per layer"])
+def test_dot_grid_with_a_bias_per_node_is_one_matrix_product(bias: str) -> None:
+    """Weight rows that all meet the same input rows form a matrix product even when
+    the bias follows neither: one trainable bias per pair, or the zero bias each
+    bias-free layer makes per call (several layers applied to the same rows)."""
+    rng = random.Random(bias)
+    W = [[Value(rng.uniform(-1, 1)) for _ in range(3)] for _ in range(4)]
+    B = [[Value(rng.uniform(-1, 1)) for _ in range(4)] for _ in range(5)]
+    params = [p for row in W for p in row]
+    if bias == "trainable":
+        params += [b for row in B for b in row]
+
+    def loss(x):
+        if bias == "trainable":
+            outs = [dot(w, r, B[j][i]) for j, r in enumerate(x) for i, w in enumerate(W)]
+        else:  # two "layers" of two weight rows, each with its own zero per row
+            outs = [
+                dot(w, r, z)
+                for r in x
+                for pair in (W[:2], W[2:])
+                for z in [Value(0.0)]
+                for w in pair
+            ]
+        return sum_values([o.tanh() for o in outs])
+
+    x = [[rng.uniform(-1, 1) for _ in range(3)] for _ in range(5)]
+    expected, expected_grads = eager_value_and_grads(loss, params, x)
+    step = chainrule.compile(loss, params, fallback=False)
+    value, grads = step.value_and_grad(x)
+    assert close(value, expected)
+    assert list(grads) == pytest.approx(expected_grads, rel=1e-12, abs=1e-14)
+    assert "(1 matrix products)" in step.explain()
+
+
 # -- refusals ------------------------------------------------------------------------
 
 

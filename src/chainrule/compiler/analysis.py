@@ -8,16 +8,19 @@ Python's ``sum()`` over Values -- a chain of hundreds of ``+`` -- becomes one n-
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
+from itertools import chain, filterfalse
 from operator import attrgetter
 from typing import Any
 
 from chainrule.compiler.ops import FORWARD, LINEAR, NARY
 from chainrule.compiler.tracing import Graph
 from chainrule.custom import no_numpy_form, registered_ops
+from chainrule.engine import Value
 from chainrule.errors import CompileError
 
-__all__ = ["Analysis", "Const", "Leaf", "Node", "analyse"]
+__all__ = ["Analysis", "Const", "Leaf", "Node", "analyse", "param_leaves"]
 
 
 @dataclass(eq=False, slots=True)
@@ -58,75 +61,72 @@ class Analysis:
     constants: list[Const]
 
 
-def analyse(graph: Graph, n_params: int, n_inputs: int, name: str, where: str) -> Analysis:
-    """Turn the graph into program nodes: constants folded, chains of sums folded."""
-    order, prevs, varies, grad_needed = graph.order, graph.prevs, graph.varies, graph.grad_needed
-    n = len(order)
-    uses = [0] * n
-    for i in range(n):
-        if varies[i]:
-            for k in prevs[i]:
-                uses[k] += 1
-    for k in graph.outputs:
-        uses[k] += 2  # outputs are never folded away
+def param_leaves(n_params: int) -> list[Leaf]:
+    """The program leaves of the parameters: the same for every program of a function
+    (a leaf is never changed once made), so made once."""
+    return [Leaf("param", k, True, pos=k) for k in range(n_params)]
+
+
+def analyse(graph: Graph, params: list[Leaf], n_inputs: int, name: str, where: str) -> Analysis:
+    """Turn the graph into program nodes: constants folded, chains of sums folded.
+    ``params`` are the parameters' leaves (:func:`param_leaves`)."""
+    n_params = len(params)
+    order, fixed, frozen = graph.order, graph.fixed, graph.frozen
 
     # A + or - used once, by another + or -, is folded into that one: Python's sum()
     # over Values becomes one n-ary sum instead of a chain of hundreds of levels.
-    linear = [varies[i] and v._op in LINEAR for i, v in enumerate(order)]
-    inlined = [False] * n
-    for i in range(n):
-        if linear[i]:
-            for k in prevs[i]:
-                if linear[k] and uses[k] == 1:
-                    inlined[k] = True
+    linear = [v for v in order if v._op in LINEAR and v not in fixed]
+    is_linear = set(linear).__contains__
+    by_linear = Counter(filter(is_linear, chain.from_iterable(map(_prev, linear))))
+    # used by a node that is not linear (or an output): never folded away
+    kept = set(linear).intersection(chain.from_iterable(map(_prev, filterfalse(is_linear, order))))
+    kept.update(order[k] for k in graph.outputs)
+    inlined = {v for v, n in by_linear.items() if n == 1 and v not in kept}
 
-    made: list[Any] = [None] * n  # the program node, leaf or constant of each trace node
+    # the program node, leaf or constant of each trace node
+    made: dict[Value, Any] = dict(zip(graph.param_index, params, strict=True))
+    made.update(
+        (v, Leaf("input", k, False, pos=n_params + k)) for v, k in graph.input_index.items()
+    )
+    start = n_params + n_inputs
+    fixed_nodes = list(filter(fixed.__contains__, order))
+    constants = [Const(v.data, pos=p) for p, v in enumerate(fixed_nodes, start)]
+    made.update(zip(fixed_nodes, constants, strict=True))
     nodes: list[Node] = []
-    constants: list[Const] = []
     level = attrgetter("level")
-    for i, v in enumerate(order):
-        if not varies[i]:
-            made[i] = const = Const(v.data, pos=n_params + n_inputs + len(constants))
-            constants.append(const)
-            continue
-        if inlined[i]:
-            continue
-        kind = graph.fingerprint[i][0]
-        if kind == "param":
-            k = graph.fingerprint[i][1]
-            made[i] = Leaf("param", k, True, pos=k)
-            continue
-        if kind == "input":
-            k = graph.fingerprint[i][1]
-            made[i] = Leaf("input", k, False, pos=n_params + k)
-            continue
-        if linear[i]:
+    skipped = (fixed | inlined).__contains__
+    for v in filterfalse(skipped, filter(_prev, order)):  # computed nodes, in order
+        prev = v._prev
+        op = v._op
+        if op in LINEAR:
             terms: list[Any] = []
             coefs: list[float] = []
             offset = 0.0
-            stack = list(zip(prevs[i], LINEAR[v._op](len(prevs[i])), strict=True))[::-1]
+            stack = list(zip(prev, LINEAR[op](len(prev)), strict=True))[::-1]
             while stack:
-                k, c = stack.pop()
-                if inlined[k]:
-                    sub = zip(prevs[k], LINEAR[order[k]._op](len(prevs[k])), strict=True)
+                u, c = stack.pop()
+                if u in inlined:
+                    sub = zip(u._prev, LINEAR[u._op](len(u._prev)), strict=True)
                     stack.extend((q, c * cq) for q, cq in reversed(list(sub)))
-                elif not varies[k]:
-                    offset += c * order[k].data
+                elif u in fixed:
+                    offset += c * u.data
                 else:
-                    terms.append(made[k])
+                    terms.append(made[u])
                     coefs.append(c)
-            node = Node("lin", terms, (coefs, offset))
+            node = Node("lin", terms, (coefs, offset), v not in frozen, 1 + max(map(level, terms)))
         else:
-            if v._op not in FORWARD and v._op not in NARY:
-                if v._op in registered_ops():
-                    raise CompileError(f"compile: {name} ({where}): {no_numpy_form(v._op)}")
+            if op not in FORWARD and op not in NARY:
+                if op in registered_ops():
+                    raise CompileError(f"compile: {name} ({where}): {no_numpy_form(op)}")
                 raise CompileError(
-                    f"compile: {name} ({where}) uses the operation {v._op!r}, which has "
+                    f"compile: {name} ({where}) uses the operation {op!r}, which has "
                     "no array form for the compiler; run this loss eagerly"
                 )
-            node = Node(v._op, list(map(made.__getitem__, prevs[i])), v._arg)
-        node.needs_grad = grad_needed[i]
-        node.level = 1 + max(map(level, node.inputs))
-        made[i] = node
+            inputs = list(map(made.__getitem__, prev))
+            node = Node(op, inputs, v._arg, v not in frozen, 1 + max(map(level, inputs)))
+        made[v] = node
         nodes.append(node)
-    return Analysis(nodes, [made[k] for k in graph.outputs], constants)
+    return Analysis(nodes, [made[order[k]] for k in graph.outputs], constants)
+
+
+_prev = attrgetter("_prev")

@@ -8,7 +8,7 @@ slice. Dot nodes that pair every weight row with every input row are one matrix 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from operator import attrgetter
 from typing import Any
 
@@ -21,26 +21,40 @@ from chainrule.engine import _RULES
 __all__ = ["Kernel", "Layout", "MatMul", "groups_of", "plan"]
 
 
-def _strided(pos: Array) -> tuple[int, tuple[int, ...]] | None:
-    """``(start, strides)`` if ``pos`` is a regular grid of buffer positions, else None."""
-    if pos.size == 0:
+def _strided(ps: list[int], shape: tuple[int, ...]) -> tuple[int, tuple[int, ...]] | None:
+    """``(start, strides)`` if the positions ``ps`` (C order, of ``shape``) are a regular
+    grid of buffer positions, else None."""
+    if not ps:
         return None
-    start = int(pos.flat[0])
+    start = ps[0]
     strides = []
-    expected = np.full(pos.shape, start, dtype=np.int64)
-    for axis, n in enumerate(pos.shape):
-        step = 0
-        if n > 1:
-            step = int(pos[(0,) * axis + (1,) + (0,) * (pos.ndim - axis - 1)]) - start
-            if step < 0:
-                return None
-            shape = [1] * pos.ndim
-            shape[axis] = n
-            expected = expected + (np.arange(n) * step).reshape(shape)
+    inner = len(ps)
+    for n in shape:
+        inner //= n
+        step = ps[inner] - start if n > 1 else 0
+        if step < 0:
+            return None
         strides.append(step)
-    if not np.array_equal(expected, pos):
+    if len(shape) == 1:  # compared as lists: no arrays to build
+        step = strides[0]
+        if step == 0:
+            return (start, (0,)) if ps.count(start) == len(ps) else None
+        return (start, (step,)) if ps == list(range(start, start + len(ps) * step, step)) else None
+    expected = np.full(shape, start, dtype=np.int64)
+    for axis, (n, step) in enumerate(zip(shape, strides, strict=True)):
+        if step:
+            expected += (np.arange(n) * step).reshape(
+                (1,) * axis + (n,) + (1,) * (len(shape) - axis - 1)
+            )
+    if not (expected.ravel() == ps).all():
         return None
     return start, tuple(strides)
+
+
+def _view(a: Array, start: int, shape: tuple[int, ...], steps: tuple[int, ...]) -> Array:
+    """The view of ``a`` (a flat float64 array) at ``start`` with element strides ``steps``."""
+    strides = tuple(8 * s for s in steps)
+    return np.ndarray(shape, np.float64, buffer=a, offset=8 * start, strides=strides)
 
 
 class _Slot:
@@ -52,26 +66,25 @@ class _Slot:
         self.shape = shape
         self.constant: Array | float | None = None
         self.needs_grad = any(map(_needs_grad, items))
-        self.pos = np.fromiter(map(_pos, items), np.int64, len(items)).reshape(shape)
-        lo, hi = layout.const_start, layout.const_end
-        if items and self.pos.min() >= lo and self.pos.max() < hi:  # constants: fixed
+        ps = self.ps = list(map(_pos, items))
+        self.pos = np.array(ps, dtype=np.int64).reshape(shape)
+        if ps and min(ps) >= layout.const_start and max(ps) < layout.const_end:  # constants
             values = np.array([x.value for x in items], dtype=np.float64).reshape(shape)
             same = scalar and (values == values.flat[0]).all()
             self.constant = float(values.flat[0]) if same else values
             return
-        self.unique = np.unique(self.pos).size == self.pos.size
+        self.unique = len(set(ps)) == len(ps)
 
     def bind(self, vals: Array, grads: Array) -> None:
         if self.constant is not None:
             return
-        grid = _strided(self.pos)
+        grid = _strided(self.ps, self.shape)
         self.view = self.gview = None
         if grid is not None:
             start, steps = grid
-            strides = tuple(8 * s for s in steps)
-            self.view = np.lib.stride_tricks.as_strided(vals[start:], self.shape, strides)
+            self.view = _view(vals, start, self.shape, steps)
             if self.unique:
-                self.gview = np.lib.stride_tricks.as_strided(grads[start:], self.shape, strides)
+                self.gview = _view(grads, start, self.shape, steps)
         self.vals, self.grads = vals, grads
 
     @property
@@ -121,6 +134,20 @@ def _sort_key(node: Node) -> tuple[int, ...]:
     return tuple(map(_pos, node.inputs))
 
 
+def _first_pos(node: Node) -> int:
+    return node.inputs[0].pos  # type: ignore[no-any-return]
+
+
+def _sort_by_inputs(nodes: list[Node]) -> None:
+    """Sort ``nodes`` by :func:`_sort_key`. When their first inputs all differ, that
+    order is the order of the first inputs' positions: sorted by those alone."""
+    firsts = list(map(_first_pos, nodes))
+    if len(set(firsts)) == len(firsts):
+        nodes.sort(key=_first_pos)
+    else:
+        nodes.sort(key=_sort_key)
+
+
 class Kernel:
     """One vectorised operation over a group of nodes: its forward and backward."""
 
@@ -149,7 +176,7 @@ class _Elementwise(Kernel):
     """``out = op(x, y)`` for each node of the group, as one NumPy expression."""
 
     def __init__(self, op: str, k: Any, nodes: list[Node], layout: Layout) -> None:
-        nodes.sort(key=_sort_key)
+        _sort_by_inputs(nodes)
         layout.place(nodes)
         self.kind, self.k, self.size = op, k, len(nodes)
         self.start = nodes[0].pos
@@ -185,7 +212,7 @@ class _PerNodeReduction(Kernel):
     """
 
     def __init__(self, nodes: list[Node], layout: Layout) -> None:
-        nodes.sort(key=_sort_key)
+        _sort_by_inputs(nodes)
         layout.place(nodes)
         self.size, self.start = len(nodes), nodes[0].pos
         self.needs_grad = nodes[0].needs_grad
@@ -229,7 +256,7 @@ class _Sum(_PerNodeReduction):
 
     def backward(self) -> None:
         if self.terms.needs_grad:
-            c = np.broadcast_to(self._spread(self.gout), self.terms.shape)
+            c = self._spread(self.gout)  # broadcast over each node's terms by the add
             self.terms.add(c if self.coefs is None else c * self.coefs)
 
 
@@ -254,7 +281,7 @@ class _Dot(Kernel):
     kind = "dot"
 
     def __init__(self, nodes: list[Node], layout: Layout) -> None:
-        nodes.sort(key=_sort_key)
+        _sort_by_inputs(nodes)
         layout.place(nodes)
         self.size, self.start = len(nodes), nodes[0].pos
         self.needs_grad = nodes[0].needs_grad
@@ -268,7 +295,7 @@ class _Dot(Kernel):
         return [self.w, self.x, self.b]
 
     def forward(self) -> None:
-        self.wv, self.xv = np.broadcast_to(self.w.get(), self.w.shape), self.x.get()
+        self.wv, self.xv = self.w.get(), self.x.get()  # both of shape (nodes, n)
         self.out[...] = np.einsum("ij,ij->i", self.wv, self.xv) + self.b.get()
 
     def backward(self) -> None:
@@ -282,15 +309,17 @@ class _Dot(Kernel):
 
 
 class MatMul(Kernel):
-    """A layer applied to a batch: ``out[j, i] = rows[j] · weights[i] + bias[i]``.
+    """A layer applied to a batch: ``out[j, i] = rows[j] · weights[i] + bias[j, i]``.
 
     Found when a group of dot nodes pairs each of ``m`` weight rows with each of ``r``
-    input rows exactly once, the bias going with the weight row.
+    input rows exactly once. The bias goes with the weight row (a layer's bias), with
+    the input row, or is any number per node (``bias_by`` is ``"weight"``, ``"row"`` or
+    ``"node"``): e.g. the zeros of several bias-free layers applied to the same rows.
     """
 
     kind = "matmul"
 
-    def __init__(self, grid: list[list[Node]], n: int, bias_by_row: bool, layout: Layout) -> None:
+    def __init__(self, grid: list[list[Node]], n: int, bias_by: str, layout: Layout) -> None:
         # grid[j][i]: the node pairing input row j with weight row i
         r, m = len(grid), len(grid[0])
         self.shape = (r, m)
@@ -300,11 +329,17 @@ class MatMul(Kernel):
         self.needs_grad = flat[0].needs_grad
         self.weights = _Slot([x for node in grid[0] for x in node.inputs[:n]], (m, n), layout)
         self.rows = _Slot([x for row in grid for x in row[0].inputs[n : 2 * n]], (r, n), layout)
-        self.bias_by_row = bias_by_row
-        if bias_by_row:
+        self.bias_by = bias_by
+        if bias_by == "row":
             self.bias = _Slot([row[0].inputs[-1] for row in grid], (r, 1), layout)
-        else:
+        elif bias_by == "weight":
             self.bias = _Slot([node.inputs[-1] for node in grid[0]], (m,), layout)
+        else:
+            self.bias = _Slot([node.inputs[-1] for node in flat], (r, m), layout)
+        # A bias of constant zeros (``Linear(bias=False)``, attention) is not added:
+        # adding 0.0 changes nothing but the sign of a zero.
+        zeros = self.bias.constant is not None and not np.any(self.bias.constant)
+        self.add_bias = not zeros
 
     def slots(self) -> list[_Slot]:
         return [self.weights, self.rows, self.bias]
@@ -315,9 +350,11 @@ class MatMul(Kernel):
         self.gout = self.gout.reshape(self.shape)
 
     def forward(self) -> None:
-        self.wv, self.xv = self.weights.get(), self.rows.get()
-        np.matmul(self.xv, np.transpose(self.wv), out=self.out)
-        self.out += self.bias.get()
+        w = self.wv = self.weights.get()
+        x = self.xv = self.rows.get()
+        np.matmul(x, w.T, out=self.out)
+        if self.add_bias:
+            self.out += self.bias.get()
 
     def backward(self) -> None:
         g = self.gout
@@ -326,7 +363,10 @@ class MatMul(Kernel):
         if self.rows.needs_grad:
             self.rows.add(g @ self.wv)
         if self.bias.needs_grad:
-            self.bias.add(g.sum(axis=1, keepdims=True) if self.bias_by_row else g.sum(axis=0))
+            if self.bias_by == "row":
+                self.bias.add(g.sum(axis=1, keepdims=True))
+            else:
+                self.bias.add(g.sum(axis=0) if self.bias_by == "weight" else g)
 
 
 def _dot_kernels(nodes: list[Node], layout: Layout) -> list[Kernel]:
@@ -336,43 +376,53 @@ def _dot_kernels(nodes: list[Node], layout: Layout) -> list[Kernel]:
     grid: a layer applied to a batch, one matrix product.
     """
     n = (len(nodes[0].inputs) - 1) // 2
-    by_weights: dict[tuple[int, ...], list[Node]] = {}
+    # program nodes, leaves and constants hash by identity: tuples of them are keys
+    by_weights: dict[tuple[Any, ...], list[Node]] = {}
     for node in nodes:
-        by_weights.setdefault(tuple(map(id, node.inputs[:n])), []).append(node)
-    by_rows: dict[frozenset[tuple[int, ...]], list[list[Node]]] = {}
+        by_weights.setdefault(tuple(node.inputs[:n]), []).append(node)
+    by_rows: dict[frozenset[tuple[Any, ...]], list[list[Node]]] = {}
     rest: list[Node] = []
     for members in by_weights.values():
-        rows = frozenset(tuple(map(id, node.inputs[n : 2 * n])) for node in members)
+        rows = frozenset([tuple(node.inputs[n : 2 * n]) for node in members])
         if len(rows) == len(members):
             by_rows.setdefault(rows, []).append(members)
         else:  # the same weights meet the same inputs twice
             rest.extend(members)
     kernels: list[Kernel] = []
     for columns in by_rows.values():
-        grid = _as_grid(columns, n)
-        if grid is None or len(grid) * len(grid[0][0]) < 2:
+        grid, bias_by = _as_grid(columns, n)
+        if len(grid) * len(grid[0]) < 2:
             rest.extend(node for column in columns for node in column)
         else:
-            kernels.append(MatMul(grid[0], n, grid[1], layout))
+            kernels.append(MatMul(grid, n, bias_by, layout))
     if rest:
         kernels.append(_Dot(rest, layout))
     return kernels
 
 
-def _as_grid(columns: list[list[Node]], n: int) -> tuple[list[list[Node]], bool] | None:
+def _as_grid(columns: list[list[Node]], n: int) -> tuple[list[list[Node]], str]:
     """``columns`` (one list of nodes per weight row, all meeting the same input rows)
-    as ``grid[input row][weight row]``, and whether the bias follows the input row;
-    None if the bias follows neither."""
-    columns.sort(key=lambda column: _positions(column[0].inputs[:n]))
+    as ``grid[input row][weight row]``, and what the bias follows: ``"weight"``,
+    ``"row"`` or neither (``"node"``)."""
+    _sort_by(columns, lambda column: column[0].inputs[0].pos, lambda c: _positions(c[0].inputs[:n]))
     for column in columns:
-        column.sort(key=lambda node: _positions(node.inputs[n : 2 * n]))
+        _sort_by(
+            column, lambda node: node.inputs[n].pos, lambda node: _positions(node.inputs[n : 2 * n])
+        )
     grid = [list(row) for row in zip(*columns, strict=True)]
     top = grid[0]
     if all(row[i].inputs[-1] is top[i].inputs[-1] for row in grid for i in range(len(top))):
-        return grid, False
+        return grid, "weight"
     if all(node.inputs[-1] is row[0].inputs[-1] for row in grid for node in row):
-        return grid, True
-    return None
+        return grid, "row"
+    return grid, "node"
+
+
+def _sort_by(items: list[Any], first: Callable[[Any], int], full: Callable[[Any], Any]) -> None:
+    """Sort ``items`` by ``full`` (a tuple of positions); when the tuples' first entries,
+    ``first``, all differ, by those alone: the same order, at a fraction of the cost."""
+    firsts = list(map(first, items))
+    items.sort(key=first if len(set(firsts)) == len(firsts) else full)
 
 
 def _positions(items: Sequence[Any]) -> tuple[int, ...]:

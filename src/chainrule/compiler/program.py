@@ -18,13 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from chainrule.compiler.analysis import Const, analyse
+from chainrule.compiler.analysis import Const, Leaf, analyse, param_leaves
 from chainrule.compiler.kernels import Kernel, MatMul, groups_of, plan
 from chainrule.compiler.ops import Array
 from chainrule.compiler.tracing import (
     Tracer,
     aux_values,
     check,
+    fingerprint,
     graph_of,
     rebuild_aux,
     record,
@@ -149,6 +150,8 @@ class CompiledFunction:
         self.allow_fallback = fallback
         #: Set by the first program: the ids of the Values found captured from outside.
         self.verified: set[int] | None = None
+        #: The parameters' program leaves, made by the first program, shared by all.
+        self.param_leaves: list[Leaf] | None = None
         self._programs: dict[tuple[tuple[int, ...], ...], _Program] = {}
         self._lock = threading.Lock()
         self._warned = False
@@ -302,7 +305,7 @@ class _Program:
             # that are the same objects both times come from outside the function. Later
             # input shapes trust what the first check found, and trace once.
             again = graph_of(record(self.fn, arrays, self.has_aux, name), self.params, name)
-            if graph.fingerprint != again.fingerprint:
+            if fingerprint(graph) != fingerprint(again):
                 raise CompileError(
                     f"compile: {name} ({where}) built a different graph on two calls with "
                     "the same inputs (random sampling inside the function, a counter, or "
@@ -319,7 +322,9 @@ class _Program:
         self.traced_nodes = len(graph.order)
         self.aux = first.aux
         self.n_inputs = sum(a.size for a in arrays)
-        analysis = analyse(graph, len(self.params), self.n_inputs, name, where)
+        if owner.param_leaves is None:
+            owner.param_leaves = param_leaves(len(self.params))
+        analysis = analyse(graph, owner.param_leaves, self.n_inputs, name, where)
         del graph, first
         self.program_nodes = len(analysis.nodes)
         self.levels = max((node.level for node in analysis.nodes), default=0)

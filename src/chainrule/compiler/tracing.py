@@ -29,6 +29,7 @@ __all__ = [
     "Tracer",
     "aux_values",
     "check",
+    "fingerprint",
     "graph_of",
     "rebuild_aux",
     "record",
@@ -44,7 +45,7 @@ _ENGINE_GLOBALS = engine.__dict__
 _CUSTOM_GLOBALS = custom.__dict__
 #: Engine functions whose reads of ``data`` are the caller's: ``float(v)``, ``round(v)``
 #: and ``format(v, spec)`` hand the number to the user's code.
-_CALLER_READS = frozenset(f.__code__ for f in (Value.__float__, Value.__round__, Value.__format__))
+_FLOAT, _ROUND, _FORMAT = (f.__code__ for f in (Value.__float__, Value.__round__, Value.__format__))
 _tracers: dict[int, Tracer] = {}  # thread id -> the trace running in it
 _install_lock = threading.Lock()
 
@@ -64,22 +65,31 @@ class _DataWatch:
         _frame: Any = sys._getframe,
         _engine: Any = _ENGINE_GLOBALS,
         _custom: Any = _CUSTOM_GLOBALS,
-        _caller_reads: Any = _CALLER_READS,
+        _float: Any = _FLOAT,
+        _round: Any = _ROUND,
+        _format: Any = _FORMAT,
     ) -> Any:
+        # Called for every read of every Value's data while a trace runs (tens of
+        # thousands per trace, nearly all by the engine): identity tests only.
         if obj is None:
             return self
         frame = _frame(1)
-        # The engine's own reads (and user-defined ops') are its business, except those
-        # that pass the number on.
         where = frame.f_globals
-        if (where is not _engine and where is not _custom) or frame.f_code in _caller_reads:
-            tracer = _tracers.get(threading.get_ident())
-            if tracer is not None:
-                tracer.note_read(obj, frame)
+        if where is _engine:
+            # The engine's own reads are its business, except those that pass the
+            # number on to the caller.
+            code = frame.f_code
+            if code is not _float and code is not _round and code is not _format:
+                return _slot(obj, owner)
+        elif where is _custom:  # user-defined ops read their inputs as the engine does
+            return _slot(obj, owner)
+        tracer = _tracers.get(threading.get_ident())
+        if tracer is not None:
+            tracer.note_read(obj, frame)
         return _slot(obj, owner)
 
-    def __set__(self, obj: Any, value: Any) -> None:
-        _DATA_SLOT.__set__(obj, value)
+    #: Writes go straight to the slot (a C function: no Python frame per new node).
+    __set__ = staticmethod(_DATA_SLOT.__set__)
 
 
 _WATCH = _DataWatch()
@@ -198,66 +208,88 @@ def rebuild_aux(aux: Any, it: Any) -> Any:
 
 @dataclass
 class Graph:
-    """A trace's graph as lists indexed by topological position."""
+    """A trace's graph: its nodes in topological order, and what each depends on.
+
+    Values hash by identity, so the sets and dicts below are keyed by the Values
+    themselves.
+    """
 
     order: list[Value]
-    index: dict[int, int]  # id(Value) -> position in order
-    prevs: list[tuple[int, ...]]
-    varies: list[bool]  # depends on a parameter or an input
-    grad_needed: list[bool]  # depends on a parameter
+    index: dict[Value, int]  # position in order
+    fixed: set[Value]  # depends on no parameter and no input: a constant
+    frozen: set[Value]  # depends on no parameter: needs no gradient (``fixed`` included)
+    param_index: dict[Value, int]
+    input_index: dict[Value, int]
     outputs: list[int]  # the loss, then the aux Values
-    fingerprint: list[Any]  # compared between two traces
     constant_leaves: list[Value]
 
 
 def graph_of(trace: Trace, params: list[Value], name: str) -> Graph:
     auxes = aux_values(trace.aux, name) if trace.aux is not None else []
     order = topological_order(trace.loss)
-    index = {id(v): i for i, v in enumerate(order)}
+    index = dict(zip(order, range(len(order)), strict=True))
     for a in auxes:  # aux outside the loss's graph: add their own graphs
-        if id(a) not in index:
+        if a not in index:
             for v in topological_order(a):
-                if id(v) not in index:
-                    index[id(v)] = len(order)
+                if v not in index:
+                    index[v] = len(order)
                     order.append(v)
-    param_index = {id(p): i for i, p in enumerate(params)}
-    input_index = {id(v): i for i, v in enumerate(trace.leaves)}
-    n = len(order)
-    varies = [False] * n
-    grad_needed = [False] * n
-    prevs: list[tuple[int, ...]] = [()] * n
-    fingerprint: list[Any] = [None] * n
+    param_index = dict(zip(params, range(len(params)), strict=True))
+    input_index = dict(zip(trace.leaves, range(len(trace.leaves)), strict=True))
+    # One pass in topological order. A node is fixed if all its inputs are, frozen if
+    # all its inputs are; nearly every node fails both tests at its first input.
+    fixed: set[Value] = set()
+    frozen: set[Value] = set()
     constant_leaves = []
-    at, vary, need = index.__getitem__, varies.__getitem__, grad_needed.__getitem__
-    for i, v in enumerate(order):
+    is_fixed, is_frozen = fixed.__contains__, frozen.__contains__
+    fix, freeze = fixed.add, frozen.add
+    for v in order:
         prev = v._prev
         if prev:
-            ks = prevs[i] = tuple(map(at, map(id, prev)))
-            if any(map(vary, ks)):
-                varies[i] = True
-                grad_needed[i] = any(map(need, ks))
-            fingerprint[i] = (v._op, v._arg, ks)
-        elif id(v) in param_index:
-            varies[i] = grad_needed[i] = True
-            fingerprint[i] = ("param", param_index[id(v)])
-        elif id(v) in input_index:
-            varies[i] = True
-            fingerprint[i] = ("input", input_index[id(v)])
+            if all(map(is_frozen, prev)):
+                freeze(v)
+                if all(map(is_fixed, prev)):
+                    fix(v)
+        elif v in param_index:
+            pass
+        elif v in input_index:
+            freeze(v)
         else:
+            fix(v)
+            freeze(v)
             constant_leaves.append(v)
-            fingerprint[i] = ("constant", v.data)
-    outputs = [index[id(r)] for r in [trace.loss, *auxes]]
-    fingerprint.append(("outputs", outputs))
-    return Graph(order, index, prevs, varies, grad_needed, outputs, fingerprint, constant_leaves)
+    outputs = [index[r] for r in [trace.loss, *auxes]]
+    return Graph(order, index, fixed, frozen, param_index, input_index, outputs, constant_leaves)
+
+
+def fingerprint(graph: Graph) -> list[Any]:
+    """The graph's structure, compared between two traces: per node its op, argument
+    and inputs' positions, or what leaf it is (a constant with its value)."""
+    at = graph.index.__getitem__
+    params, inputs = graph.param_index, graph.input_index
+    out: list[Any] = []
+    for v in graph.order:
+        if v._prev:
+            out.append((v._op, v._arg, tuple(map(at, v._prev))))
+        elif v in params:
+            out.append(("param", params[v]))
+        elif v in inputs:
+            out.append(("input", inputs[v]))
+        else:
+            out.append(("constant", _DATA_SLOT.__get__(v, Value)))
+    out.append(("outputs", graph.outputs))
+    return out
 
 
 def check(trace: Trace, tracer: Tracer, graph: Graph, params: list[Value], name: str) -> None:
     """Refuse ``.data`` reads of traced Values and ``no_grad()`` results that depend on
     the parameters or inputs: the replay would silently get them wrong."""
+    if not tracer.reads and not tracer.detached:
+        return
     sources = {id(p) for p in params} | {id(v) for v in trace.leaves}
-    index, varies = graph.index, graph.varies
+    index, fixed = graph.index, graph.fixed
     for v, at in tracer.reads:
-        if _depends(v, index, varies, sources):
+        if _depends(v, index, fixed, sources):
             raise CompileError(
                 f"compile: {at}: {name} reads .data of a traced Value "
                 f"({_DATA_SLOT.__get__(v, Value)!r}, computed from the parameters or "
@@ -267,7 +299,7 @@ def check(trace: Trace, tracer: Tracer, graph: Graph, params: list[Value], name:
                 "...) or run this loss eagerly."
             )
     for prev, at in tracer.detached:
-        if any(_depends(p, index, varies, sources) for p in prev):
+        if any(_depends(p, index, fixed, sources) for p in prev):
             raise CompileError(
                 f"compile: {at}: {name} computes a value under no_grad() from the "
                 "parameters or inputs; the compiled program would freeze it at its traced "
@@ -276,15 +308,14 @@ def check(trace: Trace, tracer: Tracer, graph: Graph, params: list[Value], name:
             )
 
 
-def _depends(v: Value, index: dict[int, int], varies: list[bool], sources: set[int]) -> bool:
+def _depends(v: Value, index: dict[Value, int], fixed: set[Value], sources: set[int]) -> bool:
     """Whether ``v`` (in the graph or not) depends on a parameter or an input."""
     seen: set[int] = set()
     stack = [v]
     while stack:
         u = stack.pop()
-        k = index.get(id(u))
-        if k is not None:
-            if varies[k]:
+        if u in index:
+            if u not in fixed:
                 return True
         elif id(u) in sources:
             return True
