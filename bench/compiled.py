@@ -14,7 +14,8 @@ the engines, and reports medians. Workloads:
   full-batch step; engines ``compiled`` (value_and_grad) and ``numpy`` (forward and
   backward written by hand with NumPy: the floor an array program can reach).
 - ``chain``: a ``--depth``-deep chain ``y = tanh(y·w + 0.1)``, build + backward;
-  engines ``eager`` and ``compiled`` (which falls back to eager for such graphs).
+  engines ``eager`` and ``compiled`` (which falls back to eager for such graphs);
+  ``--no-gc`` times the steps with the collector off (the engines' own work).
 
 BLAS runs on one thread, as PyTorch does in ``workloads.py``.
 """
@@ -22,6 +23,7 @@ BLAS runs on one thread, as PyTorch does in ``workloads.py``.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import random
@@ -157,7 +159,7 @@ def numpy_mlp(X: Any, ys: Any, model: MLP, steps: int) -> dict[str, Any]:
     return {"seconds": times, "loss": float(value), "grad_norm": norm}
 
 
-def chain(engine: str, steps: int, depth: int) -> dict[str, Any]:
+def chain(engine: str, steps: int, depth: int, collector: bool = True) -> dict[str, Any]:
     w = Value(0.9)
 
     def loss() -> Value:
@@ -176,6 +178,8 @@ def chain(engine: str, steps: int, depth: int) -> dict[str, Any]:
     else:  # as many graphs built before timing as compile() builds: the same heap state
         for _ in range(3):
             loss()
+    if not collector:  # the engines' own work: the collector's pauses depend on the
+        gc.disable()  # heap's history (compiling leaves another heap than 3 graphs do)
     times = []
     for _ in range(steps):
         start = time.perf_counter()
@@ -183,6 +187,7 @@ def chain(engine: str, steps: int, depth: int) -> dict[str, Any]:
         w.grad = 0.0
         out.backward()
         times.append(time.perf_counter() - start)
+    gc.enable()
     return {"seconds": times, "grad": w.grad, "compile": compiled}
 
 
@@ -194,11 +199,14 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=100)
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--depth", type=int, default=20_000)
+    parser.add_argument(
+        "--no-gc", action="store_true", help="chain: time the steps with the collector off"
+    )
     args = parser.parse_args()
     if args.workload == "mlp":
         result = mlp(args.engine, args.steps, args.points, args.width)
     elif args.workload == "chain":
-        result = chain(args.engine, args.steps, args.depth)
+        result = chain(args.engine, args.steps, args.depth, collector=not args.no_gc)
     else:
         result = globals()[args.workload](args.engine, args.steps)
     print(json.dumps(result))
