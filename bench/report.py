@@ -32,7 +32,7 @@ def machine() -> str:
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
     ).stdout.strip()
     dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--", "src", "bench"],
+        ["git", "status", "--porcelain", "--", "src", "bench", ":(exclude)bench/RESULTS.md"],
         capture_output=True,
         text=True,
         cwd=ROOT,
