@@ -263,6 +263,12 @@ def test_training_session_learns_and_takes_edits() -> None:
     assert spiral.points()["colors"] == list(plots.CLASS_COLORS[:3])
 
 
+@pytest.mark.parametrize("layers", [[], [0], [65], [8, 8, 8, 8, 8], [2.5], [True]])
+def test_networks_too_big_or_malformed_for_the_page_are_refused(layers) -> None:
+    with pytest.raises(ValueError, match="hidden layers: 1 to 4 layers of 1 to 64 neurons"):
+        TrainingSession("moons", layers)
+
+
 def test_call_answers_json_and_errors_in_one_line() -> None:
     ok = json.loads(call(json.dumps({"cmd": "expr_set", "args": {"text": "a*a", "at": "a=3"}})))
     assert ok["ok"] and ok["result"]["grads"] == {"a": 6.0}

@@ -42,6 +42,10 @@ DEFAULT_AT = "x1=2,x2=0,w1=-3,w2=1,b=6.8813735870195432"
 #: Variables the learner has not given a value yet start at this one.
 DEFAULT_VARIABLE = 1.0
 
+#: The largest network the training view builds: wider or deeper ones would take
+#: seconds per step in the browser, and their drawing would be a blur.
+MAX_LAYERS, MAX_WIDTH = 4, 64
+
 #: Digits after the point in every number the page shows (the drawings' precision).
 PRECISION = 4
 
@@ -274,6 +278,13 @@ class TrainingSession:
         optimizer: str = "sgd",
         seed: int = 1337,
     ) -> None:
+        if not 1 <= len(layers) <= MAX_LAYERS or any(
+            isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_WIDTH for n in layers
+        ):
+            raise ConfigError(
+                f"hidden layers: 1 to {MAX_LAYERS} layers of 1 to {MAX_WIDTH} neurons each "
+                f"(a scalar engine in a browser tab), got {list(layers)}"
+            )
         classes = 3 if dataset in datasets.MULTICLASS else 2
         if noise is None:  # each generator's own default noise
             generator = datasets.DATASETS.get(dataset)
