@@ -49,6 +49,18 @@ def wait_ready(page: Any) -> None:
     )
 
 
+def play_until(page: Any, steps: int) -> None:
+    """In the training view: press Play, wait for the step counter to reach ``steps``
+    (the network drawn first, so the run has started), press Pause."""
+    page.get_by_test_id("train-network").locator("svg").wait_for()
+    page.get_by_test_id("train-play").click()
+    page.wait_for_function(
+        f"Number(document.querySelector('[data-testid=train-step-count]').textContent) >= {steps}",
+        timeout=600_000,
+    )
+    page.get_by_test_id("train-play").click()
+
+
 def one_round(browser: Any, url: str) -> dict[str, float]:
     """A fresh context: the page loaded cold, then 100 training steps played."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
@@ -57,15 +69,10 @@ def one_round(browser: Any, url: str) -> dict[str, float]:
     page.goto(url + TRAIN_LINK)
     wait_ready(page)
     ready = time.perf_counter() - start
-    page.get_by_test_id("train-network").locator("svg").wait_for()
+    page.get_by_test_id("train-network").locator("svg").wait_for()  # before the clock
     start = time.perf_counter()
-    page.get_by_test_id("train-play").click()
-    page.wait_for_function(
-        f"Number(document.querySelector('[data-testid=train-step-count]').textContent) >= {STEPS}",
-        timeout=600_000,
-    )
+    play_until(page, STEPS)
     steps = time.perf_counter() - start
-    page.get_by_test_id("train-play").click()
     reached = int(page.get_by_test_id("train-step-count").inner_text())
     accuracy = float(page.get_by_test_id("train-accuracy").inner_text())
     context.close()
@@ -98,13 +105,7 @@ def screenshots(browser: Any, url: str, folder: Path) -> list[Path]:
     page.goto(url + TRAIN_LINK)
     page.reload()
     wait_ready(page)
-    page.get_by_test_id("train-network").locator("svg").wait_for()
-    page.get_by_test_id("train-play").click()
-    page.wait_for_function(
-        "Number(document.querySelector('[data-testid=train-step-count]').textContent) >= 150",
-        timeout=600_000,
-    )
-    page.get_by_test_id("train-play").click()
+    play_until(page, 150)
     page.wait_for_timeout(500)  # let the last drawing land before the picture
     training = folder / "explorer-training.png"
     page.screenshot(path=str(training))

@@ -898,13 +898,7 @@ trained with (stored in model.json):
         metavar="FILE",
         help="a CSV file of points, one per line; - reads standard input",
     )
-    p.add_argument(
-        "-o",
-        "--output",
-        type=Path,
-        metavar="FILE",
-        help="with --input-file: write the CSV here (atomically) instead of standard output",
-    )
+    _output_flag(p, "with --input-file: write the CSV here (atomically) instead of standard output")
     _debug_flag(p)
     p.set_defaults(func=cmd_predict)
 
@@ -991,13 +985,7 @@ trained with (stored in model.json):
         "and other runtimes. No pickle. Needs pip install 'chainrule[export]'.",
     )
     p.add_argument("model", type=Path, metavar="MODEL", help="a model.json written by train/demo")
-    p.add_argument(
-        "-o",
-        "--output",
-        type=Path,
-        metavar="FILE",
-        help="file to write, atomically (MODEL with the format's suffix)",
-    )
+    _output_flag(p, "file to write, atomically (MODEL with the format's suffix)")
     p.add_argument(
         "--format",
         choices=("safetensors", "onnx"),
@@ -1013,13 +1001,7 @@ trained with (stored in model.json):
         "shapes and numbers checked) and write the model file it holds, for predict.",
     )
     p.add_argument("weights", type=Path, metavar="FILE", help="a .safetensors file of export")
-    p.add_argument(
-        "-o",
-        "--output",
-        type=Path,
-        metavar="FILE",
-        help="model file to write, atomically (FILE with the suffix .json)",
-    )
+    _output_flag(p, "model file to write, atomically (FILE with the suffix .json)")
     _debug_flag(p)
     p.set_defaults(func=cmd_import)
 
@@ -1081,6 +1063,10 @@ def _gpt_parsers(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (%(default)s)")
     _debug_flag(p)
     p.set_defaults(func=cmd_gpt_sample)
+
+
+def _output_flag(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("-o", "--output", type=Path, metavar="FILE", help=help)
 
 
 def _debug_flag(p: argparse.ArgumentParser, default: Any = argparse.SUPPRESS) -> None:

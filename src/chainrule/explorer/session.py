@@ -119,14 +119,11 @@ class ExpressionSession:
         self.text = text
         self.names = variable_names(text)
         self.values = {n: given.get(n, DEFAULT_VARIABLE) for n in self.names}
-        self.root, self.leaves = self._evaluate(self.values)
+        self.root, self.leaves = evaluate(self.text, self.values)
         self.order = topological_order(self.root)
         self.ids = {node: f"v{i}" for i, node in enumerate(self.order)}  # draw_dot's names
         self._steps: Iterator[BackwardStep] | None = None
         self.root.backward()
-
-    def _evaluate(self, values: dict[str, float]) -> tuple[Value, dict[str, Value]]:
-        return evaluate(self.text, values)
 
     def _short(self, node: Value) -> str:
         """A node's name in a formula: its label, its id, or a constant's value."""
@@ -242,8 +239,8 @@ class ExpressionSession:
         if not (math.isfinite(h) and h > 0):
             raise ExpressionError(f"the nudge h must be a positive number, got {h!r}")
         with no_grad():
-            up = self._evaluate({**self.values, name: self.values[name] + h})[0].data
-            down = self._evaluate({**self.values, name: self.values[name] - h})[0].data
+            up = evaluate(self.text, {**self.values, name: self.values[name] + h})[0].data
+            down = evaluate(self.text, {**self.values, name: self.values[name] - h})[0].data
         numeric = (up - down) / (2.0 * h)
         analytic = self.leaves[name].grad
         return {

@@ -476,8 +476,7 @@ function drawRegions() {
 
 async function editPoints(cmd, args) {
   try {
-    const points = await engine(cmd, args);
-    Object.assign(training, points);
+    await engine(cmd, args);
     const state = await engine("train_view");
     training = state;
     showTraining(state);
