@@ -8,8 +8,11 @@ file and line responsible.
 
 from __future__ import annotations
 
+import collections
+import copy
 import inspect
 import math
+import pickle
 import random
 import subprocess
 import sys
@@ -24,7 +27,19 @@ from optable import OPS, OpCase
 from test_random_graphs import apply as apply_common
 
 import chainrule
-from chainrule import CompileError, CompileWarning, Value, dot, logsumexp, no_grad, sum_values
+from chainrule import (
+    CompileError,
+    CompileWarning,
+    Value,
+    clamp,
+    dot,
+    gradients,
+    logsumexp,
+    maximum,
+    minimum,
+    no_grad,
+    sum_values,
+)
 from chainrule import losses as L
 from chainrule.compiler import compilable_ops
 from chainrule.data import moons
@@ -564,6 +579,51 @@ def test_no_grad_on_constants_only_is_fine() -> None:
 
     step = chainrule.compile(loss, [w], fallback=False)
     assert step(2.0).data == 6.0
+
+
+@pytest.mark.parametrize(
+    "copies",
+    [
+        lambda w, x: copy.copy(w) * x,  # marker: copy-leaf
+        lambda w, x: copy.deepcopy([w, x])[0] * x,  # marker: deepcopy-leaf
+        lambda w, x: pickle.loads(pickle.dumps(w)) * x,  # marker: pickle-leaf
+    ],
+    ids=["copy", "deepcopy", "pickle"],
+)
+def test_copying_a_parameter_inside_the_loss_is_refused_with_the_line(copies) -> None:
+    """A copy of a leaf is a new leaf holding the traced number: the replay would keep it."""
+    w = Value(3.0)
+    step = chainrule.compile(lambda x: copies(w, x) + w * 0.0, [w], fallback=False)
+    line = copies.__code__.co_firstlineno
+    with pytest.raises(CompileError, match=rf"{HERE}:{line}\b.*(copies|reads \.data)"):
+        step(10.0)
+
+
+def test_deep_copying_the_model_inside_the_loss_is_refused() -> None:
+    model = MLP(2, [3, 1], rng=random.Random(0))
+
+    def loss():
+        twin = copy.deepcopy(model)  # marker: deepcopy-model
+        return sum_values([p * p for p in twin.parameters()]) + model.parameters()[0] * 0.0
+
+    step = chainrule.compile(loss, model.parameters(), fallback=False)
+    with pytest.raises(CompileError, match=rf"{HERE}:{line_of('marker: deepcopy-model')}.*cop"):
+        step()
+
+
+def test_copying_a_computed_node_or_a_constant_inside_the_loss_is_fine() -> None:
+    """A copy of a computed node shares its inputs (it is recomputed), and a constant's
+    copy is a constant: both replay equal to eager after the parameters change."""
+    w, c = Value(3.0), Value(2.0)
+
+    def loss(x):
+        return copy.copy(w * x) * copy.copy(c) + w * w
+
+    step = chainrule.compile(loss, [w], fallback=False)
+    for value in (3.0, 7.5, -1.0):
+        w.data = value
+        expected, expected_grads = eager_value_and_grads(loss, [w], 10.0)
+        assert (step(10.0).data, list(step.value_and_grad(10.0)[1])) == (expected, expected_grads)
 
 
 def test_a_graph_that_changes_between_calls_is_refused() -> None:

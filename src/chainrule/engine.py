@@ -446,7 +446,11 @@ class Value:
     # Without recursion, so that deep graphs work; a node used twice stays one node.
 
     def __copy__(self) -> Value:
-        """A new node with the same fields, sharing its inputs (``_prev``) with ``self``."""
+        """A new node with the same fields, sharing its inputs (``_prev``) with ``self``.
+        A copy of a leaf is a new leaf holding the same number (reported to
+        ``chainrule.compile``, which cannot replay it)."""
+        if _on_detached is not None and not self._prev:
+            _on_detached((self,), "copy")
         return _restore(
             self.data, self.grad, self.label, self._op, self._arg, self._prev, type(self)
         )
@@ -456,6 +460,8 @@ class Value:
         ``deepcopy`` call, e.g. from another Value in the same list) are reused."""
         for node in topological_order(self):
             if id(node) not in memo:
+                if _on_detached is not None and not node._prev:
+                    _on_detached((node,), "copy")
                 prev = tuple([memo[id(p)] for p in node._prev])
                 memo[id(node)] = _restore(
                     node.data, node.grad, node.label, node._op, node._arg, prev, type(node)
@@ -591,9 +597,12 @@ def _gradient_error(order: list[Value], bad: Value) -> ChainruleError:
 _new = object.__new__
 _grad_enabled = GRAD_ENABLED.get  # grad mode of this thread or task (chainrule.grad_mode)
 
-#: Set by ``chainrule.compile`` while it traces: called with each result computed under
-#: ``no_grad()`` and the inputs it forgot, so that frozen values can be refused.
-_on_detached: Callable[[Value, tuple[Value, ...]], None] | None = None
+#: Set while ``chainrule.watch`` watches (``chainrule.compile`` traces): called with the
+#: Values that a plain number was computed from, out of the graph's sight, and how:
+#: ``"no_grad"`` (a result computed under ``no_grad()``), ``"copy"`` (a leaf copied by
+#: ``copy.copy`` or ``copy.deepcopy``), ``"case"`` (a local derivative given case by
+#: case). A replayed program would freeze such a number, so the compiler refuses it.
+_on_detached: Callable[[tuple[Value, ...], str], None] | None = None
 
 
 def _node(data: float, prev: tuple[Value, ...], op: str, arg: float | None = None) -> Value:
@@ -610,8 +619,8 @@ def _node(data: float, prev: tuple[Value, ...], op: str, arg: float | None = Non
     else:
         v._op = ""
         v._prev = ()
-        if _on_detached is not None:  # chainrule.compile is tracing: it checks no_grad() use
-            _on_detached(v, prev)
+        if _on_detached is not None and prev:  # chainrule.compile checks no_grad() use
+            _on_detached(prev, "no_grad")
     v._arg = arg
     return v
 

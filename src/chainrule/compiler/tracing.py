@@ -1,27 +1,23 @@
 """Tracing: run the loss once on Values, record its graph, and refuse what would not
 replay faithfully.
 
-While a trace runs, ``Value.data`` is watched: a read of a traced Value's data made
-outside the engine (or through ``float(v)``, ``round(v)``, ``format(v, spec)``) is
-Python control flow on a number that the replay will not see change. ``no_grad()``
-results are watched too, through the engine's ``_on_detached`` hook. Both are refused
-only if what was read or detached depends on the parameters or inputs. Other threads
-keep reading and writing ``data`` as before, a little slower while a trace runs.
+While a trace runs, a :class:`chainrule.watch.Watch` sees the loss's reads of Values'
+numbers (``.data``, ``float(v)``, ``round(v)``, ``format(v, spec)``: Python control flow
+on a number that the replay will not see change) and the numbers it computes out of the
+graph's sight (under ``no_grad()``, copies of leaves, derivatives given case by case).
+Each is refused only if what was read or detached depends on the parameters or inputs.
 """
 
 from __future__ import annotations
 
-import os
-import sys
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from chainrule import custom, engine
 from chainrule.compiler.ops import Array
 from chainrule.engine import Value, enable_grad, topological_order
 from chainrule.errors import CompileError
+from chainrule.watch import DATA_SLOT, Watch
 
 __all__ = [
     "Graph",
@@ -36,114 +32,9 @@ __all__ = [
     "values_from",
 ]
 
-#: The folder of the chainrule package: frames inside it are not the user's code.
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-_DATA_SLOT = Value.__dict__["data"]  # the slot's own descriptor
-_ENGINE_GLOBALS = engine.__dict__
-#: User-defined ops (chainrule.custom) read their inputs' data as the engine's ops do.
-_CUSTOM_GLOBALS = custom.__dict__
-#: Engine functions whose reads of ``data`` are the caller's: ``float(v)``, ``round(v)``
-#: and ``format(v, spec)`` hand the number to the user's code.
-_FLOAT, _ROUND, _FORMAT = (f.__code__ for f in (Value.__float__, Value.__round__, Value.__format__))
-_tracers: dict[int, Tracer] = {}  # thread id -> the trace running in it
-_install_lock = threading.Lock()
-
-
-class _DataWatch:
-    """Stands in for ``Value.data`` while a trace runs: notes who reads a Value's data.
-
-    Values read and written are the slot's own; only reads made by the tracing thread
-    outside the engine are noted, so other threads see nothing but a slower ``.data``.
-    """
-
-    def __get__(
-        self,
-        obj: Any,
-        owner: Any = None,
-        _slot: Any = _DATA_SLOT.__get__,
-        _frame: Any = sys._getframe,
-        _engine: Any = _ENGINE_GLOBALS,
-        _custom: Any = _CUSTOM_GLOBALS,
-        _float: Any = _FLOAT,
-        _round: Any = _ROUND,
-        _format: Any = _FORMAT,
-    ) -> Any:
-        # Called for every read of every Value's data while a trace runs (tens of
-        # thousands per trace, nearly all by the engine): identity tests only.
-        if obj is None:
-            return self
-        frame = _frame(1)
-        where = frame.f_globals
-        if where is _engine:
-            # The engine's own reads are its business, except those that pass the
-            # number on to the caller.
-            code = frame.f_code
-            if code is not _float and code is not _round and code is not _format:
-                return _slot(obj, owner)
-        elif where is _custom:  # user-defined ops read their inputs as the engine does
-            return _slot(obj, owner)
-        tracer = _tracers.get(threading.get_ident())
-        if tracer is not None:
-            tracer.note_read(obj, frame)
-        return _slot(obj, owner)
-
-    #: Writes go straight to the slot (a C function: no Python frame per new node).
-    __set__ = staticmethod(_DATA_SLOT.__set__)
-
-
-_WATCH = _DataWatch()
-
-
-def _where(frame: Any) -> str:
-    """``file:line`` of the user's code for ``frame``: its first caller outside chainrule,
-    and the chainrule function in between, if any."""
-    inner = None
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
-        inner = inner or f"chainrule.{frame.f_globals.get('__name__', '?').split('.')[-1]}"
-        inner = f"{inner}.{frame.f_code.co_name}" if inner.count(".") == 1 else inner
-        frame = frame.f_back
-    if frame is None:
-        return inner or "chainrule"
-    here = f"{frame.f_code.co_filename}:{frame.f_lineno}"
-    return f"{here} (in {inner})" if inner else here
-
-
-class Tracer:
-    """Records, during one trace, the ``.data`` reads and ``no_grad()`` results."""
-
-    def __init__(self) -> None:
-        self.reads: list[tuple[Value, str]] = []
-        self.detached: list[tuple[tuple[Value, ...], str]] = []
-
-    def note_read(self, v: Value, frame: Any) -> None:
-        if len(self.reads) < 1000:
-            self.reads.append((v, _where(frame)))
-
-    def note_detached(self, v: Value, prev: tuple[Value, ...]) -> None:
-        if prev and len(self.detached) < 1000:
-            self.detached.append((prev, _where(sys._getframe(2))))
-
-    def __enter__(self) -> Tracer:
-        with _install_lock:
-            if not _tracers:
-                Value.data = _WATCH  # type: ignore[assignment,misc]
-                engine._on_detached = _note_detached
-            _tracers[threading.get_ident()] = self
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        with _install_lock:
-            del _tracers[threading.get_ident()]
-            if not _tracers:
-                Value.data = _DATA_SLOT  # type: ignore[misc]
-                engine._on_detached = None
-
-
-def _note_detached(v: Value, prev: tuple[Value, ...]) -> None:
-    tracer = _tracers.get(threading.get_ident())
-    if tracer is not None:
-        tracer.note_detached(v, prev)
+class Tracer(Watch):
+    """What one trace read and detached (a :class:`~chainrule.watch.Watch` that records)."""
 
 
 @dataclass
@@ -276,12 +167,12 @@ def fingerprint(graph: Graph) -> list[Any]:
         elif v in inputs:
             out.append(("input", inputs[v]))
         else:
-            out.append(("constant", _DATA_SLOT.__get__(v, Value)))
+            out.append(("constant", DATA_SLOT.__get__(v, Value)))
     out.append(("outputs", graph.outputs))
     return out
 
 
-def check(trace: Trace, tracer: Tracer, graph: Graph, params: list[Value], name: str) -> None:
+def check(trace: Trace, tracer: Watch, graph: Graph, params: list[Value], name: str) -> None:
     """Refuse ``.data`` reads of traced Values and ``no_grad()`` results that depend on
     the parameters or inputs: the replay would silently get them wrong."""
     if not tracer.reads and not tracer.detached:
@@ -292,20 +183,37 @@ def check(trace: Trace, tracer: Tracer, graph: Graph, params: list[Value], name:
         if _depends(v, index, fixed, sources):
             raise CompileError(
                 f"compile: {at}: {name} reads .data of a traced Value "
-                f"({_DATA_SLOT.__get__(v, Value)!r}, computed from the parameters or "
+                f"({DATA_SLOT.__get__(v, Value)!r}, computed from the parameters or "
                 "inputs). The compiled program replays the graph of the first call, so "
                 "Python code that branches on a traced number would be silently wrong at "
                 "other values. Write it with Value operations (relu, softplus, logsumexp, "
                 "...) or run this loss eagerly."
             )
-    for prev, at in tracer.detached:
+    for prev, how, at in tracer.detached:
         if any(_depends(p, index, fixed, sources) for p in prev):
-            raise CompileError(
-                f"compile: {at}: {name} computes a value under no_grad() from the "
-                "parameters or inputs; the compiled program would freeze it at its traced "
-                "value. Compute it without no_grad(), or outside the function and pass it "
-                "as an input."
-            )
+            raise CompileError(f"compile: {at}: {name} {_DETACHED[how]}")
+
+
+#: Why each kind of detached number is refused (see ``chainrule.engine._on_detached``).
+_DETACHED = {
+    "no_grad": (
+        "computes a value under no_grad() from the parameters or inputs; the compiled "
+        "program would freeze it at its traced value. Compute it without no_grad(), or "
+        "outside the function and pass it as an input."
+    ),
+    "copy": (
+        "copies a parameter or input, or a Value computed from them (copy.copy, "
+        "copy.deepcopy): the copy is a new leaf holding the traced number, which the "
+        "compiled program would freeze. Use the Values themselves, or copy outside the "
+        "function."
+    ),
+    "case": (
+        "takes a derivative (grad or gradients inside the loss) of x % y with respect to "
+        "y, or of x ** y at x = 0, whose local derivative there is a plain number given "
+        "case by case; the compiled program would freeze it at its traced value. Run "
+        "this loss eagerly."
+    ),
+}
 
 
 def _depends(v: Value, index: dict[Value, int], fixed: set[Value], sources: set[int]) -> bool:
