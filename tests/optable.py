@@ -13,7 +13,18 @@ from typing import Any
 
 import torch
 
-from chainrule import clamp, dot, logsumexp, maximum, minimum, sum_values
+from chainrule import Value, clamp, dot, grad, logsumexp, maximum, minimum, sum_values
+
+
+def torch_slope(f: Callable[..., Any], argnum: int = 0) -> Callable[..., Any]:
+    """``∂f/∂x[argnum]`` as a function, by PyTorch's own derivative of ``f``; ``0 * x``
+    added so that it is a function of every input even where that derivative is flat."""
+
+    def slope(*xs: Any) -> Any:
+        (d,) = torch.autograd.grad(f(*xs), xs[argnum], create_graph=True)
+        return d + 0.0 * sum(xs)
+
+    return slope
 
 
 @dataclass(frozen=True)
@@ -206,6 +217,44 @@ OPS: tuple[OpCase, ...] = (
         lambda a: clamp(a, 2.0, 1.0),
         lambda a: torch.clamp(a, 2.0, 1.0),
         ((0.5,), (1.5,), (3.0,)),
+    ),
+    # Derivatives that jump, as functions: grad() builds them of ``step`` nodes (1 above,
+    # 0 below, the tie's value between), so that they are right at every point they are
+    # evaluated at again (compiled too); PyTorch's own derivatives are the reference.
+    OpCase(
+        "relu_slope",
+        grad(Value.relu),
+        torch_slope(torch.relu),
+        ((0.5,), (-2.0,), (0.0,)),
+        kinks=((0.0,),),
+    ),
+    OpCase(
+        "abs_slope",
+        grad(abs),
+        torch_slope(torch.abs),
+        ((1.5,), (-0.7,), (0.0,)),
+        kinks=((0.0,),),
+    ),
+    OpCase(
+        "maximum_slope",
+        grad(maximum),
+        torch_slope(torch.maximum),
+        ((1.0, 2.0), (2.0, -1.0), (0.7, 0.7)),
+        kinks=((0.7, 0.7),),
+    ),
+    OpCase(
+        "minimum_slope",
+        grad(minimum, argnums=1),
+        torch_slope(torch.minimum, 1),
+        ((1.0, 2.0), (2.0, -1.0), (0.7, 0.7)),
+        kinks=((0.7, 0.7),),
+    ),
+    OpCase(
+        "clamp_slope",
+        grad(lambda a: clamp(a, -1.0, 2.0)),
+        torch_slope(lambda a: torch.clamp(a, -1.0, 2.0)),
+        ((0.5,), (-3.0,), (3.0,), (-1.0,), (2.0,)),
+        kinks=((-1.0,), (2.0,)),
     ),
     OpCase(
         "dot",

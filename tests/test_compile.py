@@ -178,6 +178,64 @@ def test_every_op_over_a_batch_is_one_kernel_and_equals_eager(op: OpCase) -> Non
     assert list(grads) == pytest.approx(expected_grads, rel=1e-12, abs=1e-14)
 
 
+# -- derivatives inside the loss ---------------------------------------------------------
+
+#: Ops whose derivative jumps, and points on both sides of each jump and on it: relu and
+#: abs at 0, a tie of maximum and minimum (half each), clamp's bounds (included).
+KINKED = {
+    "relu": (lambda x: x.relu(), [3.0, -2.0, 0.0, 1.0, -0.5, 0.0]),
+    "abs": (abs, [3.0, -2.0, 0.0, 1.0, 0.0]),
+    "maximum": (lambda x: maximum(x, 1.0), [3.0, -2.0, 1.0, 0.5, 1.0]),
+    "minimum": (lambda x: minimum(2.0 * x, x + 1.0), [3.0, -2.0, 1.0, 0.5, 1.0]),
+    "clamp": (lambda x: clamp(x, -1.0, 1.0), [3.0, -1.0, 0.0, 1.0, -2.0, 1.0]),
+}
+
+
+@pytest.mark.parametrize("name", list(KINKED))
+def test_a_gradient_inside_the_loss_through_a_kink_equals_eager_at_every_call(name) -> None:
+    """A gradient penalty: the derivative is recomputed at every call, on both sides of
+    the kink and on it, never frozen at the side taken when tracing."""
+    f, points = KINKED[name]
+    p = Value(points[0])
+
+    def loss():
+        (slope,) = gradients(f(p), [p])
+        return p * chainrule.grad(f)(p) + slope * slope
+
+    step = chainrule.compile(loss, [p], fallback=False)
+    for x in points:
+        p.data = x
+        expected, expected_grads = eager_value_and_grads(loss, [p])
+        slope = chainrule.grad(f)(x)
+        assert expected == x * slope + slope * slope  # eager is the derivative at x
+        value, grads = step.value_and_grad()
+        assert (value, list(grads)) == (expected, expected_grads), x
+        loss_now = step()
+        loss_now.backward()
+        assert (loss_now.data, p.grad) == (expected, expected_grads[0]), x
+        p.grad = 0.0
+
+
+def test_a_derivative_given_case_by_case_inside_the_loss_is_refused() -> None:
+    """``%``'s derivative in y (the floor of x / y) and ``x ** y``'s at x = 0 are plain
+    numbers: a compiled gradient through them would be frozen, so it is refused."""
+    x, y = Value(7.5), Value(2.0)
+    step = chainrule.compile(lambda: chainrule.grad(lambda b: x % b)(y) * y, [x, y])
+    with pytest.raises(CompileError, match=r"x % y with respect to y"):
+        step()
+    base, e = Value(0.0), Value(2.0)
+    step = chainrule.compile(lambda: chainrule.grad(lambda b: base**b)(e) + e, [base, e])
+    with pytest.raises(CompileError, match=r"x \*\* y at x = 0"):
+        step()
+    base.data = 1.5  # away from 0 the derivative is a graph: compiled, equal to eager
+    step = chainrule.compile(lambda: chainrule.grad(lambda b: base**b)(e) + e, [base, e])
+    for value in (1.5, 2.5):
+        base.data = value
+        expected, expected_grads = eager_value_and_grads(step.fn, [base, e])
+        value_now, grads = step.value_and_grad()
+        assert close(value_now, expected) and list(grads) == pytest.approx(expected_grads)
+
+
 # -- random graphs ---------------------------------------------------------------------
 
 BINARY = ("add", "sub", "mul", "div", "pow", "rpow", "dot", "logsumexp", "sum")

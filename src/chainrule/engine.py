@@ -875,9 +875,11 @@ def _identity(x: Value) -> Value:
 # gradients are graphs themselves and can be differentiated again. The rules therefore
 # use only arithmetic and the helpers below (``_log``, ``_exp``, ``_cos``, ``_erf``, ...),
 # which work on both -- a function of a Value is itself an op, so that its derivative
-# exists -- and on NumPy arrays, elementwise, for ``chainrule.compile``. The helpers
-# that branch on the data (``_positive``, ``_sign``, ``_share``, ...) return plain
-# numbers: the compiler gives those rules a branch-free array form of its own.
+# exists -- and on NumPy arrays, elementwise, for ``chainrule.compile``. A local
+# derivative that jumps (relu's, abs's, maximum's, clamp's) is written with ``_step``,
+# which on Values is a node too (op ``step``, derivative 0): a derivative built by
+# ``gradients()`` then compares afresh wherever it is evaluated again, so a compiled
+# gradient penalty through relu is right on both sides of 0, not frozen on one.
 
 
 def _log(x: Any) -> Any:
@@ -956,43 +958,61 @@ def _numpy() -> Any:
     return numpy
 
 
+def _step(a: Any, b: Any, tie: float) -> Any:
+    """1 where ``a > b``, 0 where ``a < b`` and ``tie`` where ``a == b``: the local
+    derivative of an op that jumps, e.g. relu's is ``_step(x, 0, 0)``.
+
+    On floats a float and on NumPy arrays an array; on Values a node ``step`` (``tie``
+    in ``_arg``), whose own derivative is 0 on both sides, as a step's is.
+    """
+    if type(a) is float and type(b) is float:  # backward()'s case: kept fast
+        return 1.0 if a > b else 0.0 if a < b else tie
+    if isinstance(a, Value) or isinstance(b, Value):
+        x, y = _lift_all((a, b), "step")
+        return _node(_step(x.data, y.data, tie), (x, y), "step", tie)
+    if isinstance(a, float | int) and isinstance(b, float | int):
+        return 1.0 if a > b else 0.0 if a < b else tie
+    np = _numpy()
+    return np.where(a > b, 1.0, np.where(a < b, 0.0, tie))
+
+
+def _sign(x: Any) -> Any:
+    """sign(x): 1, -1, or 0 at 0 (abs's derivative, as PyTorch's)."""
+    return _step(x, 0.0, 0.0) - _step(0.0, x, 0.0)
+
+
 def _positive(x: Any) -> bool:
     return (x.data if isinstance(x, Value) else x) > 0.0
-
-
-def _sign(x: Any) -> float:
-    d = x.data if isinstance(x, Value) else x
-    return 1.0 if d > 0.0 else -1.0 if d < 0.0 else 0.0
 
 
 def _nonzero(x: Any) -> bool:
     return (x.data if isinstance(x, Value) else x) != 0.0
 
 
+def _case(value: float, *inputs: Any) -> float:
+    """``value``, a local derivative given case by case (``pow``'s at 0, ``%``'s floor
+    ratio): a plain number, constant wherever it is defined. Computed from Values (by
+    ``gradients()``) it is reported to ``chainrule.compile``'s watch, which refuses to
+    freeze it in a replayed program."""
+    if _on_detached is not None:
+        sources = tuple([x for x in inputs if isinstance(x, Value)])
+        if sources:
+            _on_detached(sources, "case")
+    return value
+
+
 def _floor_ratio(x: Any, y: Any) -> Any:
     """``floor(x / y)``, as Python's ``x // y`` (a number: its own derivative is 0)."""
     a = x.data if isinstance(x, Value) else x
     b = y.data if isinstance(y, Value) else y
-    return a // b if isinstance(a, float | int) else _numpy().floor_divide(a, b)
-
-
-def _share(a: Any, b: Any) -> tuple[float, float]:
-    """How ``maximum(a, b)`` passes its gradient on: all to the larger, half each at a tie."""
-    d = (a.data if isinstance(a, Value) else a) - (b.data if isinstance(b, Value) else b)
-    return (1.0, 0.0) if d > 0.0 else (0.0, 1.0) if d < 0.0 else (0.5, 0.5)
-
-
-def _at_least(x: Any, k: float) -> float:
-    return 1.0 if (x.data if isinstance(x, Value) else x) >= k else 0.0
-
-
-def _at_most(x: Any, k: float) -> float:
-    return 1.0 if (x.data if isinstance(x, Value) else x) <= k else 0.0
+    if isinstance(a, float | int) and isinstance(b, float | int):
+        return _case(a // b, x, y)
+    return _numpy().floor_divide(a, b)
 
 
 def _pow_slope(x: Any, y: Any) -> Any:
     """``∂(x ** y)/∂x = y x^(y-1)``, and 0 at ``0 ** 0`` (where ``0 ** -1`` would be inf)."""
-    return y * x ** (y - 1) if _nonzero(x) or _nonzero(y) else 0.0
+    return y * x ** (y - 1) if _nonzero(x) or _nonzero(y) else _case(0.0, x, y)
 
 
 Rule = Callable[[Sequence[Any], Any, Any], Sequence[Any]]
@@ -1008,13 +1028,16 @@ _RULES: dict[str, Rule] = {
     "**": lambda x, out, k: (k * x[0] ** (k - 1) if k != 0.0 else 0.0,),
     # x ** y for a Value y: y x^(y-1), 0 at 0 ** 0; and x^y log x, 0 at x = 0 (its limit
     # for y > 0). The values PyTorch gives at those points.
-    "pow": lambda x, out, k: (_pow_slope(x[0], x[1]), out * _log(x[0]) if _positive(x[0]) else 0.0),
+    "pow": lambda x, out, k: (
+        _pow_slope(x[0], x[1]),
+        out * _log(x[0]) if _positive(x[0]) else _case(0.0, x[0]),
+    ),
     # c ** y for a number c (kept as k): c^y log c, and 0 for c = 0 (as PyTorch)
     "rpow": lambda x, out, c: (out * _log(c) if c > 0.0 else 0.0,),
     "exp": lambda x, out, k: (out,),
     "log": lambda x, out, k: (1.0 / x[0],),
     "tanh": lambda x, out, k: (1.0 - out * out,),
-    "relu": lambda x, out, k: (1.0 if _positive(x[0]) else 0.0,),
+    "relu": lambda x, out, k: (_step(x[0], 0.0, 0.0),),  # 0 at 0, as in PyTorch
     "abs": lambda x, out, k: (_sign(x[0]),),  # sign(x), 0 at 0 as in PyTorch
     "sigmoid": lambda x, out, k: (out * (1.0 - out),),
     "softplus": lambda x, out, k: (_exp(x[0] - out),),  # sigmoid(x) = e^(x - softplus(x))
@@ -1041,10 +1064,12 @@ _RULES: dict[str, Rule] = {
     "gelu": lambda x, out, k: (_normal_cdf(x[0]) + x[0] * _normal_pdf(x[0]),),
     "silu": lambda x, out, k: (_sigmoid(x[0]) * (1.0 + x[0] - out),),
     "%": lambda x, out, k: (1.0, -_floor_ratio(x[0], x[1])),  # x - y floor(x/y)
-    "maximum": lambda x, out, k: _share(x[0], x[1]),  # half each at a tie, as PyTorch
-    "minimum": lambda x, out, k: _share(x[1], x[0]),
-    "clamp_min": lambda x, out, k: (_at_least(x[0], k),),  # 1 at x = min too, as PyTorch
-    "clamp_max": lambda x, out, k: (_at_most(x[0], k),),
+    # the gradient to the larger input; half each at a tie, as PyTorch
+    "maximum": lambda x, out, k: (_step(x[0], x[1], 0.5), _step(x[1], x[0], 0.5)),
+    "minimum": lambda x, out, k: (_step(x[1], x[0], 0.5), _step(x[0], x[1], 0.5)),
+    "clamp_min": lambda x, out, k: (_step(x[0], k, 1.0),),  # 1 at x = min too, as PyTorch
+    "clamp_max": lambda x, out, k: (_step(k, x[0], 1.0),),
+    "step": lambda x, out, k: (0.0, 0.0),  # a step is flat on both sides
     # the fused n-ary ops: inputs (*w, *x, bias) and (*values)
     "dot": lambda x, out, k: (*x[len(x) // 2 : -1], *x[: len(x) // 2], 1.0),
     "sum": lambda x, out, k: (1.0,) * len(x),

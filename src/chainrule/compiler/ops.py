@@ -98,6 +98,7 @@ FORWARD: dict[str, Callable[..., Array]] = {
     "minimum": lambda x, k: np.minimum(x[0], x[1]),
     "clamp_min": lambda x, k: np.maximum(x[0], k),
     "clamp_max": lambda x, k: np.minimum(x[0], k),
+    "step": lambda x, k: np.where(x[0] > x[1], 1.0, np.where(x[0] < x[1], 0.0, k)),
 }
 
 ARRAY_RULES: dict[str, Callable[[Sequence[Array], Array, Any], Sequence[Array]]] = {
