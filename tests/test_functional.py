@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import collections
+import inspect
 import math
+import sys
 import threading
 
 import pytest
 import torch
 
 from chainrule import (
+    DataReadError,
     GradcheckError,
     Value,
     grad,
@@ -16,6 +20,8 @@ from chainrule import (
     gradients,
     no_grad,
     numerical_grad,
+    register_op,
+    unregister_op,
 )
 from chainrule import value_and_grad as vg
 
@@ -134,7 +140,15 @@ def test_grad_of_grad_with_aux() -> None:
         return grad(lambda y: (y**3, "inner aux"), has_aux=True)(x)[0]  # 3 x**2
 
     assert grad(inner)(2.0) == 12.0
-    assert grad(lambda x: (inner(x), x.data), has_aux=True)(2.0) == (12.0, 2.0)
+    slope, aux = grad(lambda x: (inner(x), x), has_aux=True)(2.0)
+    assert slope == 12.0 and aux.data == 2.0  # x itself as aux: its number read after
+
+
+def test_has_aux_passes_a_namedtuple_back_as_it_is() -> None:
+    Aux = collections.namedtuple("Aux", "pred label")
+    (value, aux), slope = vg(lambda x: (x * x, Aux(x * 2.0, "two x")), has_aux=True)(3.0)
+    assert (value, slope) == (9.0, 6.0)
+    assert type(aux) is Aux and aux.pred.data == 6.0 and aux.label == "two x"
 
 
 def test_function_returning_a_constant_has_zero_gradient() -> None:
@@ -283,3 +297,83 @@ def test_gradcheck_passes_and_reports_mismatches() -> None:
     assert "MISMATCH" in message
     with pytest.raises(ValueError, match="at least one input"):
         gradcheck(poly)
+
+
+# -- reading the number of a differentiated Value ---------------------------------------
+
+HERE = __file__
+
+
+def line_of(marker: str) -> int:
+    """The line of this file holding ``marker``."""
+    for i, text in enumerate(inspect.getsource(sys.modules[__name__]).splitlines(), 1):
+        if marker in text and "line_of(" not in text:
+            return i
+    raise AssertionError(marker)
+
+
+@pytest.mark.parametrize(
+    "reads",
+    [
+        lambda x: math.sin(x),  # marker: math-read
+        lambda x: round(x, 2) * x,  # marker: round-read
+        lambda x: x * float(x),  # marker: float-read
+        lambda x: x * x.data,  # marker: data-read
+        lambda x: (x * 2.0).tanh() if (x * 2.0).data > 0 else x,  # marker: branch-read
+        lambda x: x * float(f"{x:.3f}"),  # marker: format-read
+    ],
+    ids=["math", "round", "float", "data", "branch", "format"],
+)
+def test_reading_a_differentiated_number_is_refused_with_the_line_and_the_fix(reads) -> None:
+    """Silently 0 (math.sin) or half the derivative (round) before; JAX raises too."""
+    line = reads.__code__.co_firstlineno
+    for transform in (grad, vg, lambda f: grad(grad(f))):
+        with pytest.raises(DataReadError, match=rf"{HERE}:{line}\b.*x\.sin\(\)"):
+            transform(reads)(0.5)
+    with pytest.raises(DataReadError, match=rf"{HERE}:{line}\b"):
+        grad(reads)(Value(0.5))  # a Value argument too
+
+
+def test_reading_an_outer_differentiated_number_inside_an_inner_grad_is_refused() -> None:
+    def outer(x):
+        return grad(lambda y: y * math.sin(x))(1.0)  # marker: outer-read
+
+    with pytest.raises(DataReadError, match=rf"{HERE}:{line_of('marker: outer-read')}"):
+        grad(outer)(0.5)
+    assert grad(lambda x: grad(lambda y: y * x.sin())(1.0))(0.5) == math.cos(0.5)
+
+
+def test_numbers_that_are_not_differentiated_may_be_read() -> None:
+    w, seen = Value(2.0), []
+
+    def f(x, scale):
+        seen.append((w.data, float(w), round(scale.data, 1), repr(x)))  # not differentiated
+        return x * w.data * scale
+
+    assert grad(f)(0.5, Value(3.0)).data == 6.0  # a Value argument: a Value result
+    assert seen == [(2.0, 2.0, 3.0, "Value(data=0.5, grad=0.0)")]
+    slope = grad(lambda x: x * x)(Value(3.0))
+    assert slope.data == 6.0 and float(slope) == 6.0  # the results, after the call
+    assert grad(grad(lambda x: x.relu() * x))(0.5) == 2.0  # engine's own reads: fine
+
+
+def test_the_watch_is_off_outside_the_call_and_after_an_error() -> None:
+    """Plain eager code reads data through the slot itself: it pays nothing."""
+    slot = Value.__dict__["data"]
+    assert type(slot).__name__ == "member_descriptor"
+    grad(poly)(1.0)
+    assert Value.__dict__["data"] is slot
+    with pytest.raises(DataReadError):
+        grad(lambda x: x * x.data)(1.0)
+    assert Value.__dict__["data"] is slot
+
+
+def test_a_user_op_whose_derivative_reads_its_input_has_first_derivatives_only() -> None:
+    """Its derivative is a plain number: right once, refused when differentiated again."""
+    my_sin = register_op("read_sin", math.sin, lambda x, out: math.cos(x))  # marker: op-read
+    try:
+        assert grad(my_sin)(0.5) == math.cos(0.5)
+        with pytest.raises(DataReadError, match=rf"{HERE}:{line_of('marker: op-read')}"):
+            grad(grad(my_sin))(0.5)
+    finally:
+        unregister_op("read_sin")

@@ -39,8 +39,9 @@ holding the numbers and reads the results' ``data``. Write it with Value operati
 -- arithmetic, methods such as ``exp()`` and ``tanh()``, other user-defined ops (the
 derivative may name an op defined after it) -- and every order of derivative is
 right. A derivative that computes a plain number from the inputs (with ``math.cos(x)``,
-say, which reads ``x.data``) gives correct first derivatives, but ``grad(grad(f))``
-then treats it as a constant: check such an op with a second-order ``gradcheck``.
+say, which reads ``x.data``) gives correct first derivatives, but it has no derivative
+of its own: ``grad(grad(f))`` and ``compile`` refuse it (the outer ``grad`` sees the read
+of a number it differentiates) rather than treat it as a constant.
 
 **Compiling.** ``chainrule.compile`` replays a graph with NumPy, so it needs the op's
 array form: ``numpy_forward`` (arrays in, an array out, e.g. ``np.sin``) and, unless

@@ -1120,6 +1120,17 @@ def gradients(root: Value, wrt: Sequence[Value]) -> list[Value]:
     ``root`` does not depend on gets the constant 0. ``grad`` attributes are left
     untouched. Under :func:`no_grad` the results are plain leaves with the right values.
 
+    What is checked: the graph is given already built, so ``gradients`` cannot know how
+    the code that built it got its numbers. A number read from a Value there (``.data``,
+    ``float()``, ``math.sin(x)``) is a constant to it, whose derivative is silently
+    missing; :func:`chainrule.grad` and ``value_and_grad`` run the function themselves
+    and refuse such reads (:class:`~chainrule.errors.DataReadError`). The local
+    derivatives it builds are graph nodes, those that jump (relu's, abs's, maximum's,
+    clamp's) included, so its results are right wherever they are evaluated again
+    (``chainrule.compile`` replays them). A user-defined op's derivative that reads its
+    input's number gives a constant here: right as a first derivative, and refused by
+    an enclosing ``grad`` or ``compile``.
+
     >>> x, y = Value(3.0), Value(-2.0)
     >>> dx, dy = gradients(x * x * y, [x, y])
     >>> dx.data, dy.data  # 2xy, x²

@@ -11,6 +11,7 @@ __all__ = [
     "ChainruleError",
     "CompileError",
     "CompileWarning",
+    "DataReadError",
     "DivergedError",
     "DivisionByZeroError",
     "DomainError",
@@ -43,6 +44,16 @@ class CompileError(ChainruleError, ValueError):
     """A loss function that :func:`chainrule.compile` cannot replay faithfully.
 
     The message names the file and line of the code responsible and what to change.
+    """
+
+
+class DataReadError(ChainruleError, TypeError):
+    """A function being differentiated by :func:`chainrule.grad` read the number inside a
+    Value it is differentiated with respect to (``.data``, ``float()``, ``round()``,
+    ``format()``, ``math.sin(x)``, ...): a plain number carries no derivative, so the
+    gradient would be silently wrong. JAX raises its ``ConcretizationTypeError`` here.
+
+    The message names the file and line of the read and the Value operation to use.
     """
 
 

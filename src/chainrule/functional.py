@@ -36,7 +36,8 @@ from chainrule.engine import (
     gradients,
     no_grad,
 )
-from chainrule.errors import GradcheckError
+from chainrule.errors import DataReadError, GradcheckError
+from chainrule.watch import DATA_SLOT, Watch, depends_on, where
 
 __all__ = ["grad", "gradcheck", "numerical_grad", "value_and_grad"]
 
@@ -114,6 +115,13 @@ def value_and_grad(
     of their own, when any argument is a Value or when the call happens inside a
     function that another transform is differentiating (so ``grad(grad(f))`` and
     closures over an outer variable differentiate correctly).
+
+    While ``f`` runs, reading the number of a Value that depends on a differentiated
+    argument (``.data``, ``float()``, ``round()``, ``format()``, ``math.sin(x)``) raises
+    :class:`~chainrule.errors.DataReadError` naming the file and line, as JAX does: the
+    derivative cannot see through a plain number. Numbers of other Values (a parameter
+    not being differentiated, a constant) may be read, and so may the results after
+    the call.
     """
     if not callable(f):
         raise TypeError(f"grad: expected a function to differentiate, got {type(f).__name__}")
@@ -142,7 +150,8 @@ def value_and_grad(
                 inputs[i] = _identity(a)  # a fresh node: independent of any other use of a
             _nesting.depth += 1
             try:
-                result = f(*inputs, **kwargs)
+                with _ReadGuard([inputs[i] for i in positions], f):
+                    result = f(*inputs, **kwargs)
             finally:
                 _nesting.depth -= 1
             out, aux = _split_aux(result, f) if has_aux else (result, None)
@@ -164,6 +173,35 @@ def value_and_grad(
         return ((value, aux), gradient) if has_aux else (value, gradient)
 
     return value_and_grad_f
+
+
+class _ReadGuard(Watch):
+    """Refuses, while ``f`` runs, a read of the number of a Value that depends on the
+    differentiated inputs: the derivative would not see how the result depends on it.
+
+    Only reads are refused; what ``f`` computes under ``no_grad()`` or copies is a
+    constant to the derivative in eager code as well (PyTorch's ``detach()``).
+    """
+
+    def __init__(self, inputs: list[Value], f: Callable[..., Any]) -> None:
+        super().__init__()
+        self.inputs = set(inputs)
+        self.free: set[Value] = set()  # Values found to depend on no input
+        self.f = f
+
+    def note_read(self, v: Value, frame: Any) -> None:
+        if depends_on(v, self.inputs, self.free):
+            raise DataReadError(
+                f"grad: {where(frame)}: {_name(self.f)} reads the number of a Value that "
+                f"depends on the argument being differentiated ({DATA_SLOT.__get__(v)!r}), "
+                "with .data, float(), round(), format() or a math function; a plain number "
+                "carries no derivative, so the gradient would be silently wrong. Use Value "
+                "operations instead (x.sin() for math.sin(x), x.exp(), x.relu(), ...), and "
+                "read numbers outside the function (print(x) shows one inside)."
+            )
+
+    def note_detached(self, sources: tuple[Value, ...], how: str, frame: Any) -> None:
+        pass
 
 
 def _split_aux(result: Any, f: Callable[..., Any]) -> tuple[Any, Any]:
