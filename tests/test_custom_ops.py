@@ -343,6 +343,53 @@ def test_registering_twice_needs_replace_and_unregister_refuses_others() -> None
     assert "exp" in _RULES
 
 
+def test_a_compiled_function_follows_a_replaced_op_and_refuses_an_unregistered_one() -> None:
+    """The compiled program re-traces after the registry changes: never the old forward
+    and derivative, never an op that is gone. The loss holds the first Op object."""
+    square = register_op(
+        "scaled_square", lambda x: x * x, lambda x, out: 2.0 * x, numpy_forward=np.square
+    )
+    params = [Value(3.0 + 0.1 * i) for i in range(30)]
+
+    def loss() -> Value:
+        return sum_values([square(p) for p in params])
+
+    step = chainrule.compile(loss, params, fallback=False)
+    for scale in (1.0, 1.5):
+        if scale != 1.0:
+            register_op(
+                "scaled_square",
+                lambda x: 1.5 * x * x,
+                lambda x, out: 3.0 * x,
+                numpy_forward=lambda x: 1.5 * np.square(x),
+                replace=True,
+            )
+        expected, expected_grads = eager(loss, params)
+        assert expected_grads[0] == 2.0 * scale * 3.0  # 6.0, then 9.0 (at p = 3)
+        value, grads = step.value_and_grad()
+        assert value == pytest.approx(expected, rel=1e-14)
+        assert list(grads) == pytest.approx(expected_grads, rel=1e-14)
+    unregister_op("scaled_square")
+    with pytest.raises(chainrule.ChainruleError, match=r"scaled_square.*unregistered"):
+        step.value_and_grad()
+    with pytest.raises(chainrule.ChainruleError, match="scaled_square: this op has been unreg"):
+        square(Value(1.0))
+
+
+def test_backward_through_an_unregistered_op_says_so() -> None:
+    cube = register_op("cube", lambda x: x**3, lambda x, out: 3.0 * x * x)
+    x = Value(2.0)
+    y = cube(x) * 2.0
+    unregister_op("cube")
+    message = r"operation 'cube'.*unregistered"
+    with pytest.raises(chainrule.ChainruleError, match=message):
+        y.backward()
+    with pytest.raises(chainrule.ChainruleError, match=message):
+        chainrule.gradients(y, [x])
+    with pytest.raises(chainrule.ChainruleError, match=message):
+        list(chainrule.backward_steps(y))
+
+
 def test_forward_failures_are_the_engines_errors_naming_the_op() -> None:
     my_asin = register_op("my_asin", math.asin, lambda x, out: (1.0 - x * x) ** -0.5)
     with pytest.raises(DomainError, match=r"my_asin: my_asin\(2\.0\) failed: math domain error"):

@@ -56,8 +56,11 @@ handed to the compiler when it is loaded, so ``import chainrule`` stays free of 
 the process (like the engine's table): registering a name again is refused unless
 ``replace=True`` (re-running a notebook cell), and :func:`unregister_op` removes an op.
 Graphs made with an op keep only its name: after ``unregister_op``, or in another
-process that has not registered it (a pickled graph, say), their ``backward()``
-cannot find its derivative.
+process that has not registered it (a pickled graph, say), their ``backward()`` raises
+a :class:`ChainruleError` saying so. An op is its name, as its nodes are: an
+:class:`Op` object that has been replaced calls the op registered now, one that has
+been unregistered refuses to be called, and compiled functions re-trace after any
+change to the registered ops, so that nothing runs an op's old forward or derivative.
 
 This module needs only the standard library.
 """
@@ -87,6 +90,7 @@ __all__ = [
     "op",
     "register_op",
     "registered_ops",
+    "registry_version",
     "unregister_op",
 ]
 
@@ -94,6 +98,7 @@ __all__ = [
 RESERVED_NAMES = frozenset({"lin"})
 
 _registry: dict[str, Op] = {}
+_version = 0  # counts the changes to _registry (see registry_version)
 
 #: The compiler's ``FORWARD`` and ``ARRAY_RULES`` tables, once ``chainrule.compiler`` is
 #: loaded (it calls :func:`attach_array_tables`); before that, nothing to keep in step.
@@ -132,6 +137,14 @@ class Op:
         """The op applied to Values or numbers (a new Value), or to NumPy arrays (an
         array, by ``numpy_forward``: what lets a derivative that calls this op run in
         a compiled program)."""
+        current = _registry.get(self.name)
+        if current is not self:  # replaced or unregistered since: the op is its name
+            if current is None:
+                raise ChainruleError(
+                    f"{self.name}: this op has been unregistered (unregister_op); register "
+                    "it again to use it"
+                )
+            return current(*args)
         if len(args) != self.arity:
             raise TypeError(f"{self.name}: takes {self.arity} input(s), got {len(args)}")
         if any(isinstance(a, Value) for a in args) or all(map(_is_real, args)):
@@ -351,6 +364,8 @@ def register_op(
     new = Op(name, arity, forward, derivative, numpy_forward, numpy_derivative)
     if name in _registry:
         unregister_op(name)
+    global _version
+    _version += 1
     _registry[name] = new
     engine._RULES[name] = new._rule
     for forward_table, rule_table in _array_tables:
@@ -396,6 +411,8 @@ def unregister_op(name: str) -> None:
     if name not in _registry:
         what = "a built-in operation" if name in engine._RULES else "not a registered op"
         raise ValueError(f"unregister_op: {name!r} is {what}")
+    global _version
+    _version += 1
     del _registry[name]
     engine._RULES.pop(name, None)
     for forward_table, rule_table in _array_tables:
@@ -406,6 +423,13 @@ def unregister_op(name: str) -> None:
 def registered_ops() -> dict[str, Op]:
     """The user-defined ops, by name (a copy)."""
     return dict(_registry)
+
+
+def registry_version() -> int:
+    """A number that changes whenever an op is registered, replaced or unregistered:
+    ``chainrule.compile`` re-traces its programs when it has changed since they were
+    made, so that they never run an op's old forward or derivative."""
+    return _version
 
 
 def _install(new: Op, forward_table: dict[str, Any], rule_table: dict[str, Any]) -> None:

@@ -540,6 +540,10 @@ class Value:
                         p.grad += d * g
         except ChainruleError:
             raise
+        except KeyError:
+            if node._op not in rules:  # a user-defined op unregistered since
+                raise _unknown_op_error(node._op) from None
+            raise
         except ArithmeticError as exc:  # e.g. the slope of x ** 0.5 at x = 0: infinite
             at = _describe(node._op, [p.data for p in node._prev], node._arg)
             start = f"backward: the gradient is not finite: a derivative of {node._op} at {at}"
@@ -564,7 +568,7 @@ def _gradient_error(order: list[Value], bad: Value) -> ChainruleError:
         if not node._prev:
             continue
         g = node.grad
-        local = _RULES[node._op]([p.data for p in node._prev], node.data, node._arg)
+        local = _rule_of(node._op)([p.data for p in node._prev], node.data, node._arg)
         for i, (p, d) in enumerate(zip(node._prev, local, strict=True), start=1):
             if type(p) is _Constant or _isfinite(d * g):
                 continue
@@ -1077,6 +1081,23 @@ _RULES: dict[str, Rule] = {
 }
 
 
+def _rule_of(op: str) -> Rule:
+    """The rule of ``op``, or a clear error for an op the table no longer has."""
+    rule = _RULES.get(op)
+    if rule is None:
+        raise _unknown_op_error(op)
+    return rule
+
+
+def _unknown_op_error(op: str) -> ChainruleError:
+    return ChainruleError(
+        f"cannot differentiate the operation {op!r}: it has no derivative rule, because it "
+        "was a user-defined op that has been unregistered since (unregister_op), or was "
+        "never registered in this process (a graph from a pickle?). Register it again "
+        "(register_op) to differentiate through it."
+    )
+
+
 # -- graph traversal ------------------------------------------------------------------
 
 
@@ -1154,7 +1175,7 @@ def gradients(root: Value, wrt: Sequence[Value]) -> list[Value]:
         g = adjoint.get(node)
         if g is None or not node._prev:
             continue
-        local = _RULES[node._op](node._prev, node, node._arg)
+        local = _rule_of(node._op)(node._prev, node, node._arg)
         for p, d in zip(node._prev, local, strict=True):
             if p in live:
                 contribution = d * g
@@ -1219,7 +1240,7 @@ def backward_steps(root: Value) -> Iterator[BackwardStep]:
             raise _gradient_error(order, node)
         terms: list[BackwardTerm] = []
         if node._prev:
-            local = _RULES[node._op]([p.data for p in node._prev], node.data, node._arg)
+            local = _rule_of(node._op)([p.data for p in node._prev], node.data, node._arg)
             for p, d in zip(node._prev, local, strict=True):
                 before = p.grad
                 p.grad = before + d * g

@@ -31,6 +31,7 @@ from chainrule.compiler.tracing import (
     record,
     values_from,
 )
+from chainrule.custom import registry_version
 from chainrule.engine import Value
 from chainrule.errors import CompileError, CompileWarning, DomainError
 
@@ -153,6 +154,8 @@ class CompiledFunction:
         #: The parameters' program leaves, made by the first program, shared by all.
         self.param_leaves: list[Leaf] | None = None
         self._programs: dict[tuple[tuple[int, ...], ...], _Program] = {}
+        #: The user-defined ops' registry as the programs were made (see _program).
+        self._ops_version = registry_version()
         self._lock = threading.Lock()
         self._warned = False
         self.__name__ = getattr(fn, "__name__", type(fn).__name__)
@@ -205,6 +208,12 @@ class CompiledFunction:
 
     def _program(self, arrays: list[Array]) -> _Program:
         key = tuple(a.shape for a in arrays)
+        if self._ops_version != registry_version():
+            # An op was registered, replaced or unregistered since the programs were
+            # made: their kernels may hold an op's old forward and derivative.
+            with self._lock:
+                self._programs.clear()
+                self._ops_version = registry_version()
         program = self._programs.get(key)
         if program is None:
             with self._lock:
