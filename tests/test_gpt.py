@@ -9,6 +9,7 @@ reproducible.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import random
 
@@ -319,6 +320,44 @@ def test_training_eager_compiled_and_torch_give_the_same_losses(config) -> None:
     for name in W:
         assert torch.allclose(ref[name], W[name], rtol=0, atol=1e-9), name
     assert compiled.model.state_dict() == pytest.approx(eager.model.state_dict(), abs=1e-9)
+
+
+def test_the_compiled_trainers_adam_state_is_true_and_resumes_identically() -> None:
+    """After N compiled steps the optimiser's state is the eager trainer's (it was all
+    zeros before); a checkpoint resumed, in a new trainer or in the same one, goes on
+    exactly as the run that did not stop."""
+    small = {"block_size": 5, "dim": 8, "heads": 2}
+    model = GPT(TOKENIZER.vocab_size, **small, rng=random.Random(7))
+    names = [TOKENIZER.encode(name) for name in ("mia", "zoe", "ava", "emma", "olivia")]
+    eager = Trainer(copy.deepcopy(model), lr=0.01, steps=10)
+    compiled = Trainer(copy.deepcopy(model), lr=0.01, steps=10, compiled=True)
+    for tokens in names[:3]:
+        eager.step(tokens)
+        compiled.step(tokens)
+    state, expected = compiled.optimizer.state_dict(), eager.optimizer.state_dict()
+    assert state["steps"] == 3 and state["lr"] == expected["lr"]
+    for name in ("m", "v"):
+        assert any(state[name])
+        assert state[name] == pytest.approx(expected[name], rel=1e-9, abs=1e-12)
+    checkpoint = json.loads(json.dumps([compiled.model.state_dict(), state]))
+
+    def resumed(trainer: Trainer) -> Trainer:
+        trainer.model.load_state_dict(checkpoint[0])
+        trainer.optimizer.load_state_dict(checkpoint[1])
+        return trainer
+
+    fresh = resumed(Trainer(GPT(TOKENIZER.vocab_size, **small), lr=0.01, steps=10, compiled=True))
+    losses = {"on": [], "fresh": [], "same": []}
+    for tokens in names[3:]:
+        losses["on"].append(compiled.step(tokens))
+        losses["fresh"].append(fresh.step(tokens))
+    after = (compiled.model.state_dict(), compiled.optimizer.state_dict())
+    same = resumed(compiled)  # the same trainer, rolled back to the checkpoint
+    for tokens in names[3:]:
+        losses["same"].append(same.step(tokens))
+    assert losses["on"] == losses["fresh"] == losses["same"]
+    for trainer in (fresh, same):
+        assert (trainer.model.state_dict(), trainer.optimizer.state_dict()) == after
 
 
 def test_the_loss_compiles_with_one_hot_tokens_and_equals_eager() -> None:

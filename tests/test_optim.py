@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -99,6 +101,40 @@ def test_a_step_that_fails_changes_nothing(make, grads, message) -> None:
     opt.step()
     twin.step()
     assert snapshot(opt) == snapshot(twin)
+
+
+def test_adams_array_step_is_its_step_with_the_same_state() -> None:
+    """``step_arrays`` and ``step`` make the same update from the same state, bit for
+    bit, and either continues from the other's state (its true state at every step)."""
+    start = [0.5, -1.25, 3.0]
+    grads = [[0.25, -0.5, 1e-3], [0.125, 0.75, -2.0], [-1.0, 0.0, 0.5], [0.3, 0.3, 0.3]]
+    scalar = Adam([Value(x) for x in start], lr=0.05, betas=(0.8, 0.99), weight_decay=0.1)
+    arrays = Adam([Value(x) for x in start], lr=0.05, betas=(0.8, 0.99), weight_decay=0.1)
+    theta = np.array(start)
+    for k, g in enumerate(grads):
+        for p, gi in zip(scalar.params, g, strict=True):
+            p.grad = gi
+        scalar.step()
+        if k == 2:  # a checkpoint of the array path, resumed by a new optimiser
+            saved = json.loads(json.dumps(arrays.state_dict()))
+            arrays = Adam([Value(x) for x in theta], lr=1.0)
+            arrays.load_state_dict(saved)
+        theta = arrays.step_arrays(theta, np.array(g))
+        assert theta.tolist() == [p.data for p in scalar.params]
+        assert arrays.state_dict() == scalar.state_dict()
+        assert arrays.steps == k + 1 and any(arrays.m) and any(arrays.v)
+    assert [p.data for p in arrays.params] != theta.tolist()  # the Values are the caller's
+
+
+def test_a_failing_array_step_changes_nothing() -> None:
+    opt = Adam([Value(0.5), Value(-1.0)], lr=0.1)
+    theta = opt.step_arrays(np.array([0.5, -1.0]), np.array([0.25, -0.5]))
+    before = opt.state_dict()
+    with pytest.raises(NumericOverflowError, match=r"running state of parameter 1.*step 2"):
+        opt.step_arrays(theta, np.array([1.0, 1e200]))
+    assert opt.state_dict() == before
+    with pytest.raises(ValueError, match="need 2 numbers each"):
+        opt.step_arrays(theta, np.array([1.0]))
 
 
 def test_a_large_but_finite_step_is_not_mistaken_for_divergence() -> None:

@@ -46,13 +46,14 @@ import os
 import random
 import warnings
 from collections.abc import Iterable, Sequence
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
 from chainrule import nn
 from chainrule._io import atomic_write_text
 from chainrule.engine import Value, no_grad
-from chainrule.errors import CompileWarning, NumericOverflowError
+from chainrule.errors import CompileWarning
 from chainrule.losses import softmax_cross_entropy
 from chainrule.nn import (
     INIT_STD,
@@ -320,11 +321,11 @@ class Trainer:
     (:class:`~chainrule.optim.LinearDecay`). With ``compiled=True`` the loss is
     compiled by :func:`chainrule.compile`, its tokens passed as one-hot rows: one
     program per name length, traced the first time a length is met. The compiled path
-    also keeps the parameters and Adam's state in NumPy arrays and updates them there
-    with the same formulas as :class:`~chainrule.optim.Adam` (a Python loop over 4,000
-    parameters costs more than the compiled forward and backward together), writing the
-    new values back into the model's Values after every step. Both paths make the same
-    updates (to rounding).
+    updates with :meth:`~chainrule.optim.Adam.step_arrays` (a Python loop over 4,000
+    parameters costs more than the compiled forward and backward together), from the
+    model's Values as they are at each step and back into them, so the optimiser's
+    :meth:`~chainrule.optim.Optimizer.state_dict` is always its true state. Both paths
+    make the same updates (to rounding), and either resumes from the other's state.
     """
 
     def __init__(
@@ -334,7 +335,6 @@ class Trainer:
         self.optimizer = Adam(model.parameters(), lr=lr, betas=BETAS, eps=1e-8)
         self.schedule = LinearDecay(lr, 0.0, steps)
         self.compiled: Any = None
-        self._state: Any = None  # compiled: (parameters, m, v) as arrays
         if compiled:
             from chainrule.compiler import compile
 
@@ -369,37 +369,25 @@ class Trainer:
         return float(loss.data)
 
     def _array_step(self, tokens: Sequence[int]) -> float:
-        """The compiled step: gradients from the program at the array of parameters, then
-        :class:`~chainrule.optim.Adam`'s update on arrays, all or nothing."""
+        """The compiled step: gradients from the program at the parameters' values, then
+        Adam's update on arrays (:meth:`~chainrule.optim.Adam.step_arrays`), written back."""
         import numpy as np
 
         optimizer, model = self.optimizer, self.model
         params = optimizer.params
-        if self._state is None:
-            theta = np.array([p.data for p in params])
-            self._state = (theta, np.array(optimizer.m), np.array(optimizer.v))
-        theta, m, v = self._state
+        theta = np.fromiter(map(_data, params), np.float64, len(params))
         rows = one_hot(list(tokens[: model.block_size + 1]), model.vocab_size)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", r"compile: .* different input", CompileWarning)
             loss, g = self.compiled.value_and_grad(rows, params=theta)
-        t = optimizer.steps + 1
-        lr = self.schedule(optimizer.steps)
-        (b1, b2), eps = optimizer.betas, optimizer.eps
-        m = b1 * m + (1.0 - b1) * g
-        v = b2 * v + (1.0 - b2) * g * g
-        new = theta - (lr / (1.0 - b1**t)) * m / (np.sqrt(v) / math.sqrt(1.0 - b2**t) + eps)
-        if not (np.isfinite(new).all() and np.isfinite(v).all()):
-            bad = int(np.flatnonzero(~(np.isfinite(new) & np.isfinite(v)))[0])
-            raise NumericOverflowError(
-                f"Adam: step {t} would make parameter {bad} non-finite "
-                f"(value {theta[bad]!r}, gradient {g[bad]!r}); lower the learning rate"
-            )
-        self._state = (new, m, v)
+        optimizer.lr = self.schedule(optimizer.steps)
+        new = optimizer.step_arrays(theta, g)
         for p, x in zip(params, new.tolist(), strict=True):
             p.data = x
-        optimizer.lr, optimizer.steps = lr, t
         return float(loss)
+
+
+_data = attrgetter("data")
 
 
 # -- model files ------------------------------------------------------------------------

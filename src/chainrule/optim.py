@@ -249,6 +249,11 @@ class Adam(Optimizer):
     ``m = β1 m + (1-β1) g``, ``v = β2 v + (1-β2) g²``, and the step is
     ``lr * m̂ / (sqrt(v̂) + eps)`` with the bias-corrected ``m̂ = m / (1-β1^t)``,
     ``v̂ = v / (1-β2^t)``.
+
+    :meth:`step` updates the Values from their ``grad``; :meth:`step_arrays` is the same
+    update on NumPy arrays (a compiled training loop's), with the same formula and the
+    same state: ``m`` and ``v`` are kept as lists of floats or, after an array step, as
+    arrays, and read as lists (by :meth:`state_dict` too) whichever they are.
     """
 
     _buffers = ("m", "v")
@@ -266,8 +271,30 @@ class Adam(Optimizer):
         self.betas = _betas(betas)
         self.eps = _positive("eps", eps)
         self.weight_decay = _positive("weight_decay", weight_decay, allow_zero=True)
-        self.m = [0.0] * len(self.params)
-        self.v = [0.0] * len(self.params)
+        self._m: Any = [0.0] * len(self.params)  # a list of floats, or a NumPy array
+        self._v: Any = [0.0] * len(self.params)
+
+    @property
+    def m(self) -> list[float]:
+        """The running average of the gradients, one per parameter."""
+        if not isinstance(self._m, list):
+            self._m = self._m.tolist()
+        return self._m
+
+    @m.setter
+    def m(self, values: list[float]) -> None:
+        self._m = values
+
+    @property
+    def v(self) -> list[float]:
+        """The running average of the squared gradients, one per parameter."""
+        if not isinstance(self._v, list):
+            self._v = self._v.tolist()
+        return self._v
+
+    @v.setter
+    def v(self, values: list[float]) -> None:
+        self._v = values
 
     def _check_hyperparameters(self, state: Mapping[str, Any]) -> dict[str, Any]:
         return {
@@ -276,23 +303,63 @@ class Adam(Optimizer):
             "weight_decay": _positive("weight_decay", state["weight_decay"], allow_zero=True),
         }
 
-    def _propose(self, grads: list[float], t: int) -> tuple[list[float], tuple[list[float], ...]]:
+    def _update(self, t: int, sqrt: Any) -> Any:
+        """Adam's update at step ``t``: ``(p, g, m, v) -> (new p, new m, new v)``, on floats
+        or elementwise on arrays alike (``sqrt`` is ``math.sqrt`` or ``numpy.sqrt``)."""
         b1, b2 = self.betas
         c1, c2 = 1.0 - b1, 1.0 - b2
-        m = [b1 * mi + c1 * g for mi, g in zip(self.m, grads, strict=True)]
-        v = [b2 * vi + c2 * g * g for vi, g in zip(self.v, grads, strict=True)]
         # lr * m̂ / (sqrt(v̂) + eps), with the bias corrections taken out of the loop
         step_size = self.lr / (1.0 - b1**t)
         root_c2 = math.sqrt(1.0 - b2**t)
         eps = self.eps
-        new = [
-            p.data - step_size * mi / (_sqrt(vi) / root_c2 + eps)
-            for p, mi, vi in zip(self.params, m, v, strict=True)
-        ]
+
+        def update(p: Any, g: Any, m: Any, v: Any) -> tuple[Any, Any, Any]:
+            m = b1 * m + c1 * g
+            v = b2 * v + c2 * g * g
+            return p - step_size * m / (sqrt(v) / root_c2 + eps), m, v
+
+        return update
+
+    def _propose(self, grads: list[float], t: int) -> tuple[list[float], tuple[list[float], ...]]:
+        data = [p.data for p in self.params]
+        steps = map(self._update(t, _sqrt), data, grads, self.m, self.v)
+        new, m, v = map(list, zip(*steps, strict=True))
         return new, (v, m)  # v first: a g² that overflows shows there, not in the step
 
     def _commit(self, state: tuple[list[float], ...]) -> None:
         self.v, self.m = state
+
+    def step_arrays(self, params: Any, grads: Any) -> Any:
+        """:meth:`step` on NumPy arrays: ``params`` and ``grads`` hold one number per
+        parameter, in ``self.params`` order. Returns the new parameter values as an
+        array and keeps ``m``, ``v`` and ``steps`` as :meth:`step` does, all or nothing
+        (a step that would make a number non-finite raises and changes nothing).
+
+        The Values themselves are not touched: a training loop that keeps its
+        parameters in an array writes them back when it needs the model.
+        """
+        import numpy as np  # only ever given arrays, which NumPy made
+
+        p = np.asarray(params, dtype=np.float64)
+        g = np.asarray(grads, dtype=np.float64)
+        n = len(self.params)
+        if p.shape != (n,) or g.shape != (n,):
+            raise ValueError(
+                f"Adam.step_arrays: params and grads need {n} numbers each, one per "
+                f"parameter, got arrays of shapes {p.shape} and {g.shape}"
+            )
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        t = self.steps + 1
+        m = np.asarray(self._m, dtype=np.float64)
+        v = np.asarray(self._v, dtype=np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):  # checked below, as step() does
+            new, m, v = self._update(t, np.sqrt)(p, g, m, v)
+        for values in (new, v, m):
+            if not np.isfinite(values).all():
+                raise self._diverged(values is new, values.tolist(), g.tolist(), t)
+        self._m, self._v, self.steps = m, v, t
+        return new
 
 
 # -- schedules --------------------------------------------------------------------------
