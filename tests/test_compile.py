@@ -466,6 +466,20 @@ def test_has_aux_returns_the_outputs_as_floats() -> None:
     assert value == result.data and scores2 == scores and len(grads) == model.num_parameters()
 
 
+def test_has_aux_rebuilds_namedtuples_as_their_own_type() -> None:
+    Outputs = collections.namedtuple("Outputs", "score square")
+    w = Value(2.0)
+    step = chainrule.compile(
+        lambda x: (w * x, [Outputs(w * x, w * w * x), (w,)]), [w], has_aux=True, fallback=False
+    )
+    for _ in range(3):  # every call, not only the first
+        loss, aux = step(3.0)
+        assert loss.data == 6.0 and aux == [Outputs(6.0, 12.0), (2.0,)]
+        assert type(aux[0]) is Outputs
+    eager = chainrule.compile(lambda x: (w * x, Outputs(w, w * x)), [w], has_aux=True)
+    assert eager(3.0)[1] == Outputs(2.0, 6.0)  # the eager fallback too
+
+
 def test_value_and_grad_touches_no_grad_and_backward_adds() -> None:
     w, b = Value(0.3), Value(-0.2)
     step = chainrule.compile(lambda x: (w * x + b).tanh() ** 2, [w, b], fallback=False)

@@ -92,9 +92,14 @@ def aux_values(aux: Any, name: str) -> list[Value]:
 
 
 def rebuild_aux(aux: Any, it: Any) -> Any:
+    """``aux`` with each Value replaced by the next item of ``it``, every list and tuple
+    rebuilt as its own type (a namedtuple as that namedtuple)."""
     if isinstance(aux, Value):
         return next(it)
-    return type(aux)(rebuild_aux(x, it) for x in aux)
+    items = [rebuild_aux(x, it) for x in aux]
+    if isinstance(aux, tuple) and hasattr(aux, "_fields"):  # a namedtuple: fields by position
+        return type(aux)(*items)
+    return type(aux)(items)
 
 
 @dataclass
