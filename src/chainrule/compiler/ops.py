@@ -1,9 +1,11 @@
 """The array form of each operation: how a group of nodes computes forward.
 
 Each op's local derivatives are the engine's own rules (``chainrule.engine._RULES``),
-called with arrays instead of floats; ``ARRAY_RULES`` gives a branch-free form only
-where the scalar rule branches on its input. A test checks every rule of the engine
-has an array form here, and that the compiled values and gradients equal the engine's.
+called with arrays instead of floats; ``ARRAY_RULES`` gives a form of its own where
+the scalar rule branches on its input (``**``, ``pow``) or a cheaper one exists (the
+engine's ``_step`` works on arrays, but ``x > 0`` is one NumPy call for relu). A test
+checks every rule of the engine has an array form here, and that the compiled values
+and gradients equal the engine's.
 """
 
 from __future__ import annotations
