@@ -1148,9 +1148,10 @@ def gradients(root: Value, wrt: Sequence[Value]) -> list[Value]:
     and refuse such reads (:class:`~chainrule.errors.DataReadError`). The local
     derivatives it builds are graph nodes, those that jump (relu's, abs's, maximum's,
     clamp's) included, so its results are right wherever they are evaluated again
-    (``chainrule.compile`` replays them). A user-defined op's derivative that reads its
-    input's number gives a constant here: right as a first derivative, and refused by
-    an enclosing ``grad`` or ``compile``.
+    (``chainrule.compile`` replays them); only ``%``'s in y and ``x ** y``'s at x = 0 are
+    plain numbers, given case by case, which ``compile`` refuses to freeze. A
+    user-defined op's derivative that reads its input's number gives a constant here:
+    right as a first derivative, and refused by an enclosing ``grad`` or ``compile``.
 
     >>> x, y = Value(3.0), Value(-2.0)
     >>> dx, dy = gradients(x * x * y, [x, y])
