@@ -196,6 +196,10 @@ DAMAGE = {
     "heads-do-not-divide": (set_in("architecture", "heads", 3), "dim 4 is not divisible by heads"),
     "no-chars": (lambda d: d["metadata"].pop("chars"), "metadata.chars must be a string"),
     "repeated-chars": (set_in("metadata", "chars", "aabdeo"), "distinct characters"),
+    "lone-surrogate": (
+        set_in("metadata", "chars", "abde\ud800v"),
+        r"metadata\.chars holds '\\ud800', half of a UTF-16 pair, not a character",
+    ),
     "chars-do-not-fit": (set_in("metadata", "chars", "abc"), "3 characters, so 4 tokens"),
     "metadata-not-object": (set_in("metadata", [1]), "metadata must be an object"),
     "missing-parameter": (
