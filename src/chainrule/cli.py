@@ -337,7 +337,8 @@ def _run_training(
     writes no results.
 
     With ``checkpoints`` the run saves a checkpoint every ``every`` steps, at the end,
-    and on Ctrl-C, which then prints how to resume and returns exit code 130.
+    and on Ctrl-C or SIGTERM, which then prints how to resume and returns exit code 130
+    (143 for SIGTERM).
     ``resume`` is the :class:`~chainrule.training.Checkpoint` that the run in ``out``
     goes on from; a new run (no ``resume``) does not replace an unfinished one in
     ``out`` unless ``force`` is given.
