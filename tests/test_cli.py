@@ -287,7 +287,8 @@ def test_train_is_compiled_by_default_and_eager_on_request(tmp_path: Path) -> No
 
 # -- one line and exit 2 for bad input; bugs are bugs -----------------------------------
 
-SMALL = ["--samples", "20", "--layers", "4", "--steps", "3"]
+SMALL_NET = ["--samples", "20", "--layers", "4"]  # lr-find sets the steps itself
+SMALL = [*SMALL_NET, "--steps", "3"]
 TINY = [*SMALL, "--no-progress"]
 
 
@@ -390,7 +391,7 @@ def test_train_stops_on_divergence_and_writes_nothing(args, tmp_path: Path, caps
 
 def test_lr_find_when_every_rate_diverges_suggests_nothing(tmp_path: Path, capsys) -> None:
     args = "lr-find --activation linear --min-lr 1e10 --max-lr 1e15 --num 3 --run-steps 5"
-    assert main([*args.split(), *SMALL, "--out", str(tmp_path)]) == 2
+    assert main([*args.split(), *SMALL_NET, "--out", str(tmp_path)]) == 2
     captured = capsys.readouterr()
     assert captured.out.count("diverged") == 3 and "suggested" not in captured.out
     assert "every learning rate from 1e+10 to 1e+15 diverged" in one_error_line(
@@ -425,7 +426,7 @@ def test_out_is_checked_before_training(
         assert main([*command, "--out", str(tmp_path / out)]) == 2
         assert words in one_error_line(capsys.readouterr().err, name)
     if trainer == "train":
-        assert main(["lr-find", *SMALL, "--out", str(tmp_path / "file")]) == 2
+        assert main(["lr-find", *SMALL_NET, "--out", str(tmp_path / "file")]) == 2
         assert "is a file" in one_error_line(capsys.readouterr().err, "lr-find")
     assert (tmp_path / "file").read_text() == "mine"
     assert (tmp_path / "notes" / "todo.txt").read_text() == "mine"
@@ -522,3 +523,80 @@ def test_graph_prints_nothing_when_the_drawing_fails(tmp_path, capsys, monkeypat
     captured = capsys.readouterr()
     assert captured.out == "" and "install Graphviz" in one_error_line(captured.err, "graph")
     assert os.listdir(tmp_path) == []
+
+
+# -- no command writes over a file it reads -----------------------------------------------
+
+
+def test_predict_never_writes_over_its_model_or_its_points(small_model: Path, capsys) -> None:
+    folder = small_model.parent
+    points = folder / "points.csv"
+    points.write_text("x1,x2\n0.5,0.25\n")
+    (folder / "link.csv").symlink_to(points)
+    os.link(small_model, folder / "hard.json")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    model, given = str(small_model), ["--input-file", str(points)]
+    for output, words in [
+        (model, "is --model, the model being read"),
+        (str(folder / "." / "hard.json"), "is --model, the model being read"),  # a hard link
+        (str(points), "is --input-file, the points being read"),
+        (str(folder / "link.csv"), "is --input-file, the points being read"),  # a symlink
+    ]:
+        assert main(["predict", "--model", model, *given, "-o", output]) == 2, output
+        captured = capsys.readouterr()
+        assert captured.out == "" and words in one_error_line(captured.err, "predict")
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # nothing written
+    assert main(["predict", "--model", model, *given, "-o", str(folder / "out.csv")]) == 0
+    assert (folder / "out.csv").read_text().startswith("class,score\n")
+
+
+# -- seeds --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", ["-1", "4294967296", "1" * 5000, "1.5"])
+@pytest.mark.parametrize(
+    "command",
+    [["train"], ["lr-find"], ["gpt", "train"], ["gpt", "sample", "--model", "m.json"]],
+    ids=["train", "lr-find", "gpt-train", "gpt-sample"],
+)
+def test_a_seed_outside_0_to_2_32_is_refused_in_one_line(
+    command, seed, tmp_path, capsys, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # were it taken, the run's default folder is in here
+    assert main([*command, "--seed", seed]) == 2
+    err = one_error_line(capsys.readouterr().err, " ".join(c for c in command[:2] if c[0] != "-"))
+    assert "--seed: must be a whole number from 0 to 2**32 - 1" in err
+
+
+def test_the_python_api_refuses_a_bad_seed_before_any_work(tmp_path: Path, capsys) -> None:
+    from chainrule.training import GPTConfig, TrainConfig, lr_find, train
+
+    for bad in (-1, 2**32, 1.0, True):
+        with pytest.raises(ValueError, match=r"seed must be a whole number from 0 to 2\*\*32 - 1"):
+            TrainConfig(seed=bad).validate()  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match=r"seed must be a whole number from 0 to 2\*\*32 - 1"):
+            GPTConfig(seed=bad).validate()  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="seed must be"):
+        train(TrainConfig(seed=-1, steps=1))
+    with pytest.raises(ValueError, match="seed must be"):
+        lr_find(TrainConfig(seed=2**32))
+    assert main(["train", *TINY, "--seed", "4294967295", "--out", str(tmp_path)]) == 0  # the top
+    assert json.loads((tmp_path / "metrics.json").read_text())["config"]["seed"] == 2**32 - 1
+
+
+# -- lr-find takes only the flags it uses ---------------------------------------------------
+
+
+def test_lr_find_lists_only_the_flags_it_uses_and_refuses_the_others(capsys) -> None:
+    shown = run("lr-find", "--help").stdout
+    for flag in ("--min-lr", "--max-lr", "--run-steps", "--optimizer", "--seed"):
+        assert flag in shown
+    for flag in ("--lr ", "--steps ", "--schedule "):  # each run's own: not listed
+        assert flag not in shown
+    for flag, value, hint in [
+        ("--lr", "0.1", "tries the learning rates from --min-lr to --max-lr"),
+        ("--steps", "50", "runs --run-steps steps at each learning rate"),
+        ("--schedule", "cosine", "keeps its learning rate constant"),
+    ]:
+        assert main(["lr-find", flag, value]) == 2
+        assert hint in one_error_line(capsys.readouterr().err, "lr-find")

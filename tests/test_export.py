@@ -169,3 +169,73 @@ def test_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFi
         "shape.safetensors",
         "shape2.safetensors",
     ]
+
+
+def test_export_and_import_never_write_over_the_file_they_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = make_model(tmp_path, "relu", None, [3, 1])
+    weights = tmp_path / "w.safetensors"
+    assert main(["export", str(path), "-o", str(weights)]) == 0
+    (tmp_path / "link.json").symlink_to(path)
+    json_named_safetensors = tmp_path / "odd.safetensors"  # a model file, oddly named
+    json_named_safetensors.write_bytes(path.read_bytes())
+    safetensors_named_json = tmp_path / "odd.json"
+    safetensors_named_json.write_bytes(weights.read_bytes())
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    for argv, words in [
+        (["export", str(path), "-o", str(path)], "-o"),
+        (["export", str(path), "-o", str(tmp_path / "." / "link.json")], "-o"),
+        (["export", str(path), "-o", str(path), "--format", "onnx"], "-o"),
+        (["export", str(json_named_safetensors)], "the output"),  # MODEL.safetensors
+        (["import", str(weights), "-o", str(tmp_path / "." / "w.safetensors")], "-o"),
+        (["import", str(safetensors_named_json)], "the output"),  # FILE.json
+    ]:
+        assert main(argv) == 2, argv
+        captured = capsys.readouterr()
+        err = captured.err
+        assert err.count("\n") == 1 and err.startswith(f"chainrule {argv[0]}: error: "), err
+        assert words in err and ("the file being imported" in err or "being exported" in err)
+        assert captured.out == ""
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def deep(levels: int) -> str:
+    return "[" * levels + "]" * levels
+
+
+@pytest.mark.parametrize(
+    ("metadata", "words"),
+    [
+        ('{"task": ' + deep(100_000) + "}", "nests more than 64 levels deep"),
+        ('{"task": ' + deep(900) + "}", "nests more than 64 levels deep"),  # readable, too deep
+        ('{"classes": ' + "7" * 5_000 + "}", "an integer of 5000 digits in the metadata"),
+        ('{"lr": 1e999}', "the number 1e999 in the metadata is too large for a float"),
+        ('{"lr": -1e999}', "the number -1e999 in the metadata is too large for a float"),
+        ('{"lr": NaN}', "non-finite number NaN"),
+    ],
+    ids=["recursion", "deep", "5000-digits", "1e999", "minus-1e999", "nan"],
+)
+def test_hostile_metadata_on_import_is_one_line_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], metadata: str, words: str
+) -> None:
+    path = make_model(tmp_path, "relu", None, [3, 1])
+    weights = tmp_path / "w.safetensors"
+    assert main(["export", str(path), "-o", str(weights)]) == 0
+    header = {"format": "chainrule.model", "version": "1"}
+    header["architecture"] = json.dumps(nn.load(path).architecture())
+    hostile = tmp_path / "hostile.safetensors"
+    save_file(load_file(weights), hostile, {**header, "metadata": metadata})
+    capsys.readouterr()
+    assert main(["import", str(hostile), "-o", str(tmp_path / "x.json")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert captured.err.startswith("chainrule import: error: ") and words in captured.err
+    assert not (tmp_path / "x.json").exists()
+    architecture = header["architecture"].replace("3,", "1" * 5_000 + ",", 1)
+    save_file(load_file(weights), hostile, {**header, "architecture": architecture})
+    assert main(["import", str(hostile), "-o", str(tmp_path / "x.json")]) == 2
+    assert "an integer of 5000 digits" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hostile.safetensors", "model.json",
+                                                          "w.safetensors"]  # fmt: skip

@@ -5,8 +5,11 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import random
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +133,41 @@ def test_progress_bar_is_quiet_when_stderr_is_not_a_terminal(tmp_path, capsys, m
     assert "30/30" in err and len([u for u in updates if u.strip()]) <= 3, err
 
 
+@pytest.mark.parametrize("unbuffered", [True, False], ids=["while-printing", "at-the-last-flush"])
+def test_sample_into_a_pipe_closed_early_exits_quietly(run_dir: Path, unbuffered: bool) -> None:
+    """`chainrule gpt sample | head -0`: a real pipe whose reader has gone when the names
+    come. The command stops, quietly, with the exit code of a process ended by SIGPIPE,
+    as Unix tools do: whether the pipe breaks while it prints or at its last flush."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chainrule.cli", "gpt", "sample", "--model",
+         str(run_dir / "model.json"), "-n", "20"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONWARNINGS": "ignore",
+             "PYTHONUNBUFFERED": "1" if unbuffered else ""},
+    )  # fmt: skip
+    assert process.stdout is not None and process.stderr is not None
+    try:
+        process.stdout.close()  # the reader is gone before the first name
+        err = process.stderr.read()
+        assert process.wait(timeout=120) == 141, err
+    finally:
+        process.kill()
+    assert err == b""  # no "Broken pipe", no "Exception ignored"
+
+
+def test_a_vocabulary_must_be_text(small, tmp_path: Path, capsys) -> None:
+    with pytest.raises(ValueError, match="'\\\\udc00' is half of a UTF-16 pair"):
+        CharTokenizer("ab\udc00")
+    model, tokenizer = small
+    saved = gpt.save(model, tokenizer, tmp_path / "m.json")
+    path = damaged(saved, set_in("metadata", "chars", "abde\ud800v"))
+    assert main(["gpt", "sample", "--model", str(path), "-n", "50"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # refused on loading, before a single name
+    assert "half of a UTF-16 pair" in one_error_line(captured.err, "gpt sample")
+
+
 # -- model files -------------------------------------------------------------------------
 
 
@@ -196,6 +234,10 @@ DAMAGE = {
     "heads-do-not-divide": (set_in("architecture", "heads", 3), "dim 4 is not divisible by heads"),
     "no-chars": (lambda d: d["metadata"].pop("chars"), "metadata.chars must be a string"),
     "repeated-chars": (set_in("metadata", "chars", "aabdeo"), "distinct characters"),
+    "lone-surrogate": (
+        set_in("metadata", "chars", "abde\ud800v"),
+        r"metadata\.chars holds '\\ud800', half of a UTF-16 pair, not a character",
+    ),
     "chars-do-not-fit": (set_in("metadata", "chars", "abc"), "3 characters, so 4 tokens"),
     "metadata-not-object": (set_in("metadata", [1]), "metadata must be an object"),
     "missing-parameter": (

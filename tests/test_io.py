@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -123,3 +125,121 @@ def test_ensure_writable_folder(tmp_path: Path) -> None:
         ensure_writable_folder(tmp_path / "f")
     with pytest.raises(OSError, match="a part of that path is a file"):
         ensure_writable_folder(tmp_path / "f" / "sub")
+
+
+# -- permissions ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def umask_027():
+    """A umask that differs from the usual 022, so a mode taken from it shows."""
+    old = os.umask(0o027)
+    yield
+    os.umask(old)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_a_replaced_file_keeps_its_permissions(tmp_path: Path, umask_027) -> None:
+    private = tmp_path / "secret.json"
+    private.write_bytes(b"old")
+    private.chmod(0o600)
+    atomic_write_bytes(private, b"new")
+    assert private.read_bytes() == b"new" and mode(private) == 0o600
+    shared = tmp_path / "shared.json"
+    shared.write_bytes(b"old")
+    shared.chmod(0o664)
+    link = tmp_path / "link.json"
+    link.symlink_to(shared)
+    atomic_write_bytes(link, b"new")  # the file behind the link keeps its mode
+    assert shared.read_bytes() == b"new" and mode(shared) == 0o664
+
+
+def test_a_new_file_gets_the_mode_of_the_umask(tmp_path: Path, umask_027) -> None:
+    atomic_write_bytes(tmp_path / "new.json", b"x")  # not mkstemp's private 0600
+    assert mode(tmp_path / "new.json") == 0o666 & ~0o027
+
+
+def test_a_replaced_results_folder_keeps_its_permissions(tmp_path: Path, umask_027) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "a.txt").write_text("old")
+    out.chmod(0o700)
+    with staged_folder(out, RUN) as staging:
+        (staging / "a.txt").write_text("new")
+    assert (out / "a.txt").read_text() == "new" and mode(out) == 0o700
+    with staged_folder(tmp_path / "fresh", RUN):
+        pass
+    assert mode(tmp_path / "fresh") == 0o777 & ~0o027
+
+
+# -- what a killed process leaves behind ------------------------------------------------
+
+
+@pytest.fixture
+def dead_pid() -> int:
+    """The process id of a process that has ended (and been reaped)."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+@pytest.fixture
+def live_pid():
+    """The process id of another process, running until the test ends."""
+    process = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                               stdin=subprocess.PIPE)  # fmt: skip
+    yield process.pid
+    process.stdin.close()
+    process.wait()
+
+
+def leftover(folder: Path, name: str, pid: int, is_folder: bool) -> Path:
+    """A temporary as the process ``pid`` leaves it when killed (SIGKILL) mid-write."""
+    path = folder / f".{name}.{pid}.k3x_9q2z.tmp"
+    if is_folder:
+        path.mkdir()
+        (path / "a.txt").write_text("half")
+    else:
+        path.write_bytes(b"half")
+    return path
+
+
+def test_temporaries_of_dead_processes_are_removed_not_those_of_live_ones(
+    tmp_path: Path, dead_pid: int, live_pid: int
+) -> None:
+    stale_file = leftover(tmp_path, "out.txt", dead_pid, is_folder=False)
+    live_file = leftover(tmp_path, "out.txt", live_pid, is_folder=False)
+    atomic_write_bytes(tmp_path / "out.txt", b"new")
+    assert not stale_file.exists() and live_file.read_bytes() == b"half"
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "a.txt").write_text("old")
+    inside = leftover(out, "a.txt", dead_pid, is_folder=False)  # a half-written result
+    stale_folder = leftover(tmp_path, "run", dead_pid, is_folder=True)
+    live_folder = leftover(tmp_path, "run", live_pid, is_folder=True)
+    with staged_folder(out, RUN) as staging:  # the stale file inside is not "foreign"
+        assert staging.name.startswith(f".run.{os.getpid()}.")
+        (staging / "a.txt").write_text("new")
+    assert not inside.exists() and not stale_folder.exists()
+    assert (live_folder / "a.txt").read_text() == "half"  # a live run's: never touched
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        ["out.txt", "run", live_file.name, live_folder.name]
+    )
+    assert os.listdir(out) == ["a.txt"]
+
+
+def test_dev_stdout_is_written_through_not_truncated(tmp_path: Path) -> None:
+    """`(echo earlier; chainrule ... -o /dev/stdout) > log`: every line kept, in order."""
+    log = tmp_path / "log.txt"
+    script = (
+        "from chainrule._io import atomic_write_bytes; print('before'); "
+        "atomic_write_bytes('/dev/stdout', b'data\\n'); print('after')"
+    )
+    with open(log, "wb") as shell_redirect:
+        shell_redirect.write(b"earlier\n")
+        shell_redirect.flush()
+        subprocess.run([sys.executable, "-c", script], stdout=shell_redirect, check=True)
+    assert log.read_bytes() == b"earlier\nbefore\ndata\nafter\n"

@@ -132,10 +132,17 @@ def test_the_progress_bar_does_not_flood_a_log(
     assert "40/40" in err and len(updates) <= 3, err
 
 
-def test_a_real_sigint_saves_a_checkpoint_and_says_how_to_resume(tmp_path: Path) -> None:
-    """`chainrule train` in a subprocess gets SIGINT mid-run: exit 130, one line with
-    the command to resume, a valid checkpoint and nothing half-written; resuming gives
-    the run that was never interrupted."""
+@pytest.mark.parametrize(
+    ("signum", "code", "said"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated (SIGTERM)")],
+    ids=["sigint", "sigterm"],
+)
+def test_a_real_sigint_or_sigterm_saves_a_checkpoint_and_says_how_to_resume(
+    tmp_path: Path, signum: int, code: int, said: str
+) -> None:
+    """`chainrule train` in a subprocess gets SIGINT (Ctrl-C) or SIGTERM (`kill`) mid-run:
+    exit 130 or 143, one line with the command to resume, a valid checkpoint and nothing
+    half-written; resuming gives the run that was never interrupted."""
     out = tmp_path / "run"
     flags = [*RUN, "--schedule", "constant"]  # an lr that does not depend on --steps
     process = subprocess.Popen(
@@ -153,15 +160,13 @@ def test_a_real_sigint_saves_a_checkpoint_and_says_how_to_resume(tmp_path: Path)
             assert time.monotonic() < deadline, "no checkpoint appeared"
             with pytest.raises(subprocess.TimeoutExpired):  # still running
                 process.wait(timeout=0.02)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         _, stderr = process.communicate(timeout=120)
     finally:
         process.kill()
-    assert process.returncode == 130, stderr
+    assert process.returncode == code, stderr
     lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("chainrule train: interrupted after step "), (
-        stderr
-    )
+    assert len(lines) == 1 and lines[0].startswith(f"chainrule train: {said} after step "), stderr
     assert os.listdir(out) == ["checkpoint.json"]  # no temporary file left
     assert os.listdir(tmp_path) == ["run"]  # no staging folder left
     step = load_checkpoint(out / "checkpoint.json").step  # valid, every entry checked
@@ -170,3 +175,62 @@ def test_a_real_sigint_saves_a_checkpoint_and_says_how_to_resume(tmp_path: Path)
     assert main([*resume_command(lines[0]), "--steps", more, "--no-progress"]) == 0
     assert main([*flags, "--steps", more, "--out", str(tmp_path / "straight")]) == 0
     assert results(out) == results(tmp_path / "straight")
+
+
+# -- a new run does not delete an unfinished one ---------------------------------------
+
+
+def test_a_new_run_refuses_a_folder_holding_an_unfinished_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    assert main([*RUN, "--steps", "6", "--stop-after", "3", "--out", str(out)]) == 0
+    checkpoint = (out / "checkpoint.json").read_bytes()
+    capsys.readouterr()
+    for command in ([*RUN, "--steps", "6"], ["demo", "--no-progress"]):
+        assert main([*command, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err, err
+        assert f"--out {out} holds an unfinished run (step 3 of 6); resume it with: " in err
+        assert f"chainrule train --resume {out}" in err and "--force" in err
+        assert os.listdir(out) == ["checkpoint.json"]
+        assert (out / "checkpoint.json").read_bytes() == checkpoint  # kept, untouched
+    assert main(["train", "--resume", str(out), "--force"]) == 2
+    assert "--force starts a new run" in capsys.readouterr().err
+    assert main([*RUN, "--steps", "4", "--force", "--out", str(out)]) == 0  # starts over
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 4
+    assert main([*RUN, "--steps", "5", "--out", str(out)]) == 0  # a finished run: replaced
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 5
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "--force start over in an --out folder that holds an unfinished" in " ".join(
+        capsys.readouterr().out.split()
+    )
+
+
+def test_a_run_killed_with_sigkill_resumes_and_its_leftovers_go(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SIGKILL cannot be caught: the run leaves its staging folder beside the results
+    folder and perhaps a half-written checkpoint inside it, named with its process id.
+    Resuming (or any later run into the folder) removes them, not those of a live one."""
+    out = tmp_path / "run"
+    assert main([*RUN, "--steps", "6", "--stop-after", "3", "--out", str(out)]) == 0
+    capsys.readouterr()
+    killed = subprocess.Popen([sys.executable, "-c", "pass"])  # a process that is gone
+    killed.wait()
+    staging = tmp_path / f".run.{killed.pid}.k3x_9q2z.tmp"
+    staging.mkdir()
+    (staging / "metrics.json").write_text("{")
+    half = out / f".checkpoint.json.{killed.pid}.p0w8m2ra.tmp"
+    half.write_text('{"format": "chainrule.chec')
+    live = tmp_path / f".run.{os.getppid()}.a1b2c3d4.tmp"  # pytest's parent: running
+    live.mkdir()
+    assert main([*RUN, "--steps", "6", "--out", str(out)]) == 2  # still refused, not deleted
+    assert "holds an unfinished run (step 3 of 6)" in capsys.readouterr().err
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+    assert "resumed at step 3" in capsys.readouterr().out
+    assert sorted(os.listdir(tmp_path)) == sorted(["run", live.name])
+    assert sorted(os.listdir(out)) == ["checkpoint.json", "decision_boundary.png", "loss.png",
+                                       "metrics.json", "model.json"]  # fmt: skip

@@ -23,10 +23,13 @@ import argparse
 import errno
 import json
 import math
+import os
 import random
 import shlex
+import signal
+import stat
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -36,7 +39,9 @@ from chainrule.errors import ChainruleError, DivergedError
 
 EXIT_BUG = 1
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process stopped by Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of the output went away (`| head`)
 
 #: The files a training run writes into its --out folder.
 RUN_FILES = ("metrics.json", "model.json", "loss.png", "decision_boundary.png")
@@ -104,6 +109,21 @@ def _count(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def _seed(text: str) -> int:
+    """A random seed: a whole number from 0 to 2**32 - 1, as the datasets' generator takes."""
+    from chainrule.training import MAX_SEED
+
+    try:
+        seed = int(text)
+    except ValueError:
+        seed = -1
+    if not 0 <= seed <= MAX_SEED:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number from 0 to 2**32 - 1 ({MAX_SEED}), got {text!r:.40}"
+        )
+    return seed
+
+
 def _sizes(text: str) -> tuple[int, ...]:
     try:
         sizes = tuple(int(part) for part in text.split(","))
@@ -143,9 +163,13 @@ def _per_dataset(key: str) -> str:
     return "; ".join(f"{', '.join(names)} {value}" for value, names in groups.items())
 
 
-def _training_flags(p: argparse.ArgumentParser, out: str, held_out: bool = True) -> None:
+def _training_flags(
+    p: argparse.ArgumentParser, out: str, held_out: bool = True, sweep: bool = False
+) -> None:
     """The flags of a training run. ``held_out``: --test-fraction defaults to
-    :data:`DEFAULT_TEST_FRACTION` and --eval-every and --patience exist.
+    :data:`DEFAULT_TEST_FRACTION` and --eval-every and --patience exist. ``sweep``
+    (lr-find, which sets each short run's learning rate, schedule and steps itself):
+    --lr, --schedule and --steps are not listed, and are refused with a hint.
 
     A setting's default is filled in by :func:`_config`, not by argparse (its value is
     None when it is not given), so that ``--resume`` can tell the flags given apart.
@@ -205,15 +229,40 @@ def _training_flags(p: argparse.ArgumentParser, out: str, held_out: bool = True)
     g.add_argument("--l2", type=_non_negative, help=f"L2 weight ({d.l2})")
     g.add_argument("--optimizer", choices=OPTIMIZERS, help=f"{d.optimizer}")
     lrs = ", ".join(f"{name} {lr:g}" for name, lr in DEFAULT_LR.items())
-    g.add_argument("--lr", type=_positive, help=f"learning rate ({lrs})")
     g.add_argument("--momentum", type=_non_negative, help=f"SGD only, [0, 1) ({d.momentum})")
-    g.add_argument("--schedule", choices=SCHEDULES, help=f"{d.schedule}")
-    g.add_argument("--steps", type=_count(1), help=f"steps ({d.steps})")
+    if sweep:
+        _refused_flag(p, "--lr", "lr-find tries the learning rates from --min-lr to --max-lr")
+        _refused_flag(p, "--schedule", "each run of lr-find keeps its learning rate constant")
+        _refused_flag(p, "--steps", "lr-find runs --run-steps steps at each learning rate")
+    else:
+        g.add_argument("--lr", type=_positive, help=f"learning rate ({lrs})")
+        g.add_argument("--schedule", choices=SCHEDULES, help=f"{d.schedule}")
+        g.add_argument("--steps", type=_count(1), help=f"steps ({d.steps})")
     g.add_argument("--batch-size", type=_count(1), help="examples per step (all)")
-    g.add_argument("--seed", type=int, help=f"random seed ({d.seed})")
+    g.add_argument("--seed", type=_seed, help=f"random seed, 0 to 2**32 - 1 ({d.seed})")
     p.add_argument("--out", type=Path, help=f"output folder ({out})")
     p.set_defaults(default_out=Path(out))
     _eager_flag(p)
+
+
+def _refused_flag(p: argparse.ArgumentParser, flag: str, hint: str) -> None:
+    """``flag``, which this command does not take: not listed in --help, and refused
+    with ``hint`` (rather than argparse's bare "unrecognized arguments")."""
+
+    def refuse(text: str) -> None:
+        raise argparse.ArgumentTypeError(f"not taken here: {hint}")
+
+    p.add_argument(flag, type=refuse, dest=f"refused_{flag[2:]}", help=argparse.SUPPRESS)
+
+
+def _force_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="start over in an --out folder that holds an unfinished `chainrule train` run, "
+        f"deleting its {CHECKPOINT_FILE} (without --force such a folder is refused: resume "
+        "the run with `chainrule train --resume DIR`)",
+    )
 
 
 def _run_flags(p: argparse.ArgumentParser, out: str) -> None:
@@ -275,6 +324,7 @@ def _run_training(
     every: int | None = None,
     stop_after: int | None = None,
     resume: Any = None,
+    force: bool = False,
 ) -> int:
     """Train, then write :data:`RUN_FILES` (with ``checkpoints``, also
     :data:`CHECKPOINT_FILE`) into ``out`` as one unit.
@@ -287,9 +337,11 @@ def _run_training(
     writes no results.
 
     With ``checkpoints`` the run saves a checkpoint every ``every`` steps, at the end,
-    and on Ctrl-C, which then prints how to resume and returns exit code 130.
+    and on Ctrl-C or SIGTERM, which then prints how to resume and returns exit code 130
+    (143 for SIGTERM).
     ``resume`` is the :class:`~chainrule.training.Checkpoint` that the run in ``out``
-    goes on from.
+    goes on from; a new run (no ``resume``) does not replace an unfinished one in
+    ``out`` unless ``force`` is given.
     """
     from chainrule import nn
     from chainrule._io import staged_folder
@@ -297,6 +349,8 @@ def _run_training(
     from chainrule.training import train
 
     config.validate()
+    if resume is None and not force:
+        _refuse_replacing_a_run_in_progress(out)
     writer = _CheckpointWriter(out, own=resume is not None) if checkpoints else None
     files = TRAIN_RUN_FILES if checkpoints else RUN_FILES
     resume_line = f"chainrule train --resume {shlex.quote(str(out))}"
@@ -350,15 +404,17 @@ def _run_training(
             f"is {out / CHECKPOINT_FILE}; continue with: {resume_line}"
         )
         return 0
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if writer is None or writer.step is None:
             raise  # nothing saved: the usual "interrupted"
+        terminated = getattr(exc, "signum", signal.SIGINT) == signal.SIGTERM
         print(
-            f"chainrule train: interrupted after step {writer.step} of {config.steps}; "
-            f"checkpoint saved in {out / CHECKPOINT_FILE}; resume with: {resume_line}",
+            f"chainrule train: {'terminated (SIGTERM)' if terminated else 'interrupted'} "
+            f"after step {writer.step} of {config.steps}; checkpoint saved in "
+            f"{out / CHECKPOINT_FILE}; resume with: {resume_line}",
             file=sys.stderr,
         )
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     test = ""
     if "test_accuracy" in metrics:
         test = (
@@ -374,6 +430,29 @@ def _run_training(
     )
     print("wrote " + ", ".join(str(out / name) for name in files))
     return 0
+
+
+def _refuse_replacing_a_run_in_progress(out: Path) -> None:
+    """Refuse a new run into ``out`` when it holds the checkpoint of a run that has not
+    finished (stopped, interrupted or killed): the new run would delete it."""
+    from chainrule.training import CheckpointError, load_checkpoint
+
+    path = out / CHECKPOINT_FILE
+    if not path.is_file():
+        return
+    try:
+        checkpoint = load_checkpoint(path)
+    except CheckpointError:
+        what = f"a {CHECKPOINT_FILE} that cannot be read"
+    else:
+        if checkpoint.finished and (out / "model.json").is_file():
+            return  # a finished run with its results: replaced like any earlier results
+        what = f"an unfinished run (step {checkpoint.step} of {checkpoint.config.steps})"
+    quoted = shlex.quote(str(out))
+    raise UsageError(
+        f"--out {out} holds {what}; resume it with: chainrule train --resume {quoted} "
+        "(or give --force to start over, deleting its checkpoint)"
+    )
 
 
 class _Paused(Exception):
@@ -411,7 +490,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     config = demo_config()
     config.compiled = not args.eager
-    return _run_training(config, args.out, progress=not args.no_progress)
+    return _run_training(config, args.out, progress=not args.no_progress, force=args.force)
 
 
 #: The flags that may be given with --resume; every other setting is the checkpoint's.
@@ -428,6 +507,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         checkpoints=True,
         every=args.checkpoint_every,
         stop_after=args.stop_after,
+        force=args.force,
     )
 
 
@@ -443,6 +523,8 @@ def _resume_training(args: argparse.Namespace) -> int:
         )
     if args.out is not None and args.out.resolve() != folder.resolve():
         raise UsageError(f"--out {args.out}: a resumed run writes into its own folder, {folder}")
+    if args.force:
+        raise UsageError("--force starts a new run; --resume goes on with the one in its folder")
     checkpoint = load_checkpoint(folder / CHECKPOINT_FILE)  # every entry checked
     saved = checkpoint.config
     given = _given(args)
@@ -504,6 +586,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UsageError("-o goes with --input-file; --input prints to the terminal")
     if not to_stdout:
         _check_output_file(args.output, example="predictions.csv")
+        _refuse_overwriting_inputs(
+            args.output,
+            {
+                "--model, the model being read": args.model,
+                "--input-file, the points being read": args.input_file,
+            },
+        )
     model, metadata = load_with_metadata(args.model)  # size, shapes, numbers checked
     try:
         task = Task.from_json(metadata.get("task"), model.nouts[-1])
@@ -662,6 +751,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     path: Path = args.output or args.model.with_suffix(EXPORT_FORMATS[fmt])
     _check_output_file(path, example=f"model{EXPORT_FORMATS[fmt]}")
     model, metadata = load_with_metadata(args.model)  # size, shapes, numbers checked
+    flag = "-o" if args.output else None
+    _refuse_overwriting_inputs(path, {"MODEL, the model being exported": args.model}, flag)
     if fmt == "onnx":
         written = to_onnx(model, path, metadata)
         print(
@@ -680,10 +771,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     from chainrule.export import from_safetensors
 
     path: Path = args.output or args.weights.with_suffix(".json")
-    if path.resolve() == args.weights.resolve():
-        raise UsageError(f"{path} is the file being imported; name another output with -o")
     _check_output_file(path, example="model.json")
     model, metadata = from_safetensors(args.weights)  # names, shapes, numbers checked
+    flag = "-o" if args.output else None
+    _refuse_overwriting_inputs(path, {"FILE, the file being imported": args.weights}, flag)
     written = nn.save(model, path, metadata)
     print(f"wrote {written} ({model.num_parameters()} parameters)")
     return 0
@@ -730,6 +821,29 @@ def _check_output_file(path: Path, example: str = "graph.svg") -> None:
     if not path.parent.is_dir():
         problem = "is not a folder" if path.parent.exists() else "does not exist"
         raise UsageError(f"-o {path}: {path.parent} {problem}")
+
+
+def _refuse_overwriting_inputs(
+    output: Path, inputs: Mapping[str, Path | None], flag: str | None = "-o"
+) -> None:
+    """Refuse, before anything is written, an output file that is one of the files the
+    command reads, however it is spelled (``./x``, a symbolic or hard link to it):
+    writing it would replace what is being read. ``inputs``: each input file by a
+    description ("MODEL, the model being exported"); None or ``-`` (standard input) is
+    no file. ``flag`` names the output in the message, or None for a default output."""
+    for what, source in inputs.items():
+        if source is not None and str(source) != "-" and _same_file(output, source):
+            where = f"{flag} {output}" if flag else f"the output {output}"
+            raise UsageError(f"{where} is {what}; write to another file (-o FILE)")
+
+
+def _same_file(output: Path, source: Path) -> bool:
+    """Whether ``output`` is the regular file ``source`` (a device such as /dev/stdout
+    may be both read and written)."""
+    try:
+        return os.path.samefile(output, source) and stat.S_ISREG(os.stat(output).st_mode)
+    except (OSError, ValueError):  # one of them missing (or a NUL in a name): not one file
+        return False
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
@@ -819,6 +933,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and decision_boundary.png.",
     )
     _run_flags(p, "runs/demo")
+    _force_flag(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser(
@@ -831,8 +946,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group(
         "checkpoints",
         f"The run's folder always gets {CHECKPOINT_FILE}, the whole state of the run, at "
-        "the end; Ctrl-C saves one too, after the step under way, and prints how to "
-        "resume. A folder with a checkpoint alone is a run in progress.",
+        "the end; Ctrl-C (or SIGTERM) saves one too, after the step under way, and prints "
+        "how to resume. A folder with a checkpoint alone is a run in progress: a new run "
+        "into it is refused (resume it, or give --force).",
     )
     g.add_argument(
         "--checkpoint-every",
@@ -856,6 +972,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after step K with a checkpoint, to go on later with --resume (e.g. to "
         "train in sessions)",
     )
+    _force_flag(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _debug_flag(p)
     p.set_defaults(func=cmd_train)
@@ -908,7 +1025,7 @@ trained with (stored in model.json):
         description="Train briefly at each of several learning rates from the same start, "
         "plot the final loss against the learning rate, and suggest a range.",
     )
-    _training_flags(p, "runs/lr-find", held_out=False)
+    _training_flags(p, "runs/lr-find", held_out=False, sweep=True)
     p.add_argument("--min-lr", type=_positive, default=1e-3, help="smallest lr (%(default)s)")
     p.add_argument("--max-lr", type=_positive, default=1e3, help="largest lr (%(default)s)")
     p.add_argument("--num", type=_count(2), default=13, help="learning rates (%(default)s)")
@@ -1041,7 +1158,9 @@ def _gpt_parsers(sub: Any) -> None:
     p.add_argument(
         "--block-size", type=_count(1), default=d.block_size, help="context (%(default)s)"
     )
-    p.add_argument("--seed", type=int, default=d.seed, help="random seed (%(default)s)")
+    p.add_argument(
+        "--seed", type=_seed, default=d.seed, help="random seed, 0 to 2**32 - 1 (%(default)s)"
+    )
     _run_flags(p, "runs/gpt")
     p.set_defaults(func=cmd_gpt_train)
 
@@ -1060,7 +1179,9 @@ def _gpt_parsers(sub: Any) -> None:
         default=0.5,
         help="below 1: safer names; above 1: wilder; 0: always the likeliest (%(default)s)",
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed (%(default)s)")
+    p.add_argument(
+        "--seed", type=_seed, default=0, help="random seed, 0 to 2**32 - 1 (%(default)s)"
+    )
     _debug_flag(p)
     p.set_defaults(func=cmd_gpt_sample)
 
@@ -1132,7 +1253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     0: done. 2: a bad argument, input file or output path, or a training run that
     diverged -- one line on stderr saying what is wrong. 1: an unexpected error, which
     is a bug in chainrule -- one line saying so (``--debug`` shows the traceback).
-    130: interrupted.
+    130: interrupted; 143: terminated (SIGTERM) during training. 141: the reader of
+    the output went away (``chainrule gpt sample | head``), quietly, as Unix tools do.
     """
     words = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -1140,7 +1262,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(_leading_minus_expression(words))
         code: int = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
         return code
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except UsageError as exc:
         _error(args, str(exc))
     except KeyboardInterrupt:
@@ -1161,6 +1287,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_BUG
     return EXIT_USAGE
+
+
+def _silence_stdout() -> None:
+    """Point standard output at the null device, so that Python's final flush of what is
+    still buffered does not fail again on the closed pipe (Python's documented recipe)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real file (tests capture it)
+        pass
 
 
 def _error(args: argparse.Namespace | None, message: str, kind: str = "error") -> None:

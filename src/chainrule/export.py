@@ -34,6 +34,7 @@ from chainrule.nn import ModelFileError as ModelFileError
 
 __all__ = [
     "EXPORT_FORMATS",
+    "MAX_METADATA_DEPTH",
     "MissingDependencyError",
     "from_safetensors",
     "pytorch_lines",
@@ -195,15 +196,75 @@ def to_onnx(
     return atomic_write_bytes(path, proto.SerializeToString())
 
 
+#: How deeply the JSON in a safetensors file's metadata may nest. chainrule writes a
+#: few levels; a deeper one is refused as a crafted file, before Python's recursion
+#: limit (or the model file it would become) can trip over it.
+MAX_METADATA_DEPTH = 64
+
+
 def _reject_constant(name: str) -> float:
     raise ModelFileError(f"non-finite number {name} in the metadata")
+
+
+def _finite_float(text: str) -> float:
+    x = float(text)
+    if not math.isfinite(x):  # 1e999
+        raise ModelFileError(f"the number {text:.40} in the metadata is too large for a float")
+    return x
+
+
+def _bounded_int(text: str) -> int:
+    # From 10**308 up an integer is beyond a float's range: no number chainrule writes
+    # (and from 4,300 digits up Python refuses to read it).
+    if len(text.lstrip("-")) > 308:
+        raise ModelFileError(f"an integer of {len(text)} digits in the metadata is too large")
+    return int(text)
+
+
+def _depth(value: object) -> int:
+    """How many levels of lists and objects ``value`` (parsed JSON) has, counted without
+    recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
+
+
+def _metadata_json(text: str) -> Any:
+    """The JSON value of a metadata entry (the architecture, the model file's metadata),
+    refusing what no file of
+    :func:`to_safetensors` holds and what the model file it becomes could not hold: NaN,
+    infinities, numbers beyond a float's range, nesting over
+    :data:`MAX_METADATA_DEPTH` levels."""
+    too_deep = ModelFileError(f"its metadata nests more than {MAX_METADATA_DEPTH} levels deep")
+    try:
+        value = json.loads(
+            text,
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
+            parse_int=_bounded_int,
+        )
+    except json.JSONDecodeError as exc:
+        raise ModelFileError(f"its metadata is not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise too_deep from None
+    if _depth(value) > MAX_METADATA_DEPTH:
+        raise too_deep
+    return value
 
 
 def from_safetensors(path: str | os.PathLike[str]) -> tuple[MLP, dict[str, Any]]:
     """The model (and the model file's metadata) in a file written by :func:`to_safetensors`.
 
     Everything is checked before the model is built: the file's size (at most
-    :data:`~chainrule.nn.MAX_MODEL_BYTES`), the architecture in its metadata, that the
+    :data:`~chainrule.nn.MAX_MODEL_BYTES`), the JSON in its metadata (finite numbers
+    within a float's range, at most :data:`MAX_METADATA_DEPTH` levels deep), the
+    architecture in it, that the
     tensor names and shapes are exactly those of the ``Sequential``, and that every
     number is finite. Raises :class:`~chainrule.nn.ModelFileError`, naming the file.
     """
@@ -246,11 +307,8 @@ def _from_safetensors(source: Path) -> tuple[MLP, dict[str, Any]]:
         raise ModelFileError(
             f"unknown version {header.get('version')!r:.40}; this chainrule reads {VERSION}"
         )
-    try:
-        arch = json.loads(header["architecture"], parse_constant=_reject_constant)
-        metadata = json.loads(header.get("metadata", "{}"), parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise ModelFileError(f"its metadata is not valid JSON ({exc.msg})") from None
+    arch = _metadata_json(header["architecture"])
+    metadata = _metadata_json(header.get("metadata", "{}"))
     if not isinstance(metadata, dict):
         raise ModelFileError("its metadata must be a JSON object")
     nin, nouts, activation, output_activation = check_architecture(arch)

@@ -111,6 +111,9 @@ class CharTokenizer:
             )
         if len(set(chars)) != len(chars):
             raise ValueError(f"CharTokenizer: characters must be distinct, got {chars!r}")
+        bad = _not_text(chars)
+        if bad is not None:
+            raise ValueError(f"CharTokenizer: {bad!r} is half of a UTF-16 pair, not a character")
         self.chars = chars
         self.stoi = {c: i + 1 for i, c in enumerate(chars)}
 
@@ -141,6 +144,12 @@ class CharTokenizer:
 
     def __repr__(self) -> str:
         return f"CharTokenizer({self.chars!r})"
+
+
+def _not_text(chars: str) -> str | None:
+    """The first lone surrogate in ``chars`` (``"\\ud800"``: half of a UTF-16 pair, which
+    JSON can spell but no text holds, and which cannot be printed), or None."""
+    return next((c for c in chars if "\ud800" <= c <= "\udfff"), None)
 
 
 def one_hot(tokens: Sequence[int], vocab_size: int) -> list[list[float]]:
@@ -453,9 +462,9 @@ def load(path: str | os.PathLike[str]) -> tuple[GPT, CharTokenizer]:
     architecture field a positive integer, ``dim`` divisible by ``heads``, the
     parameter count (:func:`count_parameters`) at most
     :data:`chainrule.nn.MAX_MODEL_PARAMETERS` and equal to the number of parameters in
-    the file, each a finite number; the tokenizer's characters distinct and as many as
-    the vocabulary needs. Only then is the model built (its size bounded by the numbers
-    actually in the file) and the parameters matched by name.
+    the file, each a finite number; the tokenizer's characters distinct, text (no lone
+    surrogate) and as many as the vocabulary needs. Only then is the model built (its
+    size bounded by the numbers actually in the file) and the parameters matched by name.
     """
     model, tokenizer, _ = load_with_metadata(path)
     return model, tokenizer
@@ -509,6 +518,12 @@ def _build(doc: dict[str, Any]) -> tuple[GPT, CharTokenizer, dict[str, Any]]:
         raise ModelFileError(
             "metadata.chars must be a string of distinct characters (the tokenizer's), "
             f"got {chars!r:.40}"
+        )
+    bad = _not_text(chars)
+    if bad is not None:
+        raise ModelFileError(
+            f"metadata.chars holds {bad!r}, half of a UTF-16 pair, not a character: "
+            "the tokenizer's vocabulary must be text"
         )
     if len(chars) + 1 != sizes["vocab_size"]:
         raise ModelFileError(

@@ -12,7 +12,7 @@ gradient-descent loop that a reader can follow step by step::
 
 A run can be saved and continued: ``train(config, checkpoint_every=10,
 checkpoint_path="run.json")`` writes a :class:`Checkpoint` (JSON, atomically) every
-10 steps, at the end, and when Ctrl-C stops the run between two steps;
+10 steps, at the end, and when Ctrl-C (or SIGTERM) stops the run between two steps;
 ``train(resume_from="run.json")`` goes on from it exactly as if it had never stopped.
 
 ``train_gpt(GPTConfig(...))`` does the same for the character-level GPT of
@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, ClassVar
 
 from chainrule import data as datasets
 from chainrule import losses
@@ -61,6 +61,7 @@ __all__ = [
     "DIVERGENCE_FACTOR",
     "LOSSES",
     "MAX_CHECKPOINT_BYTES",
+    "MAX_SEED",
     "OPTIMIZERS",
     "Checkpoint",
     "CheckpointError",
@@ -73,6 +74,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "TrainingInterrupted",
+    "check_seed",
     "demo_config",
     "evaluate",
     "load_checkpoint",
@@ -107,9 +109,20 @@ DEFAULT_LR: dict[str, float] = {"sgd": 1.0, "adam": 0.05}
 #: Adam's step is about ``lr`` in every weight: from this rate up it only jumps about.
 ADAM_MAX_LR = 1.0
 
+#: The largest seed (the smallest is 0): the datasets draw from NumPy's ``RandomState``
+#: stream (:mod:`chainrule.data`), which takes a seed of 32 bits.
+MAX_SEED = 2**32 - 1
+
 
 class ConfigError(ChainruleError, ValueError):
     """A training configuration that cannot run: an unknown choice or a bad number."""
+
+
+def check_seed(seed: object) -> int:
+    """``seed`` if it is a whole number from 0 to :data:`MAX_SEED`; else :class:`ConfigError`."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"seed must be a whole number from 0 to 2**32 - 1, got {seed!r:.40}")
+    return seed
 
 
 class CheckpointError(ChainruleError, ValueError):
@@ -117,14 +130,16 @@ class CheckpointError(ChainruleError, ValueError):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped :func:`train` between two steps, after saving :attr:`checkpoint`.
+    """Ctrl-C (SIGINT) or SIGTERM stopped :func:`train` between two steps, after saving
+    :attr:`checkpoint`; :attr:`signum` is the signal's number.
 
     A ``KeyboardInterrupt``, so code that does not know it stops as on any Ctrl-C.
     """
 
-    def __init__(self, checkpoint: Checkpoint) -> None:
+    def __init__(self, checkpoint: Checkpoint, signum: int = signal.SIGINT) -> None:
         super().__init__(f"training interrupted after step {checkpoint.step}")
         self.checkpoint = checkpoint
+        self.signum = signum
 
 
 @dataclass(frozen=True)
@@ -298,6 +313,7 @@ class TrainConfig:
             )
         if not 0 <= self.test_fraction < 1:
             raise ConfigError(f"test fraction must be in [0, 1), got {self.test_fraction}")
+        check_seed(self.seed)
         if self.test_fraction and max(1, round(self.samples * self.test_fraction)) >= self.samples:
             raise ConfigError(
                 f"a test fraction of {self.test_fraction} of {self.samples} samples leaves "
@@ -768,34 +784,40 @@ def _data_sha256(*parts: object) -> str:
 
 
 class _InterruptGuard:
-    """Holds Ctrl-C (SIGINT) off while a step runs, so a checkpoint sees whole steps.
+    """Holds Ctrl-C (SIGINT) and SIGTERM off while a step runs, so a checkpoint sees
+    whole steps.
 
-    The first Ctrl-C only sets :attr:`requested`; the loop looks at it between steps,
-    saves a checkpoint and stops. A second Ctrl-C interrupts at once, as usual. Active
-    only in the main thread and when Python's own SIGINT handler is in place (not when
-    SIGINT is ignored or someone else handles it); otherwise Ctrl-C acts as always.
+    The first such signal only sets :attr:`requested` to its number; the loop looks at
+    it between steps, saves a checkpoint and stops. A second one acts at once, as
+    usual. A signal is held off only in the main thread and when its usual handler is
+    in place (Python's for SIGINT, the default for SIGTERM): not when it is ignored or
+    someone else handles it, and then it acts as always.
     """
 
+    _USUAL: ClassVar[dict[int, Any]] = {
+        signal.SIGINT: signal.default_int_handler,
+        signal.SIGTERM: signal.SIG_DFL,
+    }
+
     def __init__(self, active: bool) -> None:
-        self.requested = False
-        self.active = (
-            active
-            and threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        )
+        self.requested: int | None = None
+        main = active and threading.current_thread() is threading.main_thread()
+        self.signals = [
+            s for s, usual in self._USUAL.items() if main and signal.getsignal(s) is usual
+        ]
 
     def __enter__(self) -> _InterruptGuard:
-        if self.active:
-            signal.signal(signal.SIGINT, self._note)
+        for s in self.signals:
+            signal.signal(s, self._note)
         return self
 
     def _note(self, signum: int, frame: FrameType | None) -> None:
-        self.requested = True
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # the next one stops at once
+        self.requested = signum
+        signal.signal(signum, self._USUAL[signum])  # the next one stops at once
 
     def __exit__(self, *exc: object) -> None:
-        if self.active:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+        for s in self.signals:
+            signal.signal(s, self._USUAL[s])
 
 
 def train(
@@ -819,8 +841,8 @@ def train(
     Checkpoints (:class:`Checkpoint`) go to ``checkpoint_path`` (a JSON file, replaced
     atomically each time) and/or to ``on_checkpoint``: after every ``checkpoint_every``
     steps, at the end of the run (also after ``stop_after`` steps), and on Ctrl-C.
-    With somewhere to save them, Ctrl-C (SIGINT, in the main thread) is acted on
-    between two steps: the checkpoint of the last whole step is saved, then
+    With somewhere to save them, Ctrl-C (SIGINT) and SIGTERM (in the main thread) are
+    acted on between two steps: the checkpoint of the last whole step is saved, then
     :class:`TrainingInterrupted` (a ``KeyboardInterrupt``) is raised.
 
     ``resume_from`` (a :class:`Checkpoint` or its file) goes on from a checkpoint with
@@ -982,7 +1004,7 @@ def train(
             if saving:
                 save(last)
             if guard.requested:
-                raise TrainingInterrupted(last)
+                raise TrainingInterrupted(last, guard.requested)
         if config.patience is not None and best_step is not None and not paused:
             for p, w in zip(params, best_weights, strict=True):  # the best test loss's weights
                 p.data = w
@@ -1201,6 +1223,7 @@ class GPTConfig:
             )
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"lr must be a positive number, got {self.lr}")
+        check_seed(self.seed)
 
 
 @dataclass
