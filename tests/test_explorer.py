@@ -7,6 +7,7 @@ import io
 import json
 import math
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from setuptools.config.pyprojecttoml import read_configuration
 
 import chainrule
 from chainrule import plots, topological_order
@@ -82,6 +84,41 @@ def test_it_serves_the_page_the_runtime_and_chainrules_own_source(running) -> No
         assert not any(n.startswith("chainrule/explorer/static/") for n in names)
         assert not any("__pycache__" in n for n in names)
     assert server.source_archive() == archive  # the same files give the same bytes
+
+
+def test_the_source_archive_ships_modules_and_declared_data_never_hidden_files(tmp_path) -> None:
+    """A package folder holding a .env, editor swap and backup files, bytecode and a
+    hidden folder: the archive carries its modules and declared data files, nothing else."""
+    package = Path(chainrule.__file__).resolve().parent
+    copy = tmp_path / "chainrule"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("static", "__pycache__"))
+    strays = [
+        ".env",
+        ".engine.py.swp",
+        "engine.py~",
+        "#engine.py#",
+        "engine.pyc",
+        "notes.txt",
+        "__pycache__/engine.cpython-311.pyc",
+        ".hidden/secret.py",
+        "datasets/.DS_Store",
+        "datasets/extra.csv",
+    ]
+    for name in strays:
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        (copy / name).write_text("SECRET=1\n")
+    with zipfile.ZipFile(io.BytesIO(server.source_archive(copy))) as z:
+        shipped = {n.removeprefix("chainrule/") for n in z.namelist() if n.startswith("chainrule/")}
+    modules = {
+        p.relative_to(package).as_posix()
+        for p in package.rglob("*.py")
+        if "__pycache__" not in p.parts and "static" not in p.parts
+    }
+    assert shipped == modules | set(server.PACKAGE_DATA)
+    # The data files are exactly those pyproject.toml declares (less the page itself).
+    config = read_configuration(str(ROOT / "pyproject.toml"))
+    declared = config["tool"]["setuptools"]["package-data"]["chainrule"]
+    assert set(server.PACKAGE_DATA) == {d for d in declared if not d.startswith("explorer/static")}
 
 
 @pytest.mark.parametrize(

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import os
 import shutil
 import sys
 import threading
 import webbrowser
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -33,6 +34,7 @@ from chainrule.errors import ChainruleError
 
 __all__ = [
     "HOST",
+    "PACKAGE_DATA",
     "STATIC",
     "ExplorerNotInstalledError",
     "ExplorerServer",
@@ -57,6 +59,10 @@ RUNTIME = (
     "vendor/pyodide/pyodide-lock.json",
     "vendor/viz/viz.js",
 )
+
+#: What chainrule.zip carries of the package besides its modules (``*.py``): the data
+#: files that pyproject.toml's package-data declares, less the explorer's own page.
+PACKAGE_DATA = ("py.typed", "datasets/names.txt", "datasets/NAMES-SOURCE.md")
 
 _TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -96,33 +102,62 @@ def _check_runtime(static: Path) -> None:
         )
 
 
-def _package_files(root: Path, prefix: str, skip: Callable[[Path], bool]) -> list[tuple[Path, str]]:
-    """(file, name in the archive) for every file of a package folder, sorted."""
+def _visible_files(root: Path) -> list[Path]:
+    """Every file under ``root``, as paths relative to it, sorted; never a hidden one.
+
+    Names that start with a dot (``.env``, ``.engine.py.swp``, ``.git/``) and
+    ``__pycache__`` folders are left out. A folder that is a symbolic link is followed
+    (``static/vendor`` may be one), each real folder once.
+    """
+    found: list[Path] = []
+    seen: set[str] = set()
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:  # a link back into a folder already walked
+            dirs.clear()
+            continue
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d != "__pycache__"]
+        here = Path(folder).relative_to(root)
+        found += [here / n for n in names if not n.startswith(".") and Path(folder, n).is_file()]
+    return sorted(found)
+
+
+def _package_files(
+    root: Path, prefix: str, data: tuple[str, ...] = (), skip: str | None = None
+) -> list[tuple[Path, str]]:
+    """(file, name in the archive) for a package folder: its modules (``*.py``) and the
+    data files named in ``data``, the folder ``skip`` left out; nothing else (no
+    ``*.pyc``, no editor's or hidden files)."""
     out = []
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if path.is_file() and "__pycache__" not in rel.parts and not skip(rel):
-            out.append((path, f"{prefix}/{rel.as_posix()}"))
+    for rel in _visible_files(root):
+        name = rel.as_posix()
+        if skip is not None and name.startswith(skip + "/"):
+            continue
+        if rel.suffix == ".py" or name in data:
+            out.append((root / rel, f"{prefix}/{name}"))
     return out
 
 
-def source_archive() -> bytes:
+def source_archive(package: Path | None = None) -> bytes:
     """chainrule's installed source as a zip, for the page to import under Pyodide.
 
-    Every file of the ``chainrule`` package as installed (the explorer's own static
-    folder left out), and the pure-Python ``graphviz`` package that
-    :func:`chainrule.graph.draw_dot` needs. Made afresh from the files on disk, so the
+    The modules of the ``chainrule`` package folder (``package``; by default the one
+    installed) and its declared data files (:data:`PACKAGE_DATA`), and the modules of
+    the pure-Python ``graphviz`` package that :func:`chainrule.graph.draw_dot` needs:
+    an allow-list, so a hidden file (``.env``), an editor's swap file or compiled
+    bytecode lying in the folder is never published. The explorer's static folder is
+    left out (it is the page itself). Made afresh from the files on disk, so the
     browser runs exactly the code this Python runs. The entries carry a fixed date, so
     the same files always give the same bytes.
     """
-    package = Path(chainrule.__file__).resolve().parent
-    static = STATIC.relative_to(package)
-    files = _package_files(package, "chainrule", lambda rel: rel.parts[:2] == static.parts)
+    root = package if package is not None else Path(chainrule.__file__).resolve().parent
+    static = STATIC.relative_to(Path(chainrule.__file__).resolve().parent).as_posix()
+    files = _package_files(root, "chainrule", PACKAGE_DATA, skip=static)
     spec = importlib.util.find_spec("graphviz")
     if spec is None or spec.origin is None:
         raise ExplorerNotInstalledError("the graphviz Python package, a dependency, is missing")
-    graphviz_dir = Path(spec.origin).resolve().parent
-    files += _package_files(graphviz_dir, "graphviz", lambda rel: rel.suffix != ".py")
+    files += _package_files(Path(spec.origin).resolve().parent, "graphviz")
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for path, name in files:
@@ -141,10 +176,8 @@ def site_files(static: Path = STATIC) -> dict[str, Path | bytes]:
     """
     _check_runtime(static)
     table: dict[str, Path | bytes] = {}
-    for path in sorted(static.rglob("*")):
-        rel = path.relative_to(static)
-        if path.is_file() and not any(part.startswith(".") for part in rel.parts):
-            table["/" + rel.as_posix()] = path
+    for rel in _visible_files(static):
+        table["/" + rel.as_posix()] = static / rel
     table["/"] = table["/index.html"]
     table["/chainrule.zip"] = source_archive()
     return table
