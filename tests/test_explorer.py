@@ -184,6 +184,35 @@ def test_write_site_makes_a_static_copy(tmp_path) -> None:
         server.write_site(out)
 
 
+def test_a_site_that_fails_part_way_leaves_nothing_and_a_retry_works(tmp_path, monkeypatch) -> None:
+    """The site is built beside the target and renamed into place: a copy failing
+    part-way leaves no half-written folder (nor a hidden staging one), and the same
+    command run again succeeds."""
+    copyfile = shutil.copyfile
+    copied = []
+
+    def failing(src, dst, *args, **kwargs):
+        if len(copied) == 3:
+            raise OSError(28, "No space left on device", str(dst))
+        copied.append(dst)
+        return copyfile(src, dst, *args, **kwargs)
+
+    for target in (tmp_path / "new", tmp_path / "empty"):
+        copied.clear()
+        (tmp_path / "empty").mkdir(exist_ok=True)
+        monkeypatch.setattr(shutil, "copyfile", failing)
+        with pytest.raises(OSError, match="No space left"):
+            server.write_site(target)
+        assert len(copied) == 3  # it did fail part-way
+        assert not target.exists() or list(target.iterdir()) == []
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]  # no staging left
+        monkeypatch.setattr(shutil, "copyfile", copyfile)
+        server.write_site(target)
+        assert (target / "index.html").read_bytes() == (server.STATIC / "index.html").read_bytes()
+        assert (target / "vendor/pyodide/pyodide.asm.wasm").is_file()
+        shutil.rmtree(target)
+
+
 def test_a_missing_runtime_says_how_to_fetch_it(tmp_path) -> None:
     (tmp_path / "index.html").write_text("<!doctype html>")
     with pytest.raises(server.ExplorerNotInstalledError, match="make explorer"):

@@ -30,6 +30,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import chainrule
+from chainrule._io import staged_folder
 from chainrule.errors import ChainruleError
 
 __all__ = [
@@ -185,20 +186,26 @@ def site_files(static: Path = STATIC) -> dict[str, Path | bytes]:
 
 def write_site(directory: str | Path) -> Path:
     """Write the whole site to ``directory`` (made if missing; must be empty if it exists),
-    ready to publish on any static web server. Returns the folder."""
+    ready to publish on any static web server. Returns the folder.
+
+    The site is built in a hidden sibling folder and renamed into place
+    (:func:`chainrule._io.staged_folder`): a failure part-way leaves ``directory`` as it
+    was, so trying again just works.
+    """
     target = Path(directory)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise FileExistsError(f"{target}: exists and is not an empty folder")
     files = site_files()
-    for url, content in files.items():
-        if url == "/":
-            continue
-        path = target / url.lstrip("/")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, Path):
-            shutil.copyfile(content, path)
-        else:
-            path.write_bytes(content)
+    with staged_folder(target, replaceable=()) as staging:
+        for url, content in files.items():
+            if url == "/":
+                continue
+            path = staging / url.lstrip("/")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, Path):
+                shutil.copyfile(content, path)
+            else:
+                path.write_bytes(content)
     return target
 
 
