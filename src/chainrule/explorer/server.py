@@ -10,13 +10,18 @@ zipped when the server starts (with the pure-Python ``graphviz`` package that
 The server binds ``127.0.0.1`` only and answers ``GET`` and ``HEAD`` for exactly the
 files of the site, found by exact name in a table made at start: a path that is not in
 the table is a 404, and one with ``..``, a backslash or an encoded slash is refused
-with a 400 before it is looked up. Nothing outside the site can be reached.
+with a 400 before it is looked up. Nothing outside the site can be reached. A request
+whose ``Host`` is not this machine's own name and port gets a 421, so a page on another
+site cannot read the explorer through a name rebound to 127.0.0.1. Every answer, errors
+included, carries the same security headers; a silent connection is closed after
+:data:`TIMEOUT` seconds, and at most :data:`MAX_CONNECTIONS` are served at once.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import io
+import math
 import os
 import shutil
 import sys
@@ -27,6 +32,7 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import chainrule
@@ -35,8 +41,10 @@ from chainrule.errors import ChainruleError
 
 __all__ = [
     "HOST",
+    "MAX_CONNECTIONS",
     "PACKAGE_DATA",
     "STATIC",
+    "TIMEOUT",
     "ExplorerNotInstalledError",
     "ExplorerServer",
     "serve",
@@ -87,6 +95,34 @@ _CSP = (
     "worker-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
     "frame-ancestors 'none'"
 )
+
+
+#: Headers on every answer, errors included (a browser must not guess a type, nor run a
+#: script from anywhere else).
+_SECURITY_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("Content-Security-Policy", _CSP),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+)
+
+#: Seconds a connection may stay silent (no request yet, a request half sent, an answer
+#: not read) before it is closed: idle connections must not hold threads for ever.
+TIMEOUT = 20.0
+
+#: Connections served at once (a browser opens about six); more are answered 503.
+MAX_CONNECTIONS = 32
+
+
+def _answer(status: HTTPStatus, message: str) -> bytes:
+    """A whole HTTP answer with a one-line body, for when there is no handler to send it."""
+    body = f"{status.value} {message}\n".encode()
+    head = [f"HTTP/1.0 {status.value} {status.phrase}", "Content-Type: text/plain; charset=utf-8"]
+    head += [f"Content-Length: {len(body)}", "Connection: close"]
+    head += [f"{header}: {value}" for header, value in _SECURITY_HEADERS]
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+
+
+_BUSY = _answer(HTTPStatus.SERVICE_UNAVAILABLE, "too many connections at once; try again")
 
 
 class ExplorerNotInstalledError(ChainruleError, FileNotFoundError):
@@ -223,10 +259,37 @@ def _refused(raw: str) -> bool:
     return any(part in (".", "..") for part in decoded.split("/"))
 
 
-def _handler(files: Mapping[str, Path | bytes], quiet: bool) -> type[BaseHTTPRequestHandler]:
+def _host_error(values: list[str], port: int) -> tuple[HTTPStatus, str] | None:
+    """Why a request's Host header is refused, or None when it names this server.
+
+    Only ``127.0.0.1:PORT``, ``localhost:PORT`` and ``[::1]:PORT`` (without the port on
+    port 80) are this server: a page on another site whose name was made to point at
+    127.0.0.1 (DNS rebinding) sends its own name, and must not read the answer.
+    """
+    if len(values) != 1:
+        return HTTPStatus.BAD_REQUEST, "a request needs exactly one Host header"
+    names = ("127.0.0.1", "localhost", "[::1]")
+    allowed = {f"{name}:{port}" for name in names} | (set(names) if port == 80 else set())
+    if values[0].strip().lower() in allowed:
+        return None
+    return (
+        HTTPStatus.MISDIRECTED_REQUEST,
+        f"this server answers to 127.0.0.1:{port}, localhost:{port} or [::1]:{port} only",
+    )
+
+
+def _handler(
+    files: Mapping[str, Path | bytes], quiet: bool, seconds: float
+) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "chainrule-explorer"
         sys_version = ""
+        # errors in one line of plain text (the base class writes a page of HTML)
+        error_message_format = "%(code)d %(message)s\n"
+        error_content_type = "text/plain; charset=utf-8"
+        # a request line without a version gets an answer with headers too, not HTTP/0.9's
+        default_request_version = "HTTP/1.0"
+        timeout = seconds  # on the socket: a silent client is dropped
 
         def do_GET(self) -> None:
             self._send(body=True)
@@ -235,6 +298,11 @@ def _handler(files: Mapping[str, Path | bytes], quiet: bool) -> type[BaseHTTPReq
             self._send(body=False)
 
         def _send(self, body: bool) -> None:
+            port = self.connection.getsockname()[1]  # the port this server listens on
+            wrong_host = _host_error(self.headers.get_all("Host") or [], port)
+            if wrong_host is not None:
+                self.send_error(*wrong_host)
+                return
             if _refused(self.path):
                 self.send_error(HTTPStatus.BAD_REQUEST, "path not allowed")
                 return
@@ -252,12 +320,15 @@ def _handler(files: Mapping[str, Path | bytes], quiet: bool) -> type[BaseHTTPReq
             self.send_header("Content-Length", str(len(data)))
             vendor = url.startswith("/vendor/")
             self.send_header("Cache-Control", "max-age=86400" if vendor else "no-cache")
-            self.send_header("X-Content-Type-Options", "nosniff")
-            self.send_header("Content-Security-Policy", _CSP)
-            self.send_header("Cross-Origin-Opener-Policy", "same-origin")
             self.end_headers()
             if body:
                 self.wfile.write(data)
+
+        def end_headers(self) -> None:
+            """Every answer, an error too, keeps the page to itself."""
+            for header, value in _SECURITY_HEADERS:
+                self.send_header(header, value)
+            super().end_headers()
 
         def log_message(self, format: str, *args: object) -> None:
             if not quiet:
@@ -267,15 +338,54 @@ def _handler(files: Mapping[str, Path | bytes], quiet: bool) -> type[BaseHTTPReq
 
 
 class ExplorerServer(ThreadingHTTPServer):
-    """The explorer's HTTP server on ``127.0.0.1:port`` (``port`` 0: a free one)."""
+    """The explorer's HTTP server on ``127.0.0.1:port`` (``port`` 0: a free one).
+
+    A connection that sends nothing for ``timeout`` seconds is closed, and at most
+    ``max_connections`` are served at once (each holds a thread); one more is answered
+    503 at once and closed.
+    """
 
     daemon_threads = True
 
-    def __init__(self, port: int = 0, quiet: bool = True) -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        quiet: bool = True,
+        timeout: float = TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be a whole number from 0 to 65535, got {port!r}")
+        if not (isinstance(timeout, (int, float)) and 0 < timeout < math.inf):
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        if isinstance(max_connections, bool) or not (
+            isinstance(max_connections, int) and max_connections >= 1
+        ):
+            raise ValueError(
+                f"max_connections must be a whole number >= 1, got {max_connections!r}"
+            )
         files = site_files()
-        super().__init__((HOST, port), _handler(files, quiet))
+        self._slots = threading.BoundedSemaphore(max_connections)
+        super().__init__((HOST, port), _handler(files, quiet, float(timeout)))
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve the connection in a thread of its own if a slot is free; else refuse it."""
+        if self._slots.acquire(blocking=False):
+            super().process_request(request, client_address)
+            return
+        try:
+            request.settimeout(1.0)
+            request.sendall(_BUSY)
+        except OSError:
+            pass  # the client is gone already
+        self.shutdown_request(request)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """Handle the connection; its slot is free again before the socket is closed."""
+        try:
+            super().finish_request(request, client_address)
+        finally:
+            self._slots.release()
 
     @property
     def url(self) -> str:
