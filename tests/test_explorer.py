@@ -8,6 +8,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -22,10 +23,12 @@ import pytest
 from setuptools.config.pyprojecttoml import read_configuration
 
 import chainrule
-from chainrule import plots, topological_order
+from chainrule import data, plots, topological_order
+from chainrule.cli import _config, build_parser, main
 from chainrule.explorer import server
 from chainrule.explorer.session import ExpressionSession, TrainingSession, call
 from chainrule.expr import ExpressionError, evaluate
+from chainrule.training import TrainConfig, build
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -462,6 +465,43 @@ def test_training_session_learns_and_takes_edits() -> None:
     assert spiral.task.classes == 3
     # The classes' colours are the plots' (and the notebooks'): one palette everywhere.
     assert spiral.points()["colors"] == list(plots.CLASS_COLORS[:3])
+
+
+@pytest.mark.parametrize("name", list(data.DATASETS))
+def test_every_tool_makes_a_dataset_with_its_one_set_of_defaults(name) -> None:
+    """data.DEFAULTS is the one place a dataset's size, noise and classes are written:
+    TrainConfig, `chainrule train` and the explorer take them from it, and all make the
+    very points the generator makes by default."""
+    own = data.DEFAULTS[name]
+    command_line = _config(build_parser().parse_args(["train", "--dataset", name]))
+    session = TrainingSession(name)
+    configs = {
+        "TrainConfig": TrainConfig(dataset=name),
+        "chainrule train": command_line,
+        "explorer": session.config,
+    }
+    for who, config in configs.items():
+        assert (config.samples, config.noise, config.classes) == (
+            own.samples,
+            own.noise,
+            own.classes,
+        ), who
+    generated = data.DATASETS[name](seed=command_line.seed)  # the generator's own defaults
+    assert build(command_line)[2:] == generated
+    assert (session.X, session.y) == generated
+
+
+def test_train_help_shows_each_datasets_own_noise(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    shown = re.search(r"--noise NOISE noise \(([^)]*)\)", text)
+    assert shown is not None, text
+    noise = {}
+    for group in shown.group(1).split("; "):
+        names, value = group.rsplit(" ", 1)
+        noise.update(dict.fromkeys(names.split(", "), float(value)))
+    assert noise == {name: d.noise for name, d in data.DEFAULTS.items()}
 
 
 @pytest.mark.parametrize("layers", [[], [0], [65], [8, 8, 8, 8, 8], [2.5], [True]])
