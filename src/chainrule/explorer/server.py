@@ -59,6 +59,8 @@ HOST = "127.0.0.1"
 #: The page's own files; ``vendor/`` in it holds the runtime that ``make explorer`` fetches.
 STATIC = Path(__file__).resolve().parent / "static"
 
+_STATIC_IN_PACKAGE = STATIC.relative_to(Path(__file__).resolve().parents[1]).as_posix()
+
 #: Files the page cannot start without, from the npm packages.
 RUNTIME = (
     "vendor/pyodide/pyodide.mjs",
@@ -189,8 +191,7 @@ def source_archive(package: Path | None = None) -> bytes:
     the same files always give the same bytes.
     """
     root = package if package is not None else Path(chainrule.__file__).resolve().parent
-    static = STATIC.relative_to(Path(chainrule.__file__).resolve().parent).as_posix()
-    files = _package_files(root, "chainrule", PACKAGE_DATA, skip=static)
+    files = _package_files(root, "chainrule", PACKAGE_DATA, skip=_STATIC_IN_PACKAGE)
     spec = importlib.util.find_spec("graphviz")
     if spec is None or spec.origin is None:
         raise ExplorerNotInstalledError("the graphviz Python package, a dependency, is missing")
@@ -340,9 +341,9 @@ def _handler(
 class ExplorerServer(ThreadingHTTPServer):
     """The explorer's HTTP server on ``127.0.0.1:port`` (``port`` 0: a free one).
 
-    A connection that sends nothing for ``timeout`` seconds is closed, and at most
-    ``max_connections`` are served at once (each holds a thread); one more is answered
-    503 at once and closed.
+    A connection that sends nothing for ``timeout`` seconds (:data:`TIMEOUT`) is
+    closed, and at most ``max_connections`` (:data:`MAX_CONNECTIONS`) are served at once,
+    each holding a thread; one more is answered 503 at once and closed.
     """
 
     daemon_threads = True
@@ -351,9 +352,11 @@ class ExplorerServer(ThreadingHTTPServer):
         self,
         port: int = 0,
         quiet: bool = True,
-        timeout: float = TIMEOUT,
-        max_connections: int = MAX_CONNECTIONS,
+        timeout: float | None = None,
+        max_connections: int | None = None,
     ) -> None:
+        timeout = TIMEOUT if timeout is None else timeout
+        max_connections = MAX_CONNECTIONS if max_connections is None else max_connections
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be a whole number from 0 to 65535, got {port!r}")
         if not (isinstance(timeout, (int, float)) and 0 < timeout < math.inf):
