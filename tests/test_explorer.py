@@ -3,10 +3,13 @@ files, no path traversal), the source archive, and the session the page runs."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -14,38 +17,69 @@ import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from setuptools.config.pyprojecttoml import read_configuration
 
 import chainrule
-from chainrule import plots, topological_order
+from chainrule import data, plots, topological_order
+from chainrule.cli import _config, build_parser, main
 from chainrule.explorer import server
 from chainrule.explorer.session import ExpressionSession, TrainingSession, call
 from chainrule.expr import ExpressionError, evaluate
+from chainrule.training import TrainConfig, build
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def running() -> Iterator[server.ExplorerServer]:
-    srv = server.ExplorerServer(0)
+@contextlib.contextmanager
+def serving(**options: Any) -> Iterator[server.ExplorerServer]:
+    """An explorer server on a free port, answering in a thread of its own."""
+    srv = server.ExplorerServer(0, **options)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+@pytest.fixture(scope="module")
+def running() -> Iterator[server.ExplorerServer]:
+    with serving() as srv:
+        yield srv
+
+
+def connect(srv: server.ExplorerServer) -> socket.socket:
+    host, port = srv.server_address[:2]
+    return socket.create_connection((str(host), port), timeout=10)
+
+
+def read_all(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def exchange(srv: server.ExplorerServer, request: bytes) -> tuple[int, str, bytes]:
+    """Send ``request`` byte for byte; the answer's status, lower-cased head and body."""
+    with connect(srv) as sock:
+        sock.sendall(request)
+        data = read_all(sock)
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), head.decode("latin-1").lower(), body
 
 
 def raw_get(srv: server.ExplorerServer, target: str, method: str = "GET") -> tuple[int, bytes]:
     """Send the request line exactly as written (no client-side normalising)."""
-    host, port = srv.server_address[:2]
-    with socket.create_connection((str(host), port), timeout=10) as sock:
-        sock.sendall(f"{method} {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body
+    host = f"127.0.0.1:{srv.server_address[1]}"
+    request = f"{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    status, _, body = exchange(srv, request.encode())
+    return status, body
 
 
 def test_the_server_listens_on_loopback_only(running) -> None:
@@ -82,6 +116,41 @@ def test_it_serves_the_page_the_runtime_and_chainrules_own_source(running) -> No
         assert not any(n.startswith("chainrule/explorer/static/") for n in names)
         assert not any("__pycache__" in n for n in names)
     assert server.source_archive() == archive  # the same files give the same bytes
+
+
+def test_the_source_archive_ships_modules_and_declared_data_never_hidden_files(tmp_path) -> None:
+    """A package folder holding a .env, editor swap and backup files, bytecode and a
+    hidden folder: the archive carries its modules and declared data files, nothing else."""
+    package = Path(chainrule.__file__).resolve().parent
+    copy = tmp_path / "chainrule"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("static", "__pycache__"))
+    strays = [
+        ".env",
+        ".engine.py.swp",
+        "engine.py~",
+        "#engine.py#",
+        "engine.pyc",
+        "notes.txt",
+        "__pycache__/engine.cpython-311.pyc",
+        ".hidden/secret.py",
+        "datasets/.DS_Store",
+        "datasets/extra.csv",
+    ]
+    for name in strays:
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        (copy / name).write_text("SECRET=1\n")
+    with zipfile.ZipFile(io.BytesIO(server.source_archive(copy))) as z:
+        shipped = {n.removeprefix("chainrule/") for n in z.namelist() if n.startswith("chainrule/")}
+    modules = {
+        p.relative_to(package).as_posix()
+        for p in package.rglob("*.py")
+        if "__pycache__" not in p.parts and "static" not in p.parts
+    }
+    assert shipped == modules | set(server.PACKAGE_DATA)
+    # The data files are exactly those pyproject.toml declares (less the page itself).
+    config = read_configuration(str(ROOT / "pyproject.toml"))
+    declared = config["tool"]["setuptools"]["package-data"]["chainrule"]
+    assert set(server.PACKAGE_DATA) == {d for d in declared if not d.startswith("explorer/static")}
 
 
 @pytest.mark.parametrize(
@@ -126,16 +195,122 @@ def test_only_get_and_head(running) -> None:
 
 
 def test_headers_keep_the_page_to_itself(running) -> None:
-    host, port = running.server_address[:2]
-    with socket.create_connection((str(host), port), timeout=10) as sock:
-        sock.sendall(b"GET /app.js HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += sock.recv(65536)
-    text = head.decode("latin-1").lower()
-    assert "content-type: text/javascript" in text
-    assert "content-security-policy: default-src 'self'" in text
-    assert "x-content-type-options: nosniff" in text
+    host = f"127.0.0.1:{running.server_address[1]}"
+    request = f"GET /app.js HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    status, head, _ = exchange(running, request.encode())
+    assert status == 200
+    assert "content-type: text/javascript" in head
+    assert "content-security-policy: default-src 'self'" in head
+    assert "x-content-type-options: nosniff" in head
+
+
+def assert_a_one_line_error_that_keeps_the_page_to_itself(head: str, body: bytes) -> None:
+    assert "content-security-policy: default-src 'self'" in head
+    assert "x-content-type-options: nosniff" in head
+    assert "content-type: text/plain" in head
+    assert body.endswith(b"\n") and body.count(b"\n") == 1, body
+
+
+@pytest.mark.parametrize(
+    ("request_line", "expected"),
+    [
+        ("GET /../server.py HTTP/1.1", 400),
+        ("GET /nothing-here HTTP/1.1", 404),
+        ("POST / HTTP/1.1", 501),
+        ("DELETE /index.html HTTP/1.1", 501),
+        ("GET / HTTP/9.9", 505),
+        ("NONSENSE", 400),
+        ("GET / HTTP/1.1 extra", 400),
+    ],
+)
+def test_every_error_answer_carries_the_headers_in_one_line(
+    running, request_line, expected
+) -> None:
+    host = f"127.0.0.1:{running.server_address[1]}"
+    request = f"{request_line}\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    status, head, body = exchange(running, request.encode())
+    assert status == expected
+    assert_a_one_line_error_that_keeps_the_page_to_itself(head, body)
+
+
+@pytest.mark.parametrize("name", ["127.0.0.1", "localhost", "LOCALHOST", "[::1]"])
+def test_the_page_answers_to_this_machines_names_with_the_port(running, name) -> None:
+    port = running.server_address[1]
+    request = f"GET / HTTP/1.1\r\nHost: {name}:{port}\r\nConnection: close\r\n\r\n"
+    status, _, body = exchange(running, request.encode())
+    assert status == 200 and b'data-testid="status"' in body
+
+
+@pytest.mark.parametrize(
+    "hosts",
+    [
+        ["evil.example"],
+        ["evil.example:{port}"],
+        ["localhost.evil.example:{port}"],
+        ["127.0.0.1.nip.io:{port}"],
+        ["127.0.0.1:{other}"],
+        ["localhost:{other}"],
+        ["localhost"],
+        ["127.0.0.1"],
+        ["127.0.0.2:{port}"],
+        ["0.0.0.0:{port}"],
+        ["[::1]"],
+        [""],
+        [],
+        ["127.0.0.1:{port}", "evil.example"],
+    ],
+    ids=lambda hosts: repr(hosts),
+)
+def test_a_page_of_another_site_cannot_read_the_server(running, hosts) -> None:
+    """DNS rebinding: a site whose name points at 127.0.0.1 sends its own Host. Only
+    127.0.0.1, localhost or [::1] with this port are answered; the rest get a 421 (or a
+    400 without exactly one Host), in one line, and none of the site."""
+    port = running.server_address[1]
+    lines = [f"Host: {h.format(port=port, other=port + 1)}" for h in hosts]
+    for target in ("/", "/chainrule.zip"):
+        request = "\r\n".join([f"GET {target} HTTP/1.1", *lines, "Connection: close", "", ""])
+        status, head, body = exchange(running, request.encode())
+        assert status == (421 if len(hosts) == 1 else 400)
+        assert_a_one_line_error_that_keeps_the_page_to_itself(head, body)
+        assert b"data-testid" not in body and not body.startswith(b"PK")
+
+
+def test_idle_connections_are_closed_after_the_timeout() -> None:
+    """A client that connects and sends nothing, or half a request, is dropped after
+    the server's timeout (short here): the server closes, the client reads the end."""
+    with serving(timeout=0.3) as srv:
+        host = f"127.0.0.1:{srv.server_address[1]}"
+        idle = [connect(srv) for _ in range(3)]
+        idle[1].sendall(b"GET / HTTP/1.1\r\n")
+        idle[2].sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\n".encode())
+        for sock in idle:
+            with sock:
+                assert sock.recv(1024) == b""  # closed: no answer, no waiting for ever
+        request = f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+        assert exchange(srv, request)[0] == 200  # and the server still serves
+
+
+def test_connections_beyond_the_limit_are_refused_at_once() -> None:
+    with serving(max_connections=2) as srv:
+        host = f"127.0.0.1:{srv.server_address[1]}"
+        request = f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+        first, second = connect(srv), connect(srv)  # both idle, each holding a thread
+        with connect(srv) as third:
+            data = read_all(third)
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.0 503 ")
+        assert_a_one_line_error_that_keeps_the_page_to_itself(head.decode().lower(), body)
+        with first:  # the first finishes its request: its slot is free again
+            first.sendall(request)
+            assert read_all(first).startswith(b"HTTP/1.0 200 ")
+        assert exchange(srv, request)[0] == 200
+        second.close()
+
+
+def test_server_limits_must_make_sense() -> None:
+    for bad in ({"timeout": 0}, {"timeout": math.inf}, {"max_connections": 0}):
+        with pytest.raises(ValueError, match=r"timeout|max_connections"):
+            server.ExplorerServer(0, **bad)
 
 
 def test_write_site_makes_a_static_copy(tmp_path) -> None:
@@ -145,6 +320,35 @@ def test_write_site_makes_a_static_copy(tmp_path) -> None:
     assert zipfile.is_zipfile(out / "chainrule.zip")
     with pytest.raises(FileExistsError, match="not an empty folder"):
         server.write_site(out)
+
+
+def test_a_site_that_fails_part_way_leaves_nothing_and_a_retry_works(tmp_path, monkeypatch) -> None:
+    """The site is built beside the target and renamed into place: a copy failing
+    part-way leaves no half-written folder (nor a hidden staging one), and the same
+    command run again succeeds."""
+    copyfile = shutil.copyfile
+    copied = []
+
+    def failing(src, dst, *args, **kwargs):
+        if len(copied) == 3:
+            raise OSError(28, "No space left on device", str(dst))
+        copied.append(dst)
+        return copyfile(src, dst, *args, **kwargs)
+
+    for target in (tmp_path / "new", tmp_path / "empty"):
+        copied.clear()
+        (tmp_path / "empty").mkdir(exist_ok=True)
+        monkeypatch.setattr(shutil, "copyfile", failing)
+        with pytest.raises(OSError, match="No space left"):
+            server.write_site(target)
+        assert len(copied) == 3  # it did fail part-way
+        assert not target.exists() or list(target.iterdir()) == []
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]  # no staging left
+        monkeypatch.setattr(shutil, "copyfile", copyfile)
+        server.write_site(target)
+        assert (target / "index.html").read_bytes() == (server.STATIC / "index.html").read_bytes()
+        assert (target / "vendor/pyodide/pyodide.asm.wasm").is_file()
+        shutil.rmtree(target)
 
 
 def test_a_missing_runtime_says_how_to_fetch_it(tmp_path) -> None:
@@ -261,6 +465,43 @@ def test_training_session_learns_and_takes_edits() -> None:
     assert spiral.task.classes == 3
     # The classes' colours are the plots' (and the notebooks'): one palette everywhere.
     assert spiral.points()["colors"] == list(plots.CLASS_COLORS[:3])
+
+
+@pytest.mark.parametrize("name", list(data.DATASETS))
+def test_every_tool_makes_a_dataset_with_its_one_set_of_defaults(name) -> None:
+    """data.DEFAULTS is the one place a dataset's size, noise and classes are written:
+    TrainConfig, `chainrule train` and the explorer take them from it, and all make the
+    very points the generator makes by default."""
+    own = data.DEFAULTS[name]
+    command_line = _config(build_parser().parse_args(["train", "--dataset", name]))
+    session = TrainingSession(name)
+    configs = {
+        "TrainConfig": TrainConfig(dataset=name),
+        "chainrule train": command_line,
+        "explorer": session.config,
+    }
+    for who, config in configs.items():
+        assert (config.samples, config.noise, config.classes) == (
+            own.samples,
+            own.noise,
+            own.classes,
+        ), who
+    generated = data.DATASETS[name](seed=command_line.seed)  # the generator's own defaults
+    assert build(command_line)[2:] == generated
+    assert (session.X, session.y) == generated
+
+
+def test_train_help_shows_each_datasets_own_noise(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    shown = re.search(r"--noise NOISE noise \(([^)]*)\)", text)
+    assert shown is not None, text
+    noise = {}
+    for group in shown.group(1).split("; "):
+        names, value = group.rsplit(" ", 1)
+        noise.update(dict.fromkeys(names.split(", "), float(value)))
+    assert noise == {name: d.noise for name, d in data.DEFAULTS.items()}
 
 
 @pytest.mark.parametrize("layers", [[], [0], [65], [8, 8, 8, 8, 8], [2.5], [True]])

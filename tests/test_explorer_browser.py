@@ -249,6 +249,27 @@ def test_training_moons_from_a_shared_link(shared, explorer_url) -> None:
     page.check_clean(explorer_url)
 
 
+def test_play_clicked_the_moment_the_page_is_ready_trains(browser, explorer_url) -> None:
+    """Play works from the moment it can be clicked: clicked as soon as "ready" shows,
+    while the link's first network is still being built, it trains that network."""
+    page = Page(browser, explorer_url + "#view=train&dataset=moons&layers=8&lr=0.3")
+    try:
+        page.by("train-play").click()  # nothing waited for since "ready"
+        page.page.wait_for_function(
+            "Number(document.querySelector('[data-testid=train-step-count]').textContent) >= 5",
+            timeout=30_000,
+        )
+        page.by("train-play").click()  # pause
+        assert page.text("train-play") == "Play"
+        assert int(page.text("train-step-count")) >= 5
+        assert page.number("train-loss") > 0
+        assert page.text("train-points") == "100"
+        assert page.by("train-network").locator("circle").count() == 2 + 8 + 1
+        page.check_clean(explorer_url)
+    finally:
+        page.page.close()
+
+
 def test_phone_viewport_keyboard_and_an_expression_link(shared, explorer_url) -> None:
     page = shared
     page.page.set_viewport_size({"width": 390, "height": 844})

@@ -155,12 +155,12 @@ DEFAULT_TEST_FRACTION = 0.2
 
 def _per_dataset(key: str) -> str:
     """``moons, circles 100; spiral 300``: a per-dataset default, for --help."""
-    from chainrule.training import DATASET_DEFAULTS
+    from chainrule.data import DEFAULTS
 
-    groups: dict[int, list[str]] = {}
-    for name, values in DATASET_DEFAULTS.items():
-        groups.setdefault(values[key], []).append(name)
-    return "; ".join(f"{', '.join(names)} {value}" for value, names in groups.items())
+    groups: dict[float, list[str]] = {}
+    for name, values in DEFAULTS.items():
+        groups.setdefault(getattr(values, key), []).append(name)
+    return "; ".join(f"{', '.join(names)} {value:g}" for value, names in groups.items())
 
 
 def _training_flags(
@@ -183,7 +183,7 @@ def _training_flags(
     g = p.add_argument_group("data")
     g.add_argument("--dataset", choices=tuple(DATASETS), help=f"{d.dataset}")
     g.add_argument("--samples", type=_count(2), help=f"points ({_per_dataset('samples')})")
-    g.add_argument("--noise", type=_non_negative, help=f"noise ({d.noise})")
+    g.add_argument("--noise", type=_non_negative, help=f"noise ({_per_dataset('noise')})")
     g.add_argument(
         "--classes",
         type=_count(2),
@@ -293,14 +293,13 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
 
 def _config(args: argparse.Namespace) -> Any:
     """The run's :class:`TrainConfig`: the flags given, and the defaults for the rest,
-    among them the per-dataset and per-optimiser ones for --samples, --classes, --lr."""
-    from chainrule.training import DATASET_DEFAULTS, DEFAULT_LR, TrainConfig
+    among them the per-optimiser one for --lr (:class:`TrainConfig` fills the dataset's
+    own --samples, --noise and --classes)."""
+    from chainrule.training import DEFAULT_LR, TrainConfig
 
     given = _given(args)
-    d = TrainConfig()
-    dataset, optimizer = given.get("dataset", d.dataset), given.get("optimizer", d.optimizer)
+    optimizer = given.get("optimizer", TrainConfig().optimizer)
     defaults: dict[str, Any] = {
-        **DATASET_DEFAULTS.get(dataset, {}),
         "lr": DEFAULT_LR[optimizer],
         "test_fraction": DEFAULT_TEST_FRACTION,
     }

@@ -2,7 +2,8 @@
 
 Every generator returns ``(X, y)``: ``X`` a list of rows of floats, ``y`` a list of
 integer class labels ``0 .. k-1``. Use :func:`to_signed` for the ±1 labels that the
-hinge loss wants, and :func:`train_test_split` to hold data out.
+hinge loss wants, and :func:`train_test_split` to hold data out. :data:`DEFAULTS` holds
+each generated dataset's default size, noise and number of classes, for every tool.
 
 ``moons`` reproduces scikit-learn's ``make_moons`` point for point (same algorithm and
 the same random stream), so ``moons(100, noise=0.1, seed=1337)`` is the reference demo's
@@ -28,12 +29,15 @@ import math
 import operator
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from typing import TypeVar
 
 __all__ = [
     "DATASETS",
+    "DEFAULTS",
     "MULTICLASS",
+    "DatasetDefaults",
     "blobs",
     "circles",
     "lecture",
@@ -48,6 +52,29 @@ __all__ = [
 
 Dataset = tuple[list[list[float]], list[int]]
 _T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class DatasetDefaults:
+    """What a dataset is made with when nothing else is asked for."""
+
+    samples: int
+    noise: float
+    classes: int
+
+
+#: Each generated dataset's defaults, written here only: the generators' default
+#: arguments, :class:`chainrule.training.TrainConfig` (so ``chainrule train``) and the
+#: explorer all take them from this table. Blobs and spiral have three classes; three
+#: spiral arms need more than 100 points; each set's noise suits its shape (a circle's
+#: radius, the blobs' distance apart, the spiral's turn).
+DEFAULTS: dict[str, DatasetDefaults] = {
+    "moons": DatasetDefaults(samples=100, noise=0.1, classes=2),
+    "circles": DatasetDefaults(samples=100, noise=0.05, classes=2),
+    "blobs": DatasetDefaults(samples=100, noise=0.5, classes=3),
+    "spiral": DatasetDefaults(samples=300, noise=0.2, classes=3),
+    "xor": DatasetDefaults(samples=100, noise=0.1, classes=2),
+}
 
 _MT_N = 624  # MT19937's state: 624 words of 32 bits
 _MASK32 = 0xFFFFFFFF
@@ -186,7 +213,11 @@ def _finish(X: list[list[float]], y: list[int], order: list[int]) -> Dataset:
     return [X[i] for i in order], [y[i] for i in order]
 
 
-def moons(n_samples: int = 100, noise: float = 0.1, seed: int | None = 0) -> Dataset:
+def moons(
+    n_samples: int = DEFAULTS["moons"].samples,
+    noise: float = DEFAULTS["moons"].noise,
+    seed: int | None = 0,
+) -> Dataset:
     """Two interleaving half circles, shuffled, with Gaussian noise of std ``noise``."""
     _check(n_samples, noise)
     rs = _LegacyRandomState(seed)
@@ -199,7 +230,10 @@ def moons(n_samples: int = 100, noise: float = 0.1, seed: int | None = 0) -> Dat
 
 
 def circles(
-    n_samples: int = 100, noise: float = 0.05, factor: float = 0.5, seed: int | None = 0
+    n_samples: int = DEFAULTS["circles"].samples,
+    noise: float = DEFAULTS["circles"].noise,
+    factor: float = 0.5,
+    seed: int | None = 0,
 ) -> Dataset:
     """A small circle (class 1) inside a large one (class 0); ``factor`` is their ratio."""
     _check(n_samples, noise)
@@ -233,7 +267,10 @@ def _two_classes(
 
 
 def blobs(
-    n_samples: int = 100, classes: int = 3, noise: float = 0.5, seed: int | None = 0
+    n_samples: int = DEFAULTS["blobs"].samples,
+    classes: int = DEFAULTS["blobs"].classes,
+    noise: float = DEFAULTS["blobs"].noise,
+    seed: int | None = 0,
 ) -> Dataset:
     """``classes`` Gaussian clusters of std ``noise`` around centres on a circle of radius 2."""
     _check(n_samples, noise)
@@ -248,7 +285,10 @@ def blobs(
 
 
 def spiral(
-    n_samples: int = 300, classes: int = 3, noise: float = 0.2, seed: int | None = 0
+    n_samples: int = DEFAULTS["spiral"].samples,
+    classes: int = DEFAULTS["spiral"].classes,
+    noise: float = DEFAULTS["spiral"].noise,
+    seed: int | None = 0,
 ) -> Dataset:
     """``classes`` interleaved spiral arms, ``n_samples`` points in all.
 
@@ -269,7 +309,11 @@ def spiral(
     return _finish(X, y, rs.permutation(n_samples))
 
 
-def xor(n_samples: int = 100, noise: float = 0.1, seed: int | None = 0) -> Dataset:
+def xor(
+    n_samples: int = DEFAULTS["xor"].samples,
+    noise: float = DEFAULTS["xor"].noise,
+    seed: int | None = 0,
+) -> Dataset:
     """Four clusters at (±1, ±1); class 1 where the signs differ (exclusive or)."""
     _check(n_samples, noise)
     rs = _LegacyRandomState(seed)
@@ -344,7 +388,7 @@ def train_test_split(
 
 
 #: The generators the command line offers, by name; each takes samples, noise, seed
-#: (and ``classes`` where the number of classes can vary).
+#: (and ``classes`` where the number of classes can vary), defaulting to :data:`DEFAULTS`.
 DATASETS: dict[str, Callable[..., Dataset]] = {
     "moons": moons,
     "circles": circles,

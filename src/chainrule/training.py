@@ -56,7 +56,6 @@ from chainrule.optim import SCHEDULES, SGD, Adam, Optimizer, make_schedule
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
-    "DATASET_DEFAULTS",
     "DEFAULT_LR",
     "DIVERGENCE_FACTOR",
     "LOSSES",
@@ -91,16 +90,6 @@ OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
 #: this many times its first value (or 1, whichever is larger): the losses here start
 #: near 1 (hinge, mse) or log(classes) (cross-entropy), so such a loss has blown up.
 DIVERGENCE_FACTOR = 1e6
-
-#: What ``chainrule train`` uses for ``samples`` and ``classes`` when they are not given:
-#: blobs and spiral are three-class sets, and three spiral arms need more than 100 points.
-DATASET_DEFAULTS: dict[str, dict[str, int]] = {
-    "moons": {"samples": 100, "classes": 2},
-    "xor": {"samples": 100, "classes": 2},
-    "circles": {"samples": 100, "classes": 2},
-    "blobs": {"samples": 100, "classes": 3},
-    "spiral": {"samples": 300, "classes": 3},
-}
 
 #: The learning rate ``chainrule train`` uses when none is given, per optimiser: plain
 #: SGD moves by lr x gradient, Adam by about lr per weight whatever the gradient's size.
@@ -226,14 +215,28 @@ def _float(v: Value | float) -> float:
     return v.data if isinstance(v, Value) else float(v)
 
 
+class _DatasetDefault:
+    """The default of ``samples``, ``noise`` and ``classes``: the dataset's own."""
+
+    def __repr__(self) -> str:
+        return "<the dataset's default>"
+
+
+_DATASET_DEFAULT: Any = _DatasetDefault()
+
+
 @dataclass
 class TrainConfig:
-    """Every choice of a training run; the defaults are the reference demo's."""
+    """Every choice of a training run; the defaults are the reference demo's.
+
+    ``samples``, ``noise`` and ``classes`` not given are the dataset's own
+    (:data:`chainrule.data.DEFAULTS`), as in ``chainrule train`` and the explorer.
+    """
 
     dataset: str = "moons"
-    samples: int = 100
-    noise: float = 0.1
-    classes: int = 2
+    samples: int = _DATASET_DEFAULT
+    noise: float = _DATASET_DEFAULT
+    classes: int = _DATASET_DEFAULT
     hidden: tuple[int, ...] = (16, 16)
     activation: str = DEFAULT_ACTIVATION
     init: str = "uniform"
@@ -250,6 +253,14 @@ class TrainConfig:
     eval_every: int = 10  # with held-out data: evaluate after every this many steps and the last
     patience: int | None = None  # stop after this many evaluations without a better test loss
     compiled: bool = True  # replay the step with chainrule.compile; False: the eager engine
+
+    def __post_init__(self) -> None:
+        """Fill in the dataset's own ``samples``, ``noise`` and ``classes`` where not given
+        (an unknown dataset gets moons' here; :meth:`validate` refuses its name)."""
+        own = datasets.DEFAULTS.get(self.dataset, datasets.DEFAULTS["moons"])
+        for name in ("samples", "noise", "classes"):
+            if getattr(self, name) is _DATASET_DEFAULT:
+                setattr(self, name, getattr(own, name))
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` (a ``ValueError``) naming the first bad choice.

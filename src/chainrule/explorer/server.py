@@ -10,30 +10,41 @@ zipped when the server starts (with the pure-Python ``graphviz`` package that
 The server binds ``127.0.0.1`` only and answers ``GET`` and ``HEAD`` for exactly the
 files of the site, found by exact name in a table made at start: a path that is not in
 the table is a 404, and one with ``..``, a backslash or an encoded slash is refused
-with a 400 before it is looked up. Nothing outside the site can be reached.
+with a 400 before it is looked up. Nothing outside the site can be reached. A request
+whose ``Host`` is not this machine's own name and port gets a 421, so a page on another
+site cannot read the explorer through a name rebound to 127.0.0.1. Every answer, errors
+included, carries the same security headers; a silent connection is closed after
+:data:`TIMEOUT` seconds, and at most :data:`MAX_CONNECTIONS` are served at once.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import io
+import math
+import os
 import shutil
 import sys
 import threading
 import webbrowser
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import chainrule
+from chainrule._io import staged_folder
 from chainrule.errors import ChainruleError
 
 __all__ = [
     "HOST",
+    "MAX_CONNECTIONS",
+    "PACKAGE_DATA",
     "STATIC",
+    "TIMEOUT",
     "ExplorerNotInstalledError",
     "ExplorerServer",
     "serve",
@@ -48,6 +59,8 @@ HOST = "127.0.0.1"
 #: The page's own files; ``vendor/`` in it holds the runtime that ``make explorer`` fetches.
 STATIC = Path(__file__).resolve().parent / "static"
 
+_STATIC_IN_PACKAGE = STATIC.relative_to(Path(__file__).resolve().parents[1]).as_posix()
+
 #: Files the page cannot start without, from the npm packages.
 RUNTIME = (
     "vendor/pyodide/pyodide.mjs",
@@ -57,6 +70,10 @@ RUNTIME = (
     "vendor/pyodide/pyodide-lock.json",
     "vendor/viz/viz.js",
 )
+
+#: What chainrule.zip carries of the package besides its modules (``*.py``): the data
+#: files that pyproject.toml's package-data declares, less the explorer's own page.
+PACKAGE_DATA = ("py.typed", "datasets/names.txt", "datasets/NAMES-SOURCE.md")
 
 _TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -82,6 +99,34 @@ _CSP = (
 )
 
 
+#: Headers on every answer, errors included (a browser must not guess a type, nor run a
+#: script from anywhere else).
+_SECURITY_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("Content-Security-Policy", _CSP),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+)
+
+#: Seconds a connection may stay silent (no request yet, a request half sent, an answer
+#: not read) before it is closed: idle connections must not hold threads for ever.
+TIMEOUT = 20.0
+
+#: Connections served at once (a browser opens about six); more are answered 503.
+MAX_CONNECTIONS = 32
+
+
+def _answer(status: HTTPStatus, message: str) -> bytes:
+    """A whole HTTP answer with a one-line body, for when there is no handler to send it."""
+    body = f"{status.value} {message}\n".encode()
+    head = [f"HTTP/1.0 {status.value} {status.phrase}", "Content-Type: text/plain; charset=utf-8"]
+    head += [f"Content-Length: {len(body)}", "Connection: close"]
+    head += [f"{header}: {value}" for header, value in _SECURITY_HEADERS]
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+
+
+_BUSY = _answer(HTTPStatus.SERVICE_UNAVAILABLE, "too many connections at once; try again")
+
+
 class ExplorerNotInstalledError(ChainruleError, FileNotFoundError):
     """The explorer's browser runtime (Pyodide, Viz.js) has not been fetched."""
 
@@ -96,33 +141,61 @@ def _check_runtime(static: Path) -> None:
         )
 
 
-def _package_files(root: Path, prefix: str, skip: Callable[[Path], bool]) -> list[tuple[Path, str]]:
-    """(file, name in the archive) for every file of a package folder, sorted."""
+def _visible_files(root: Path) -> list[Path]:
+    """Every file under ``root``, as paths relative to it, sorted; never a hidden one.
+
+    Names that start with a dot (``.env``, ``.engine.py.swp``, ``.git/``) and
+    ``__pycache__`` folders are left out. A folder that is a symbolic link is followed
+    (``static/vendor`` may be one), each real folder once.
+    """
+    found: list[Path] = []
+    seen: set[str] = set()
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:  # a link back into a folder already walked
+            dirs.clear()
+            continue
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d != "__pycache__"]
+        here = Path(folder).relative_to(root)
+        found += [here / n for n in names if not n.startswith(".") and Path(folder, n).is_file()]
+    return sorted(found)
+
+
+def _package_files(
+    root: Path, prefix: str, data: tuple[str, ...] = (), skip: str | None = None
+) -> list[tuple[Path, str]]:
+    """(file, name in the archive) for a package folder: its modules (``*.py``) and the
+    data files named in ``data``, the folder ``skip`` left out; nothing else (no
+    ``*.pyc``, no editor's or hidden files)."""
     out = []
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if path.is_file() and "__pycache__" not in rel.parts and not skip(rel):
-            out.append((path, f"{prefix}/{rel.as_posix()}"))
+    for rel in _visible_files(root):
+        name = rel.as_posix()
+        if skip is not None and name.startswith(skip + "/"):
+            continue
+        if rel.suffix == ".py" or name in data:
+            out.append((root / rel, f"{prefix}/{name}"))
     return out
 
 
-def source_archive() -> bytes:
+def source_archive(package: Path | None = None) -> bytes:
     """chainrule's installed source as a zip, for the page to import under Pyodide.
 
-    Every file of the ``chainrule`` package as installed (the explorer's own static
-    folder left out), and the pure-Python ``graphviz`` package that
-    :func:`chainrule.graph.draw_dot` needs. Made afresh from the files on disk, so the
+    The modules of the ``chainrule`` package folder (``package``; by default the one
+    installed) and its declared data files (:data:`PACKAGE_DATA`), and the modules of
+    the pure-Python ``graphviz`` package that :func:`chainrule.graph.draw_dot` needs:
+    an allow-list, so a hidden file (``.env``), an editor's swap file or compiled
+    bytecode lying in the folder is never published. The explorer's static folder is
+    left out (it is the page itself). Made afresh from the files on disk, so the
     browser runs exactly the code this Python runs. The entries carry a fixed date, so
     the same files always give the same bytes.
     """
-    package = Path(chainrule.__file__).resolve().parent
-    static = STATIC.relative_to(package)
-    files = _package_files(package, "chainrule", lambda rel: rel.parts[:2] == static.parts)
+    root = package if package is not None else Path(chainrule.__file__).resolve().parent
+    files = _package_files(root, "chainrule", PACKAGE_DATA, skip=_STATIC_IN_PACKAGE)
     spec = importlib.util.find_spec("graphviz")
     if spec is None or spec.origin is None:
         raise ExplorerNotInstalledError("the graphviz Python package, a dependency, is missing")
-    graphviz_dir = Path(spec.origin).resolve().parent
-    files += _package_files(graphviz_dir, "graphviz", lambda rel: rel.suffix != ".py")
+    files += _package_files(Path(spec.origin).resolve().parent, "graphviz")
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for path, name in files:
@@ -141,10 +214,8 @@ def site_files(static: Path = STATIC) -> dict[str, Path | bytes]:
     """
     _check_runtime(static)
     table: dict[str, Path | bytes] = {}
-    for path in sorted(static.rglob("*")):
-        rel = path.relative_to(static)
-        if path.is_file() and not any(part.startswith(".") for part in rel.parts):
-            table["/" + rel.as_posix()] = path
+    for rel in _visible_files(static):
+        table["/" + rel.as_posix()] = static / rel
     table["/"] = table["/index.html"]
     table["/chainrule.zip"] = source_archive()
     return table
@@ -152,20 +223,26 @@ def site_files(static: Path = STATIC) -> dict[str, Path | bytes]:
 
 def write_site(directory: str | Path) -> Path:
     """Write the whole site to ``directory`` (made if missing; must be empty if it exists),
-    ready to publish on any static web server. Returns the folder."""
+    ready to publish on any static web server. Returns the folder.
+
+    The site is built in a hidden sibling folder and renamed into place
+    (:func:`chainrule._io.staged_folder`): a failure part-way leaves ``directory`` as it
+    was, so trying again just works.
+    """
     target = Path(directory)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise FileExistsError(f"{target}: exists and is not an empty folder")
     files = site_files()
-    for url, content in files.items():
-        if url == "/":
-            continue
-        path = target / url.lstrip("/")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, Path):
-            shutil.copyfile(content, path)
-        else:
-            path.write_bytes(content)
+    with staged_folder(target, replaceable=()) as staging:
+        for url, content in files.items():
+            if url == "/":
+                continue
+            path = staging / url.lstrip("/")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, Path):
+                shutil.copyfile(content, path)
+            else:
+                path.write_bytes(content)
     return target
 
 
@@ -183,10 +260,37 @@ def _refused(raw: str) -> bool:
     return any(part in (".", "..") for part in decoded.split("/"))
 
 
-def _handler(files: Mapping[str, Path | bytes], quiet: bool) -> type[BaseHTTPRequestHandler]:
+def _host_error(values: list[str], port: int) -> tuple[HTTPStatus, str] | None:
+    """Why a request's Host header is refused, or None when it names this server.
+
+    Only ``127.0.0.1:PORT``, ``localhost:PORT`` and ``[::1]:PORT`` (without the port on
+    port 80) are this server: a page on another site whose name was made to point at
+    127.0.0.1 (DNS rebinding) sends its own name, and must not read the answer.
+    """
+    if len(values) != 1:
+        return HTTPStatus.BAD_REQUEST, "a request needs exactly one Host header"
+    names = ("127.0.0.1", "localhost", "[::1]")
+    allowed = {f"{name}:{port}" for name in names} | (set(names) if port == 80 else set())
+    if values[0].strip().lower() in allowed:
+        return None
+    return (
+        HTTPStatus.MISDIRECTED_REQUEST,
+        f"this server answers to 127.0.0.1:{port}, localhost:{port} or [::1]:{port} only",
+    )
+
+
+def _handler(
+    files: Mapping[str, Path | bytes], quiet: bool, seconds: float
+) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "chainrule-explorer"
         sys_version = ""
+        # errors in one line of plain text (the base class writes a page of HTML)
+        error_message_format = "%(code)d %(message)s\n"
+        error_content_type = "text/plain; charset=utf-8"
+        # a request line without a version gets an answer with headers too, not HTTP/0.9's
+        default_request_version = "HTTP/1.0"
+        timeout = seconds  # on the socket: a silent client is dropped
 
         def do_GET(self) -> None:
             self._send(body=True)
@@ -195,6 +299,11 @@ def _handler(files: Mapping[str, Path | bytes], quiet: bool) -> type[BaseHTTPReq
             self._send(body=False)
 
         def _send(self, body: bool) -> None:
+            port = self.connection.getsockname()[1]  # the port this server listens on
+            wrong_host = _host_error(self.headers.get_all("Host") or [], port)
+            if wrong_host is not None:
+                self.send_error(*wrong_host)
+                return
             if _refused(self.path):
                 self.send_error(HTTPStatus.BAD_REQUEST, "path not allowed")
                 return
@@ -212,12 +321,15 @@ def _handler(files: Mapping[str, Path | bytes], quiet: bool) -> type[BaseHTTPReq
             self.send_header("Content-Length", str(len(data)))
             vendor = url.startswith("/vendor/")
             self.send_header("Cache-Control", "max-age=86400" if vendor else "no-cache")
-            self.send_header("X-Content-Type-Options", "nosniff")
-            self.send_header("Content-Security-Policy", _CSP)
-            self.send_header("Cross-Origin-Opener-Policy", "same-origin")
             self.end_headers()
             if body:
                 self.wfile.write(data)
+
+        def end_headers(self) -> None:
+            """Every answer, an error too, keeps the page to itself."""
+            for header, value in _SECURITY_HEADERS:
+                self.send_header(header, value)
+            super().end_headers()
 
         def log_message(self, format: str, *args: object) -> None:
             if not quiet:
@@ -227,15 +339,56 @@ def _handler(files: Mapping[str, Path | bytes], quiet: bool) -> type[BaseHTTPReq
 
 
 class ExplorerServer(ThreadingHTTPServer):
-    """The explorer's HTTP server on ``127.0.0.1:port`` (``port`` 0: a free one)."""
+    """The explorer's HTTP server on ``127.0.0.1:port`` (``port`` 0: a free one).
+
+    A connection that sends nothing for ``timeout`` seconds (:data:`TIMEOUT`) is
+    closed, and at most ``max_connections`` (:data:`MAX_CONNECTIONS`) are served at once,
+    each holding a thread; one more is answered 503 at once and closed.
+    """
 
     daemon_threads = True
 
-    def __init__(self, port: int = 0, quiet: bool = True) -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        quiet: bool = True,
+        timeout: float | None = None,
+        max_connections: int | None = None,
+    ) -> None:
+        timeout = TIMEOUT if timeout is None else timeout
+        max_connections = MAX_CONNECTIONS if max_connections is None else max_connections
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be a whole number from 0 to 65535, got {port!r}")
+        if not (isinstance(timeout, (int, float)) and 0 < timeout < math.inf):
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        if isinstance(max_connections, bool) or not (
+            isinstance(max_connections, int) and max_connections >= 1
+        ):
+            raise ValueError(
+                f"max_connections must be a whole number >= 1, got {max_connections!r}"
+            )
         files = site_files()
-        super().__init__((HOST, port), _handler(files, quiet))
+        self._slots = threading.BoundedSemaphore(max_connections)
+        super().__init__((HOST, port), _handler(files, quiet, float(timeout)))
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve the connection in a thread of its own if a slot is free; else refuse it."""
+        if self._slots.acquire(blocking=False):
+            super().process_request(request, client_address)
+            return
+        try:
+            request.settimeout(1.0)
+            request.sendall(_BUSY)
+        except OSError:
+            pass  # the client is gone already
+        self.shutdown_request(request)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """Handle the connection; its slot is free again before the socket is closed."""
+        try:
+            super().finish_request(request, client_address)
+        finally:
+            self._slots.release()
 
     @property
     def url(self) -> str:

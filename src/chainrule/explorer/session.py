@@ -16,14 +16,12 @@ copy of it in JavaScript.
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import random
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from chainrule import data as datasets
 from chainrule import losses
 from chainrule.colors import CLASS_COLORS
 from chainrule.engine import BackwardStep, Value, backward_steps, no_grad, topological_order
@@ -259,8 +257,10 @@ class TrainingSession:
 
     The same pieces as ``chainrule train``: :class:`~chainrule.training.TrainConfig`
     checks the choices, and the model, task (hinge loss for two classes, softmax for
-    more) and optimiser come from :mod:`chainrule.training`. The learning rate stays
-    as set (no schedule), since a learner may play for as long as they like.
+    more) and optimiser come from :mod:`chainrule.training`. The points are the
+    dataset's defaults (:data:`chainrule.data.DEFAULTS`: size, noise, classes) with
+    ``chainrule train``'s seed, unless ``samples`` or ``noise`` are given. The learning
+    rate stays as set (no schedule), since a learner may play for as long as they like.
     """
 
     def __init__(
@@ -270,7 +270,7 @@ class TrainingSession:
         activation: str = "relu",
         lr: float = 0.1,
         batch_size: int | None = None,
-        samples: int = 100,
+        samples: int | None = None,
         noise: float | None = None,
         optimizer: str = "sgd",
         seed: int = 1337,
@@ -282,15 +282,8 @@ class TrainingSession:
                 f"hidden layers: 1 to {MAX_LAYERS} layers of 1 to {MAX_WIDTH} neurons each "
                 f"(a scalar engine in a browser tab), got {list(layers)}"
             )
-        classes = 3 if dataset in datasets.MULTICLASS else 2
-        if noise is None:  # each generator's own default noise
-            generator = datasets.DATASETS.get(dataset)
-            noise = inspect.signature(generator).parameters["noise"].default if generator else 0.1
-        self.config = TrainConfig(
+        self.config = TrainConfig(  # samples, noise, classes: the dataset's own (data.DEFAULTS)
             dataset=dataset,
-            samples=samples,
-            noise=noise,
-            classes=classes,
             hidden=tuple(layers),
             activation=activation,
             lr=lr,
@@ -300,6 +293,10 @@ class TrainingSession:
             schedule="constant",
             compiled=False,
         )
+        if samples is not None:
+            self.config.samples = samples
+        if noise is not None:
+            self.config.noise = noise
         model, task, X, y = build(self.config)
         self.model: MLP = model
         self.task: Task = task

@@ -262,7 +262,9 @@ const trainForm = $("train-reset").form;
 const canvas = $("train-canvas");
 const chart = $("train-chart");
 let training = null; // the last answer of the engine: points, grid, weights, history
+let network = Promise.resolve(); // settles once the network asked for last exists (or failed)
 let playing = false;
+let run = 0; // which play loop may go on: each Play and each pause starts a new one
 let chunk = 1; // steps per request while playing, tuned to keep the page lively
 let addClass = 0;
 let cursor = null; // keyboard cursor on the canvas, in data coordinates
@@ -298,11 +300,16 @@ function showTrainError(error) {
   $("train-error").textContent = error ? String(error.message ?? error) : "";
 }
 
-async function startTraining() {
+// A new network: Play and Step wait for it (a click as the page opens is not lost).
+function startTraining() {
   pause();
   saveTrainHash();
   showTrainError(null);
-  const options = trainOptions();
+  network = buildNetwork(trainOptions());
+  return network;
+}
+
+async function buildNetwork(options) {
   if (options.layers.some((n) => !Number.isInteger(n) || n < 1)) {
     showTrainError("hidden layers: whole numbers above 0, separated by commas, like 16,16");
     return;
@@ -344,6 +351,7 @@ async function trainSteps(n, withView) {
 
 function pause() {
   playing = false;
+  run += 1;
   $("train-play").textContent = "Play";
   $("train-play").setAttribute("aria-pressed", "false");
 }
@@ -353,19 +361,27 @@ async function play() {
     pause();
     return;
   }
-  if (training === null) return;
   playing = true;
+  const me = ++run;
   $("train-play").textContent = "Pause";
   $("train-play").setAttribute("aria-pressed", "true");
+  await network; // a network still being built: play as soon as it exists
+  if (me !== run) return; // paused, or a new network asked for, meanwhile
+  if (training === null) {
+    pause(); // no network: the reason is on the page already
+    return;
+  }
   let lastView = 0;
-  while (playing) {
+  while (me === run) {
     const t0 = performance.now();
     const withView = t0 - lastView > 500;
     try {
       await trainSteps(chunk, withView);
     } catch (error) {
-      showTrainError(error);
-      pause();
+      if (me === run) {
+        showTrainError(error);
+        pause();
+      }
       break;
     }
     const ms = performance.now() - t0;
@@ -376,6 +392,8 @@ async function play() {
 
 async function stepOnce() {
   pause();
+  await network;
+  if (training === null) return;
   try {
     await trainSteps(1, true);
   } catch (error) {
