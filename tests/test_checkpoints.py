@@ -12,12 +12,18 @@ from typing import Any
 
 import pytest
 
-from chainrule.nn import MLP
+from chainrule.nn import MAX_MODEL_PARAMETERS, MLP
 from chainrule.optim import SGD, Adam, LinearDecay
 from chainrule.training import (
+    CHECKPOINT_BYTES_PER_PARAMETER,
+    CHECKPOINT_BYTES_PER_STEP,
+    MAX_CHECKPOINT_BYTES,
+    MAX_STEPS,
     Checkpoint,
     CheckpointError,
     ConfigError,
+    Evaluations,
+    History,
     TrainConfig,
     TrainingInterrupted,
     TrainResult,
@@ -242,3 +248,49 @@ def test_sessions_that_cannot_run_are_config_errors(good: dict[str, Any], tmp_pa
     with pytest.raises(TypeError, match="give a TrainConfig"):
         train()
     assert math.isinf(load_checkpoint(path).best_loss)  # no held-out data: no evaluation
+
+
+# -- the cap: every run that can be trained can be resumed ---------------------------------
+
+LONGEST_FLOAT = -2.2250738585072014e-308  # nn.MAX_FLOAT_CHARS characters
+
+
+def worst_checkpoint(hidden: tuple[int, ...], steps: int) -> tuple[int, int]:
+    """(bytes, parameters) of the checkpoint of an Adam run evaluated after every step,
+    with every float in it the longest one."""
+    config = TrainConfig(
+        samples=20, hidden=hidden, steps=steps, optimizer="adam", lr=0.05, test_fraction=0.25,
+        eval_every=1, compiled=False,
+    )  # fmt: skip
+    saved = train(config).checkpoint
+    assert saved is not None and len(saved.evaluations.step) == steps
+    n, x = len(saved.weights), LONGEST_FLOAT
+    worst = replace(
+        saved,
+        weights=[x] * n,
+        best_weights=[x] * n,
+        optimizer={**saved.optimizer, "m": [x] * n, "v": [x] * n},
+        history=History([x] * steps, [x] * steps, [x] * steps),
+        evaluations=Evaluations(saved.evaluations.step, *([x] * steps for _ in range(4))),
+    )
+    return len(worst.dumps()), n
+
+
+def test_a_checkpoint_at_the_parameter_and_step_caps_fits_the_checkpoint_cap() -> None:
+    """Measured with the real encoder: what a parameter (in one-neuron layers, the worst)
+    and a step (with an evaluation) more cost, times the caps, plus a whole small
+    checkpoint for the rest, is within the cap: every run can be resumed."""
+    small, n_small = worst_checkpoint((1,) * 4, 3)
+    more_layers, n_more = worst_checkpoint((1,) * 8, 3)
+    more_steps, _ = worst_checkpoint((1,) * 4, 9)
+    per_parameter = (more_layers - small) / (n_more - n_small)
+    per_step = (more_steps - small) / 6
+    assert per_parameter <= CHECKPOINT_BYTES_PER_PARAMETER
+    assert per_step <= CHECKPOINT_BYTES_PER_STEP
+    needed = MAX_MODEL_PARAMETERS * per_parameter + MAX_STEPS * per_step + small
+    assert needed <= MAX_CHECKPOINT_BYTES < 1.2 * needed
+
+
+def test_runs_over_the_step_cap_are_refused_before_they_start() -> None:
+    with pytest.raises(ConfigError, match=f"steps must be from 1 to {MAX_STEPS:,}"):
+        train(TrainConfig(steps=MAX_STEPS + 1))

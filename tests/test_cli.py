@@ -342,6 +342,17 @@ def test_predict_on_a_hostile_model_file_is_one_line(
     assert captured.out == "" and words in one_error_line(captured.err, "predict")
 
 
+def test_train_refuses_a_model_over_the_parameter_cap_before_it_starts(
+    tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "run"
+    assert main(["train", "--layers", "2000,2000", "--out", str(out)]) == 2
+    err = one_error_line(capsys.readouterr().err, "train")
+    assert "the model would have 4,010,001 parameters, more than chainrule loads" in err
+    assert "(4,000,000, chainrule.nn.MAX_MODEL_PARAMETERS)" in err
+    assert os.listdir(tmp_path) == []
+
+
 def test_predict_without_task_metadata_infers_it(small_model: Path, capsys) -> None:
     rewrite(small_model, lambda d: d.pop("metadata"))
     assert main(["predict", "--model", str(small_model), "--input", "0.5,0.25"]) == 0

@@ -34,9 +34,12 @@ __all__ = [
     "FORMAT",
     "INITS",
     "INIT_STD",
+    "MAX_FLOAT_CHARS",
     "MAX_MODEL_BYTES",
     "MAX_MODEL_PARAMETERS",
     "MLP",
+    "MODEL_BYTES_PER_PARAMETER",
+    "MODEL_HEADER_BYTES",
     "VERSION",
     "CausalSelfAttention",
     "Embedding",
@@ -49,11 +52,14 @@ __all__ = [
     "Neuron",
     "RMSNorm",
     "check_architecture",
+    "check_parameter_count",
+    "count_parameters",
     "cross_entropy",
     "load",
     "load_with_metadata",
     "log_softmax",
     "model_document",
+    "model_file_text",
     "model_from_document",
     "read_json_file",
     "read_model_file",
@@ -705,19 +711,41 @@ def save(model: MLP, path: str | os.PathLike[str], metadata: dict[str, Any] | No
     is neuron ``j``'s weight for input ``i``) and optional JSON-ready ``metadata``
     (the command line stores the task there): :func:`model_document`. It is written to
     a temporary file in the same folder and renamed into place, so a crash never leaves
-    half a file. A model with a non-finite parameter is refused rather than saved.
+    half a file. A model with a non-finite parameter, or one that :func:`load` would
+    refuse to read back (over :data:`MAX_MODEL_PARAMETERS`, or ``metadata`` too big:
+    :func:`model_file_text`), is refused rather than saved.
     """
-    document = model_document(model, metadata)
-    return atomic_write_text(path, json.dumps(document, allow_nan=False, indent=1))
+    return atomic_write_text(path, model_file_text(model_document(model, metadata)))
+
+
+def model_file_text(document: dict[str, Any]) -> str:
+    """The text of a model file holding ``document``: JSON, indented one space a level.
+
+    Shared by :func:`save` and :func:`chainrule.gpt.save`. Raises ``ValueError`` for a
+    file that :func:`read_model_file` would refuse: more than :data:`MAX_MODEL_BYTES`
+    bytes (metadata beyond the :data:`MODEL_HEADER_BYTES` that a model under the
+    parameter cap leaves room for).
+    """
+    text = json.dumps(document, allow_nan=False, indent=1)  # ASCII: a byte a character
+    if len(text) > MAX_MODEL_BYTES:
+        raise ValueError(
+            f"save: the model file would take {len(text):,} bytes, more than chainrule "
+            f"loads ({MAX_MODEL_BYTES:,}, chainrule.nn.MAX_MODEL_BYTES): its metadata is "
+            f"too big; not writing the model"
+        )
+    return text
 
 
 def model_document(model: MLP, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON document :func:`save` writes (format, version, architecture, layers,
     metadata); :func:`model_from_document` reads it back. Floats keep every bit: JSON
     writes each as its shortest exact repr. Raises ``ValueError`` for a non-finite
-    parameter."""
+    parameter, or a model over :data:`MAX_MODEL_PARAMETERS`."""
     if not isinstance(model, MLP):
         raise TypeError(f"save: expected an MLP, got {type(model).__name__}")
+    check_parameter_count(
+        count_parameters(model.nin, model.nouts), "save: the model has", hint="; not writing it"
+    )
     layers = []
     for i, layer in enumerate(model.layers):
         weights = [[w.data for w in n.w] for n in layer.neurons]
@@ -737,15 +765,79 @@ def model_document(model: MLP, metadata: dict[str, Any] | None = None) -> dict[s
     }
 
 
-#: The largest model file :func:`load` reads. :func:`save` writes about 26 bytes per
-#: parameter, so this is room for some 2.5 million parameters; a bigger file (or a
-#: device such as /dev/zero) is refused before it is read into memory.
-MAX_MODEL_BYTES = 64 * 1024 * 1024
-
-#: The most parameters :func:`load` builds. A file can hold numbers far more densely
-#: than :func:`save` writes them (``0,0,0,...``): this bounds the memory a crafted
-#: file can make ``load`` allocate (about 120 bytes a parameter).
+#: The most parameters a model may have. Training refuses a bigger model before it
+#: starts (:class:`chainrule.training.TrainConfig` and ``GPTConfig``,
+#: :class:`chainrule.gpt.Trainer`), :func:`save` refuses to write one and :func:`load`
+#: to build one, so every model chainrule trains can be saved and read back. It also
+#: bounds the memory a crafted file can make :func:`load` allocate (about 120 bytes a
+#: parameter). The byte caps of model files and checkpoints are derived from it.
 MAX_MODEL_PARAMETERS = 4_000_000
+
+#: The longest JSON text of a finite float: ``json.dumps`` writes ``repr(x)``, the
+#: shortest text that reads back exactly -- at most a sign, 17 significant digits, a
+#: point and a three-digit exponent, as in ``-2.2250738585072014e-308``.
+MAX_FLOAT_CHARS = 24
+
+# The most bytes one parameter takes in a model file, whatever the architecture. Every
+# index below the cap (a layer size, a row, a column, a block) has at most this many digits:
+_INDEX_DIGITS = len(str(MAX_MODEL_PARAMETERS - 1))
+
+# An MLP file (save: JSON with indent 1) writes a weight as the line "\n" + 5 spaces +
+# number + "," (a bias one level up, so one byte less); each neuron adds its row's
+# brackets; each layer its braces, its two keys with their brackets, and its size in the
+# architecture's "nouts". A neuron has at least one weight besides its bias, so a
+# parameter carries at most half its neuron's and half its layer's share:
+_MLP_NUMBER = len("\n     ,") + MAX_FLOAT_CHARS
+_MLP_NEURON = len("\n    [") + len("\n    ],")
+_MLP_LAYER = len('\n  {\n   "weights": [\n   ],\n   "biases": [\n   ]\n  },\n   ,') + _INDEX_DIGITS
+_MLP_BYTES_PER_PARAMETER = _MLP_NUMBER + (_MLP_NEURON + _MLP_LAYER) / 2
+
+# A GPT file (chainrule.gpt.save, indent 1) writes each parameter as the line
+# '\n  "NAME": number,'; the longest name is "blocks.L.attn.out_proj.weight.I.J" with
+# three indices. The tokenizer's characters (metadata "chars") take at most 12 bytes each
+# (one outside the BMP, escaped as two \uXXXX), and each brings at least two parameters
+# (its rows of the token table and of the head):
+_GPT_NAME = len("blocks..attn.out_proj.weight..") + 3 * _INDEX_DIGITS
+_GPT_BYTES_PER_PARAMETER = len('\n  "": ,') + _GPT_NAME + MAX_FLOAT_CHARS + 12 / 2
+
+#: The most bytes one parameter takes in a model file written by :func:`save` or
+#: :func:`chainrule.gpt.save`, worked out above from :data:`MAX_FLOAT_CHARS` and each
+#: file's layout.
+MODEL_BYTES_PER_PARAMETER = math.ceil(max(_MLP_BYTES_PER_PARAMETER, _GPT_BYTES_PER_PARAMETER))
+
+#: Room in a model file for all but the parameters: format, version, architecture and
+#: metadata (the task, the tokenizer's other entries, what the caller adds).
+MODEL_HEADER_BYTES = 1024 * 1024
+
+#: The largest model file :func:`load` reads: a model of :data:`MAX_MODEL_PARAMETERS`
+#: parameters at :data:`MODEL_BYTES_PER_PARAMETER` each, and its header. A bigger file
+#: (or a device such as /dev/zero) is refused before it is read into memory; :func:`save`
+#: never writes one.
+MAX_MODEL_BYTES = MAX_MODEL_PARAMETERS * MODEL_BYTES_PER_PARAMETER + MODEL_HEADER_BYTES
+
+
+def count_parameters(nin: int, nouts: Sequence[int]) -> int:
+    """How many parameters an :class:`MLP` of this shape has, without building it:
+    ``(inputs + 1) × neurons`` per layer (the weights and a bias per neuron).
+
+    >>> count_parameters(2, [16, 16, 1])
+    337
+    """
+    sizes = [nin, *nouts]
+    return sum((sizes[i] + 1) * sizes[i + 1] for i in range(len(nouts)))
+
+
+def check_parameter_count(
+    count: int, subject: str, error: type[Exception] = ValueError, hint: str = ""
+) -> None:
+    """Raise ``error`` if ``count`` parameters are more than :data:`MAX_MODEL_PARAMETERS`:
+    the one check that training, :func:`save` and :func:`load` share. ``subject`` starts
+    the message ("the architecture has"), ``hint`` ends it."""
+    if count > MAX_MODEL_PARAMETERS:
+        raise error(
+            f"{subject} {count:,} parameters, more than chainrule loads "
+            f"({MAX_MODEL_PARAMETERS:,}, chainrule.nn.MAX_MODEL_PARAMETERS){hint}"
+        )
 
 
 def load(path: str | os.PathLike[str]) -> MLP:
@@ -900,13 +992,7 @@ def check_architecture(arch: object) -> tuple[int, list[int], str, str | None]:
     except ValueError as exc:
         raise ModelFileError(f"invalid architecture: {exc}"[:200]) from None
     assert isinstance(nin, int) and isinstance(activation, str)
-    sizes = [nin, *nouts]
-    count = sum((sizes[i] + 1) * sizes[i + 1] for i in range(len(nouts)))
-    if count > MAX_MODEL_PARAMETERS:
-        raise ModelFileError(
-            f"the architecture has {count:,} parameters, more than chainrule loads "
-            f"({MAX_MODEL_PARAMETERS:,}, chainrule.nn.MAX_MODEL_PARAMETERS)"
-        )
+    check_parameter_count(count_parameters(nin, nouts), "the architecture has", ModelFileError)
     return nin, nouts, activation, output_activation
 
 

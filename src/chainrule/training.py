@@ -45,8 +45,12 @@ from chainrule.nn import (
     ACTIVATIONS,
     DEFAULT_ACTIVATION,
     INITS,
+    MAX_FLOAT_CHARS,
+    MAX_MODEL_PARAMETERS,
     MLP,
     ModelFileError,
+    check_parameter_count,
+    count_parameters,
     model_document,
     model_from_document,
     read_json_file,
@@ -54,13 +58,17 @@ from chainrule.nn import (
 from chainrule.optim import SCHEDULES, SGD, Adam, Optimizer, make_schedule
 
 __all__ = [
+    "CHECKPOINT_BYTES_PER_PARAMETER",
+    "CHECKPOINT_BYTES_PER_STEP",
     "CHECKPOINT_FORMAT",
+    "CHECKPOINT_HEADER_BYTES",
     "CHECKPOINT_VERSION",
     "DATASET_DEFAULTS",
     "DEFAULT_LR",
     "DIVERGENCE_FACTOR",
     "LOSSES",
     "MAX_CHECKPOINT_BYTES",
+    "MAX_STEPS",
     "OPTIMIZERS",
     "Checkpoint",
     "CheckpointError",
@@ -106,6 +114,10 @@ DEFAULT_LR: dict[str, float] = {"sgd": 1.0, "adam": 0.05}
 
 #: Adam's step is about ``lr`` in every weight: from this rate up it only jumps about.
 ADAM_MAX_LR = 1.0
+
+#: The most steps a run of :func:`train` may take: its history is part of every
+#: checkpoint, so this bounds a checkpoint's size (:data:`MAX_CHECKPOINT_BYTES`).
+MAX_STEPS = 1_000_000
 
 
 class ConfigError(ChainruleError, ValueError):
@@ -252,8 +264,11 @@ class TrainConfig:
         for name, (value, allowed) in choices.items():
             if value not in allowed:
                 raise ConfigError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}")
-        if self.steps < 1:
-            raise ConfigError(f"steps must be at least 1, got {self.steps}")
+        if not 1 <= self.steps <= MAX_STEPS:
+            raise ConfigError(
+                f"steps must be from 1 to {MAX_STEPS:,} (chainrule.training.MAX_STEPS), "
+                f"got {self.steps}"
+            )
         if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
         if not self.hidden or any(h < 1 for h in self.hidden):
@@ -306,6 +321,12 @@ class TrainConfig:
         multiclass = self.classes > 2
         if multiclass and self.loss not in ("auto", "softmax"):
             raise ConfigError(f"{self.classes} classes need the softmax loss, not {self.loss!r}")
+        check_parameter_count(
+            count_parameters(2, [*self.hidden, self.task().outputs]),
+            "the model would have",
+            ConfigError,
+            hint="; choose smaller hidden layers",
+        )
 
     def task(self) -> Task:
         loss = self.loss
@@ -495,10 +516,38 @@ def make_optimizer(config: TrainConfig, model: MLP) -> Optimizer:
 CHECKPOINT_FORMAT = "chainrule.checkpoint"
 CHECKPOINT_VERSION = 1
 
-#: The largest checkpoint :func:`load_checkpoint` reads. A checkpoint holds the model
-#: about four times over (weights, best weights, the optimiser's running averages) and
-#: the history: this is room for well over a million parameters.
-MAX_CHECKPOINT_BYTES = 256 * 1024 * 1024
+# A checkpoint is compact JSON: a number takes at most MAX_FLOAT_CHARS and its comma,
+# a layer size (below the parameter cap) or a step number its digits and its comma.
+_NUMBER = MAX_FLOAT_CHARS + 1
+_SIZE = len(str(MAX_MODEL_PARAMETERS)) + 1
+_STEP = len(str(MAX_STEPS)) + 1
+
+#: The most bytes one parameter takes in a checkpoint. It is there four times: in the
+#: model (a number, and as in a model file at most half of its neuron's row brackets and
+#: of its layer's keys and brackets, its size in the model's ``nouts`` and the config's
+#: ``hidden``), in the best weights, and twice in the optimiser's running state (Adam's
+#: ``m`` and ``v``; SGD keeps one ``velocity``).
+CHECKPOINT_BYTES_PER_PARAMETER = math.ceil(
+    _NUMBER + (len("[],") + len('{"weights":[],"biases":[]},') + 2 * _SIZE) / 2 + 3 * _NUMBER
+)
+
+#: The most bytes one step adds to a checkpoint: its loss, accuracy and lr in the
+#: history, and at most one evaluation (its step, and four losses and accuracies).
+CHECKPOINT_BYTES_PER_STEP = 3 * _NUMBER + _STEP + 4 * _NUMBER
+
+#: Room in a checkpoint for the rest: format, config, the mini-batch sampler's state
+#: (625 numbers), schedule, best step, and ``resumed_at`` (one step number a session).
+CHECKPOINT_HEADER_BYTES = 1024 * 1024
+
+#: The largest checkpoint :func:`load_checkpoint` reads: that of a run of
+#: :data:`MAX_STEPS` steps of a model of :data:`~chainrule.nn.MAX_MODEL_PARAMETERS`
+#: parameters (the caps :meth:`TrainConfig.validate` checks), so every run that
+#: :func:`train` can make can be resumed. A bigger file is refused unread.
+MAX_CHECKPOINT_BYTES = (
+    MAX_MODEL_PARAMETERS * CHECKPOINT_BYTES_PER_PARAMETER
+    + MAX_STEPS * CHECKPOINT_BYTES_PER_STEP
+    + CHECKPOINT_HEADER_BYTES
+)
 
 
 @dataclass
@@ -1201,6 +1250,15 @@ class GPTConfig:
             )
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"lr must be a positive number, got {self.lr}")
+        from chainrule.gpt import CharTokenizer, count_parameters
+
+        vocab_size = CharTokenizer.from_names(datasets.names()).vocab_size
+        check_parameter_count(
+            count_parameters(vocab_size, self.block_size, self.dim, self.layers),
+            "the GPT would have",
+            ConfigError,
+            hint="; choose a smaller dim, layers or block_size",
+        )
 
 
 @dataclass
