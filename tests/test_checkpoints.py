@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 import signal
 from dataclasses import replace
 from pathlib import Path
@@ -248,6 +249,59 @@ def test_sessions_that_cannot_run_are_config_errors(good: dict[str, Any], tmp_pa
     with pytest.raises(TypeError, match="give a TrainConfig"):
         train()
     assert math.isinf(load_checkpoint(path).best_loss)  # no held-out data: no evaluation
+
+
+def set_entry(doc: dict[str, Any], entry: str, value: Any) -> None:
+    """``set_entry(doc, "optimizer.m[2]", v)``: doc["optimizer"]["m"][2] = v."""
+    keys: list[Any] = [int(k) if k.isdigit() else k for k in re.findall(r"\w+", entry)]
+    for key in keys[:-1]:
+        doc = doc[key]
+    doc[keys[-1]] = value
+
+
+ENTRIES = [
+    "seconds",
+    "config.lr",
+    "config.noise",
+    "config.seed",
+    "history.loss[0]",
+    "optimizer.lr",
+    "optimizer.m[2]",
+    "best.loss",
+    "model.layers[0].weights[1][0]",
+    "random.batches[1][5]",
+]
+NUMBERS = {"10**400": str(10**400), "5000-digits": "9" * 5000, "1e400": "1e400"}
+
+
+@pytest.mark.parametrize("number", NUMBERS.values(), ids=NUMBERS.keys())
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_a_number_no_float_can_hold_is_refused_naming_the_file_and_entry(
+    good: dict[str, Any], entry: str, number: str, tmp_path: Path
+) -> None:
+    doc = tamper(good, lambda d: set_entry(d, entry, "NUMBER"))
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(doc).replace('"NUMBER"', number))
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+    assert str(caught.value).startswith(f"{path}: the entry {entry} holds ")
+    assert str(caught.value).endswith(
+        "too large for a float; not a checkpoint written by chainrule"
+    )
+
+
+def test_a_checkpoint_document_with_a_huge_integer_is_a_checkpoint_error(good) -> None:
+    doc = tamper(good, lambda d: set_entry(d, "history.lr[3]", -(10**5000)))
+    with pytest.raises(CheckpointError, match=r"entry history\.lr\[3\] holds an integer of"):
+        Checkpoint.from_json(doc)
+
+
+@pytest.mark.parametrize("seed", [2**32, -1])
+def test_a_seed_the_data_cannot_take_is_refused(good, seed: int, tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(tamper(good, lambda d: set_entry(d, "config.seed", seed))))
+    with pytest.raises(CheckpointError, match=f"its config: seed must be from 0 to {2**32 - 1}"):
+        train(resume_from=path)
 
 
 # -- the cap: every run that can be trained can be resumed ---------------------------------

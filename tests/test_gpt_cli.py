@@ -208,7 +208,7 @@ DAMAGE = {
     ),
     "text-parameter": (set_in("parameters", "lm_head.weight.1.1", "0.5"), "expected a number"),
     "bool-parameter": (set_in("parameters", "lm_head.weight.1.1", True), "expected a number"),
-    "huge-integer": (set_in("parameters", "wte.weight.0.0", 10**400), "not a finite number"),
+    "huge-integer": (set_in("parameters", "wte.weight.0.0", 10**400), "too large for a float"),
     "parameters-as-list": (set_in("parameters", [0.0] * 272), "holds no object of parameters"),
 }
 
@@ -232,9 +232,16 @@ def test_a_damaged_file_is_refused_with_a_clear_error(
     [
         (lambda t: t[: len(t) // 2], "truncated or corrupt JSON"),
         (lambda t: re.sub(r'("wte\.weight\.0\.0": )[^,]*', r"\1NaN", t), "non-finite number NaN"),
-        (lambda t: re.sub(r'("wte\.weight\.0\.0": )[^,]*', r"\g<1>1e999", t), "not a finite"),
+        (
+            lambda t: re.sub(r'("wte\.weight\.0\.0": )[^,]*', r"\g<1>1e999", t),
+            r'parameters\["wte\.weight\.0\.0"\] holds 1e999, too large for a float',
+        ),
+        (
+            lambda t: re.sub(r'("lm_head\.weight\.1\.1": )[^,]*', r"\g<1>-" + "9" * 5000, t),
+            r'parameters\["lm_head\.weight\.1\.1"\] holds -99999999999\.\.\.99999 \(5,000 digits\)',
+        ),
     ],
-    ids=["truncated", "nan", "overflow"],
+    ids=["truncated", "nan", "overflow", "5000-digits"],
 )
 def test_broken_json_and_non_finite_numbers_are_refused(small, tmp_path, text, message) -> None:
     model, tokenizer = small
@@ -294,6 +301,7 @@ def test_bad_model_files_and_arguments_get_one_line_and_exit_2(small, tmp_path, 
         (["gpt", "train", "--lr", "nan"], "gpt train", "not a finite number"),
         (["gpt", "train", "--dim", "1024", "--layers", "4"], "gpt train",
          "the GPT would have 50,403,328 parameters, more than chainrule loads (4,000,000"),
+        (["gpt", "train", "--seed", str(2**32)], "gpt train", "seed must be from 0 to"),
         (["gpt"], "gpt", "required: COMMAND"),
     ]  # fmt: skip
     for argv, command, words in cases:

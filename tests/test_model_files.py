@@ -206,3 +206,45 @@ def test_save_refuses_a_model_over_the_parameter_cap(tmp_path, monkeypatch) -> N
     with pytest.raises(ValueError, match="save: the model has 13 parameters, more than"):
         save(model, tmp_path / "m.json")
     assert list(tmp_path.iterdir()) == []
+
+
+# -- numbers no float can hold: refused by entry, never an OverflowError ----------------
+
+HUGE = "9" * 5000  # more digits than Python converts (4,300) without being asked
+
+
+@pytest.mark.parametrize(
+    ("entry", "number", "words"),
+    [
+        ("layers[0].weights[1][0]", str(10**400), r"100000000000\.\.\.00000 \(401 digits\)"),
+        ("layers[0].weights[1][0]", HUGE, r"999999999999\.\.\.99999 \(5,000 digits\)"),
+        ("layers[1].biases[0]", "-1e400", "-1e400"),
+        ("architecture.nin", HUGE, "5,000 digits"),
+        ("metadata.task.classes", str(10**400), "401 digits"),
+    ],
+)
+def test_a_number_no_float_can_hold_is_refused_naming_the_entry(
+    model_file: Path, entry: str, number: str, words: str
+) -> None:
+    doc = json.loads(model_file.read_text())
+    doc["metadata"] = {"task": {"loss": "hinge", "classes": 2}}
+    keys = re.findall(r"\w+|\d+", entry)
+    place = doc
+    for key in keys[:-1]:
+        place = place[int(key) if key.isdigit() else key]
+    place[int(keys[-1]) if keys[-1].isdigit() else keys[-1]] = "NUMBER"
+    model_file.write_text(json.dumps(doc).replace('"NUMBER"', number))
+    with pytest.raises(ModelFileError) as caught:
+        load(model_file)
+    message = str(caught.value)
+    assert message.startswith(f"{model_file}: the entry {entry} holds ")
+    assert re.search(words, message) and message.endswith(
+        "too large for a float; not a model file written by chainrule"
+    )
+
+
+def test_save_refuses_metadata_that_load_would_refuse(tmp_path: Path) -> None:
+    model = MLP(2, [1], rng=random.Random(0))
+    with pytest.raises(ValueError, match=r"save: the entry metadata\.run\[1\] holds an integer"):
+        save(model, tmp_path / "m.json", metadata={"run": [1, 10**400]})
+    assert list(tmp_path.iterdir()) == []

@@ -17,7 +17,8 @@ import math
 import os
 import random
 import stat
-from collections.abc import Collection, Iterable, Mapping, Sequence
+import sys
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from itertools import chain
 from operator import is_
 from pathlib import Path
@@ -55,6 +56,7 @@ __all__ = [
     "check_parameter_count",
     "count_parameters",
     "cross_entropy",
+    "find_number_beyond_float",
     "load",
     "load_with_metadata",
     "log_softmax",
@@ -712,8 +714,9 @@ def save(model: MLP, path: str | os.PathLike[str], metadata: dict[str, Any] | No
     (the command line stores the task there): :func:`model_document`. It is written to
     a temporary file in the same folder and renamed into place, so a crash never leaves
     half a file. A model with a non-finite parameter, or one that :func:`load` would
-    refuse to read back (over :data:`MAX_MODEL_PARAMETERS`, or ``metadata`` too big:
-    :func:`model_file_text`), is refused rather than saved.
+    refuse to read back (over :data:`MAX_MODEL_PARAMETERS`, or ``metadata`` too big or
+    holding a number no float can hold: :func:`model_file_text`), is refused rather
+    than saved.
     """
     return atomic_write_text(path, model_file_text(model_document(model, metadata)))
 
@@ -722,10 +725,13 @@ def model_file_text(document: dict[str, Any]) -> str:
     """The text of a model file holding ``document``: JSON, indented one space a level.
 
     Shared by :func:`save` and :func:`chainrule.gpt.save`. Raises ``ValueError`` for a
-    file that :func:`read_model_file` would refuse: more than :data:`MAX_MODEL_BYTES`
-    bytes (metadata beyond the :data:`MODEL_HEADER_BYTES` that a model under the
-    parameter cap leaves room for).
+    file that :func:`read_model_file` would refuse: a number in the metadata that no
+    float can hold, or more than :data:`MAX_MODEL_BYTES` bytes (metadata beyond the
+    :data:`MODEL_HEADER_BYTES` that a model under the parameter cap leaves room for).
     """
+    beyond = find_number_beyond_float({"metadata": document.get("metadata")})
+    if beyond is not None:
+        raise ValueError(f"save: {beyond}; not writing the model")
     text = json.dumps(document, allow_nan=False, indent=1)  # ASCII: a byte a character
     if len(text) > MAX_MODEL_BYTES:
         raise ValueError(
@@ -918,9 +924,12 @@ def read_json_file(
 
     A file larger than ``limit`` bytes is refused unread (a device or pipe is read no
     further than that), and so are text that is not UTF-8, corrupt or truncated JSON,
-    ``NaN`` and ``Infinity``, and JSON nested too deeply to parse. Each raises
-    ``error``, naming the file and using ``kind`` ("model file", "checkpoint") and
-    ``limit_name`` (the constant that sets ``limit``) in its message.
+    ``NaN`` and ``Infinity``, a number that no float can hold (``1e400``, ``10**400``,
+    an integer of thousands of digits: :func:`find_number_beyond_float` names its
+    entry), and JSON nested too deeply to parse. Each raises ``error``, naming the file
+    and using ``kind`` ("model file", "checkpoint") and ``limit_name`` (the constant
+    that sets ``limit``) in its message. So every number in the value returned is an
+    ``int`` or a finite ``float`` that ``float()`` converts without overflow.
     """
     source = Path(path)
 
@@ -929,7 +938,7 @@ def read_json_file(
 
     try:
         text = _read_limited_text(source, kind, limit, limit_name, error)
-        return json.loads(text, parse_constant=reject_constant)
+        return _parse_json(text, kind, error, reject_constant)
     except json.JSONDecodeError as exc:
         raise error(
             f"{source}: not a valid {kind} (truncated or corrupt JSON: {exc.msg} "
@@ -939,6 +948,126 @@ def read_json_file(
         raise error(f"{source}: not a {kind} (its JSON is nested too deeply to read)") from None
     except error as exc:
         raise error(f"{source}: {exc}") from None
+
+
+class _Unreadable:
+    """A number in a JSON text that no float can hold, kept as its text so that
+    :func:`find_number_beyond_float` can say where it is."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+_FLOAT_MAX_INT = int(sys.float_info.max)
+_FLOAT_MAX_DIGITS = len(str(_FLOAT_MAX_INT))
+
+
+def _parse_json(
+    text: str, kind: str, error: type[ChainruleError], constant: Callable[[str], float]
+) -> Any:
+    """``json.loads(text)``, refusing a number that no float can hold, by its entry.
+
+    Such a number is parsed to an :class:`_Unreadable` (an integer's digits are never
+    converted past a float's range: Python refuses past 4,300 with ValueError), and the
+    document is searched for it only if one was met.
+    """
+    met: list[_Unreadable] = []
+
+    def parse_int(digits: str) -> int | _Unreadable:
+        if len(digits) - digits.startswith("-") <= _FLOAT_MAX_DIGITS:
+            n = int(digits)
+            if -_FLOAT_MAX_INT <= n <= _FLOAT_MAX_INT:
+                return n
+        met.append(_Unreadable(digits))
+        return met[-1]
+
+    def parse_float(number: str) -> float | _Unreadable:
+        x = float(number)
+        if -math.inf < x < math.inf:
+            return x
+        met.append(_Unreadable(number))
+        return met[-1]
+
+    doc = json.loads(text, parse_constant=constant, parse_int=parse_int, parse_float=parse_float)
+    beyond = find_number_beyond_float(doc) if met else None
+    if beyond is not None:  # (None: a repeated key replaced the number)
+        raise error(f"{beyond}; not a {kind} written by chainrule")
+    return doc
+
+
+def _beyond_float(x: object) -> bool:
+    if type(x) is int:  # not bool
+        return not -_FLOAT_MAX_INT <= x <= _FLOAT_MAX_INT
+    return type(x) is _Unreadable
+
+
+def find_number_beyond_float(doc: object) -> str | None:
+    """Where JSON-ready ``doc`` first holds a number that no float can hold, or None.
+
+    The one check of the size of numbers in model files and checkpoints: their readers
+    turn numbers into floats, and an integer like ``10**400`` would overflow there.
+    Returns a phrase naming the entry and the number, such as ``the entry config.lr
+    holds 100000000000...00000 (401 digits), too large for a float``.
+    """
+    found = _first_entry(doc, _beyond_float)
+    if found is None:
+        return None
+    keys, x = found
+    if isinstance(x, int):  # from Python, not from a file: too long to print in full
+        shown = f"an integer of {x.bit_length():,} bits"
+    elif isinstance(x, _Unreadable) and len(x.text) > MAX_FLOAT_CHARS:
+        digits = x.text.lstrip("-")
+        size = f"{len(digits):,} digits" if digits.isdigit() else f"{len(x.text):,} characters"
+        shown = f"{x.text[:12]}...{x.text[-5:]} ({size})"
+    else:
+        shown = str(getattr(x, "text", x))
+    return f"the entry {_entry_name(keys)} holds {shown}, too large for a float"
+
+
+def _first_entry(
+    doc: object, wanted: Callable[[object], bool]
+) -> tuple[list[str | int], object] | None:
+    """The keys leading to the first value in ``doc`` (dicts and lists, in order) that is
+    ``wanted``, and that value. Iterative: deep JSON does not exhaust the stack."""
+    if wanted(doc):
+        return [], doc
+    keys: list[str | int] = []
+    levels = [_items(doc)]
+    while levels:  # invariant: len(keys) == len(levels) - 1
+        step = next(levels[-1], None)
+        if step is None:
+            levels.pop()
+            if keys:
+                keys.pop()
+            continue
+        key, value = step
+        if wanted(value):
+            return [*keys, key], value
+        if isinstance(value, dict | list) and value:
+            keys.append(key)
+            levels.append(_items(value))
+    return None
+
+
+def _items(value: object) -> Iterator[tuple[str | int, object]]:
+    if isinstance(value, dict):
+        return iter(value.items())
+    return enumerate(value) if isinstance(value, list) else iter(())
+
+
+def _entry_name(keys: Sequence[str | int]) -> str:
+    """``config.lr``, ``optimizer.m[3]``, ``parameters["wte.weight.0.0"]``."""
+    name = ""
+    for key in keys:
+        if isinstance(key, int):
+            name += f"[{key}]"
+        elif key.isidentifier():
+            name += f".{key}" if name else key
+        else:
+            name += f"[{json.dumps(key[:60])}]"
+    return name or "(the whole file)"
 
 
 def _read_limited_text(

@@ -51,6 +51,7 @@ from chainrule.nn import (
     ModelFileError,
     check_parameter_count,
     count_parameters,
+    find_number_beyond_float,
     model_document,
     model_from_document,
     read_json_file,
@@ -269,6 +270,8 @@ class TrainConfig:
                 f"steps must be from 1 to {MAX_STEPS:,} (chainrule.training.MAX_STEPS), "
                 f"got {self.steps}"
             )
+        if not 0 <= self.seed <= datasets.MAX_SEED:
+            raise ConfigError(f"seed must be from 0 to {datasets.MAX_SEED}, got {self.seed}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
         if not self.hidden or any(h < 1 for h in self.hidden):
@@ -634,23 +637,34 @@ class Checkpoint:
         Raises :class:`CheckpointError` naming the first entry that is missing, of
         the wrong type or size, or does not agree with the rest (a model that is not
         the config's, a history of the wrong length, an optimiser state of another
-        optimiser, ...). The model is checked as :func:`chainrule.nn.load` checks a
-        model file, the optimiser state as its ``load_state_dict`` does.
+        optimiser, ...), or holds a number that no float can hold
+        (:func:`~chainrule.nn.find_number_beyond_float`). The model is checked as
+        :func:`chainrule.nn.load` checks a model file, the optimiser state as its
+        ``load_state_dict`` does.
         """
-        try:
-            return _checkpoint_from_json(doc)
-        except (ConfigError, ModelFileError, ValueError, TypeError) as exc:
-            if isinstance(exc, CheckpointError):
-                raise
-            raise CheckpointError(str(exc)) from None
+        beyond = find_number_beyond_float(doc)
+        if beyond is not None:
+            raise CheckpointError(beyond)
+        return _checked_checkpoint(doc)
+
+
+def _checked_checkpoint(doc: object) -> Checkpoint:
+    """:meth:`Checkpoint.from_json` of a document whose numbers are known to fit floats."""
+    try:
+        return _checkpoint_from_json(doc)
+    except (ConfigError, ModelFileError, ValueError, TypeError) as exc:
+        if isinstance(exc, CheckpointError):
+            raise
+        raise CheckpointError(str(exc)) from None
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Read a checkpoint written by :meth:`Checkpoint.save` (or ``chainrule train``).
 
     The file is refused unread above :data:`MAX_CHECKPOINT_BYTES`; its JSON must parse
-    (no ``NaN``, nothing truncated) and every entry pass :meth:`Checkpoint.from_json`.
-    Raises :class:`CheckpointError` naming the file and what is wrong with it.
+    (no ``NaN``, no number beyond a float's range, nothing truncated) and every entry
+    pass :meth:`Checkpoint.from_json`. Raises :class:`CheckpointError` naming the file
+    and what is wrong with it.
     """
     doc = read_json_file(
         path,
@@ -660,7 +674,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         error=CheckpointError,
     )
     try:
-        return Checkpoint.from_json(doc)
+        return _checked_checkpoint(doc)  # read_json_file has checked the numbers' range
     except CheckpointError as exc:
         raise CheckpointError(f"{Path(path)}: {exc}") from None
 
@@ -1250,6 +1264,10 @@ class GPTConfig:
             )
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"lr must be a positive number, got {self.lr}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ConfigError(f"seed must be a whole number, got {self.seed!r}")
+        if not 0 <= self.seed <= datasets.MAX_SEED:  # as for train(); it goes in the model file
+            raise ConfigError(f"seed must be from 0 to {datasets.MAX_SEED}, got {self.seed}")
         from chainrule.gpt import CharTokenizer, count_parameters
 
         vocab_size = CharTokenizer.from_names(datasets.names()).vocab_size
