@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 import signal
 from dataclasses import replace
 from pathlib import Path
@@ -12,12 +13,18 @@ from typing import Any
 
 import pytest
 
-from chainrule.nn import MLP
+from chainrule.nn import MAX_MODEL_PARAMETERS, MLP
 from chainrule.optim import SGD, Adam, LinearDecay
 from chainrule.training import (
+    CHECKPOINT_BYTES_PER_PARAMETER,
+    CHECKPOINT_BYTES_PER_STEP,
+    MAX_CHECKPOINT_BYTES,
+    MAX_STEPS,
     Checkpoint,
     CheckpointError,
     ConfigError,
+    Evaluations,
+    History,
     TrainConfig,
     TrainingInterrupted,
     TrainResult,
@@ -242,3 +249,102 @@ def test_sessions_that_cannot_run_are_config_errors(good: dict[str, Any], tmp_pa
     with pytest.raises(TypeError, match="give a TrainConfig"):
         train()
     assert math.isinf(load_checkpoint(path).best_loss)  # no held-out data: no evaluation
+
+
+def set_entry(doc: dict[str, Any], entry: str, value: Any) -> None:
+    """``set_entry(doc, "optimizer.m[2]", v)``: doc["optimizer"]["m"][2] = v."""
+    keys: list[Any] = [int(k) if k.isdigit() else k for k in re.findall(r"\w+", entry)]
+    for key in keys[:-1]:
+        doc = doc[key]
+    doc[keys[-1]] = value
+
+
+ENTRIES = [
+    "seconds",
+    "config.lr",
+    "config.noise",
+    "config.seed",
+    "history.loss[0]",
+    "optimizer.lr",
+    "optimizer.m[2]",
+    "best.loss",
+    "model.layers[0].weights[1][0]",
+    "random.batches[1][5]",
+]
+NUMBERS = {"10**400": str(10**400), "5000-digits": "9" * 5000, "1e400": "1e400"}
+
+
+@pytest.mark.parametrize("number", NUMBERS.values(), ids=NUMBERS.keys())
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_a_number_no_float_can_hold_is_refused_naming_the_file_and_entry(
+    good: dict[str, Any], entry: str, number: str, tmp_path: Path
+) -> None:
+    doc = tamper(good, lambda d: set_entry(d, entry, "NUMBER"))
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(doc).replace('"NUMBER"', number))
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+    assert str(caught.value).startswith(f"{path}: the entry {entry} holds ")
+    assert str(caught.value).endswith(
+        "too large for a float; not a checkpoint written by chainrule"
+    )
+
+
+def test_a_checkpoint_document_with_a_huge_integer_is_a_checkpoint_error(good) -> None:
+    doc = tamper(good, lambda d: set_entry(d, "history.lr[3]", -(10**5000)))
+    with pytest.raises(CheckpointError, match=r"entry history\.lr\[3\] holds an integer of"):
+        Checkpoint.from_json(doc)
+
+
+@pytest.mark.parametrize("seed", [2**32, -1])
+def test_a_seed_the_data_cannot_take_is_refused(good, seed: int, tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(tamper(good, lambda d: set_entry(d, "config.seed", seed))))
+    with pytest.raises(CheckpointError, match=f"its config: seed must be from 0 to {2**32 - 1}"):
+        train(resume_from=path)
+
+
+# -- the cap: every run that can be trained can be resumed ---------------------------------
+
+LONGEST_FLOAT = -2.2250738585072014e-308  # nn.MAX_FLOAT_CHARS characters
+
+
+def worst_checkpoint(hidden: tuple[int, ...], steps: int) -> tuple[int, int]:
+    """(bytes, parameters) of the checkpoint of an Adam run evaluated after every step,
+    with every float in it the longest one."""
+    config = TrainConfig(
+        samples=20, hidden=hidden, steps=steps, optimizer="adam", lr=0.05, test_fraction=0.25,
+        eval_every=1, compiled=False,
+    )  # fmt: skip
+    saved = train(config).checkpoint
+    assert saved is not None and len(saved.evaluations.step) == steps
+    n, x = len(saved.weights), LONGEST_FLOAT
+    worst = replace(
+        saved,
+        weights=[x] * n,
+        best_weights=[x] * n,
+        optimizer={**saved.optimizer, "m": [x] * n, "v": [x] * n},
+        history=History([x] * steps, [x] * steps, [x] * steps),
+        evaluations=Evaluations(saved.evaluations.step, *([x] * steps for _ in range(4))),
+    )
+    return len(worst.dumps()), n
+
+
+def test_a_checkpoint_at_the_parameter_and_step_caps_fits_the_checkpoint_cap() -> None:
+    """Measured with the real encoder: what a parameter (in one-neuron layers, the worst)
+    and a step (with an evaluation) more cost, times the caps, plus a whole small
+    checkpoint for the rest, is within the cap: every run can be resumed."""
+    small, n_small = worst_checkpoint((1,) * 4, 3)
+    more_layers, n_more = worst_checkpoint((1,) * 8, 3)
+    more_steps, _ = worst_checkpoint((1,) * 4, 9)
+    per_parameter = (more_layers - small) / (n_more - n_small)
+    per_step = (more_steps - small) / 6
+    assert per_parameter <= CHECKPOINT_BYTES_PER_PARAMETER
+    assert per_step <= CHECKPOINT_BYTES_PER_STEP
+    needed = MAX_MODEL_PARAMETERS * per_parameter + MAX_STEPS * per_step + small
+    assert needed <= MAX_CHECKPOINT_BYTES < 1.2 * needed
+
+
+def test_runs_over_the_step_cap_are_refused_before_they_start() -> None:
+    with pytest.raises(ConfigError, match=f"steps must be from 1 to {MAX_STEPS:,}"):
+        train(TrainConfig(steps=MAX_STEPS + 1))

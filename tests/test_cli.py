@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -341,6 +342,52 @@ def test_predict_on_a_hostile_model_file_is_one_line(
     assert main(["predict", "--model", str(model), "--input", "0.5,0.25"]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and words in one_error_line(captured.err, "predict")
+
+
+HUGE_NUMBERS = {"10**400": str(10**400), "5000-digits": "9" * 5000}
+
+
+@pytest.mark.parametrize("number", HUGE_NUMBERS.values(), ids=HUGE_NUMBERS.keys())
+def test_a_number_no_float_can_hold_is_a_bad_file_for_every_command(
+    small_model: Path, number: str, tmp_path: Path, capsys
+) -> None:
+    """predict, export and train --resume: exit 2, one line naming the file and entry."""
+
+    def put(path: Path, change) -> None:
+        doc = json.loads(path.read_text())
+        change(doc)
+        path.write_text(json.dumps(doc).replace('"NUMBER"', number))
+
+    put(small_model, lambda d: d["layers"][1]["biases"].__setitem__(0, "NUMBER"))
+    run_dir = tmp_path / "run"
+    assert main(["train", *TINY, "--out", str(run_dir)]) == 0
+    checkpoint = run_dir / "checkpoint.json"
+    put(checkpoint, lambda d: d.update(seconds="NUMBER"))
+    capsys.readouterr()
+    commands = {
+        "predict": (["--model", str(small_model), "--input", "0.5,0.25"], small_model),
+        "export": ([str(small_model), "-o", str(tmp_path / "m.safetensors")], small_model),
+        "train": (["--resume", str(run_dir), "--no-progress"], checkpoint),
+    }
+    for command, (args, path) in commands.items():
+        assert main([command, *args]) == 2
+        captured = capsys.readouterr()
+        err = one_error_line(captured.err, command)
+        entry = "seconds" if command == "train" else r"layers\[1\]\.biases\[0\]"
+        assert re.search(f"{re.escape(str(path))}: the entry {entry} holds .* too large", err)
+        assert captured.out == ""
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_train_refuses_a_model_over_the_parameter_cap_before_it_starts(
+    tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "run"
+    assert main(["train", "--layers", "2000,2000", "--out", str(out)]) == 2
+    err = one_error_line(capsys.readouterr().err, "train")
+    assert "the model would have 4,010,001 parameters, more than chainrule loads" in err
+    assert "(4,000,000, chainrule.nn.MAX_MODEL_PARAMETERS)" in err
+    assert os.listdir(tmp_path) == []
 
 
 def test_predict_without_task_metadata_infers_it(small_model: Path, capsys) -> None:

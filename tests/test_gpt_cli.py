@@ -22,7 +22,7 @@ from chainrule.data import names
 from chainrule.gpt import GPT, CharTokenizer, ModelFileError, Trainer
 from chainrule.nn import MLP
 from chainrule.plots import moving_average, plot_smoothed_loss
-from chainrule.training import GPTConfig, progress_bar, train_gpt
+from chainrule.training import ConfigError, GPTConfig, progress_bar, train_gpt
 
 TINY = ["--steps", "30", "--dim", "8", "--heads", "2", "--block-size", "8", "--no-progress"]
 
@@ -250,7 +250,7 @@ DAMAGE = {
     ),
     "text-parameter": (set_in("parameters", "lm_head.weight.1.1", "0.5"), "expected a number"),
     "bool-parameter": (set_in("parameters", "lm_head.weight.1.1", True), "expected a number"),
-    "huge-integer": (set_in("parameters", "wte.weight.0.0", 10**400), "not a finite number"),
+    "huge-integer": (set_in("parameters", "wte.weight.0.0", 10**400), "too large for a float"),
     "parameters-as-list": (set_in("parameters", [0.0] * 272), "holds no object of parameters"),
 }
 
@@ -274,9 +274,16 @@ def test_a_damaged_file_is_refused_with_a_clear_error(
     [
         (lambda t: t[: len(t) // 2], "truncated or corrupt JSON"),
         (lambda t: re.sub(r'("wte\.weight\.0\.0": )[^,]*', r"\1NaN", t), "non-finite number NaN"),
-        (lambda t: re.sub(r'("wte\.weight\.0\.0": )[^,]*', r"\g<1>1e999", t), "not a finite"),
+        (
+            lambda t: re.sub(r'("wte\.weight\.0\.0": )[^,]*', r"\g<1>1e999", t),
+            r'parameters\["wte\.weight\.0\.0"\] holds 1e999, too large for a float',
+        ),
+        (
+            lambda t: re.sub(r'("lm_head\.weight\.1\.1": )[^,]*', r"\g<1>-" + "9" * 5000, t),
+            r'parameters\["lm_head\.weight\.1\.1"\] holds -99999999999\.\.\.99999 \(5,000 digits\)',
+        ),
     ],
-    ids=["truncated", "nan", "overflow"],
+    ids=["truncated", "nan", "overflow", "5000-digits"],
 )
 def test_broken_json_and_non_finite_numbers_are_refused(small, tmp_path, text, message) -> None:
     model, tokenizer = small
@@ -334,12 +341,37 @@ def test_bad_model_files_and_arguments_get_one_line_and_exit_2(small, tmp_path, 
         (["gpt", "train", "--heads", "3"], "gpt train", "dim 16 is not divisible by heads 3"),
         (["gpt", "train", "--steps", "0"], "gpt train", "'0' must be at least 1"),
         (["gpt", "train", "--lr", "nan"], "gpt train", "not a finite number"),
+        (["gpt", "train", "--dim", "1024", "--layers", "4"], "gpt train",
+         "the GPT would have 50,403,328 parameters, more than chainrule loads (4,000,000"),
+        (["gpt", "train", "--seed", str(2**32)], "gpt train", "seed must be from 0 to"),
         (["gpt"], "gpt", "required: COMMAND"),
     ]  # fmt: skip
     for argv, command, words in cases:
         assert main(argv) == 2, argv
         captured = capsys.readouterr()
         assert captured.out == "" and words in one_error_line(captured.err, command), argv
+
+
+def test_training_saving_and_loading_share_one_parameter_cap(small, tmp_path, monkeypatch) -> None:
+    """A GPT that trains can be saved and loaded; one over the cap is refused by every
+    trainer before it starts, by save and by load alike."""
+    model, tokenizer = small
+    count = model.num_parameters()
+    path = gpt.save(model, tokenizer, tmp_path / "model.json")
+    monkeypatch.setattr(nn, "MAX_MODEL_PARAMETERS", count)  # at the cap: all is well
+    Trainer(model, steps=1).step(tokenizer.encode("ada"))
+    assert gpt.load(gpt.save(model, tokenizer, path))[0].state_dict() == model.state_dict()
+    monkeypatch.setattr(nn, "MAX_MODEL_PARAMETERS", count - 1)
+    cap = rf"{count:,} parameters, more than chainrule loads \({count - 1:,},"
+    with pytest.raises(ValueError, match=f"Trainer: the model has {cap}"):
+        Trainer(model)
+    with pytest.raises(ValueError, match=f"save: the model has {cap}"):
+        gpt.save(model, tokenizer, tmp_path / "other.json")
+    with pytest.raises(ModelFileError, match=f"the architecture has {cap}"):
+        gpt.load(path)
+    monkeypatch.setattr(gpt, "GPT", lambda *a, **k: pytest.fail("training started"))
+    with pytest.raises(ConfigError, match=r"the GPT would have 4,192 parameters, more than"):
+        train_gpt(GPTConfig(steps=1))  # 27 tokens: 4,192 parameters
 
 
 def test_a_diverged_gpt_run_writes_nothing(tmp_path: Path, capsys) -> None:

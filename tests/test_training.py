@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from chainrule import no_grad, training
+from chainrule import nn, no_grad, training
 from chainrule.data import lecture
 from chainrule.errors import ChainruleError, DivergedError
 from chainrule.losses import mse
@@ -284,6 +284,13 @@ def test_lr_find_never_suggests_a_range_holding_a_diverged_rate(monkeypatch) -> 
         ({"patience": 3}, "needs a test fraction above 0"),
         ({"patience": 0, "test_fraction": 0.2}, "patience must be at least 1"),
         ({"eval_every": 0}, "eval_every must be at least 1"),
+        ({"seed": 2**32}, "seed must be from 0 to 4294967295, got 4294967296"),
+        ({"seed": -1}, "seed must be from 0 to 4294967295, got -1"),
+        ({"steps": 10**6 + 1}, "steps must be from 1 to 1,000,000"),
+        (
+            {"hidden": (2000, 2000)},
+            r"would have 4,010,001 parameters, more than chainrule loads \(4,000,000",
+        ),
     ],
 )
 def test_bad_configurations_are_config_errors_before_any_work(changes, words) -> None:
@@ -319,3 +326,23 @@ def test_task_from_a_model_files_metadata(data, outputs: int, expected: Task) ->
 def test_a_task_that_does_not_fit_is_a_model_file_error(data, outputs: int, words: str) -> None:
     with pytest.raises(ModelFileError, match=words):
         Task.from_json(data, outputs)
+
+
+def test_training_saving_and_loading_share_one_parameter_cap(tmp_path, monkeypatch) -> None:
+    """A model that trains can be saved and loaded; one over the cap is refused by
+    training before it starts, by save and by load alike."""
+    config = TrainConfig(samples=20, hidden=(4,), steps=2)
+    count = nn.count_parameters(2, [4, 1])
+    monkeypatch.setattr(nn, "MAX_MODEL_PARAMETERS", count)  # at the cap: all is well
+    model = train(config).model
+    path = nn.save(model, tmp_path / "model.json")
+    assert nn.load(path).state_dict() == model.state_dict()
+    monkeypatch.setattr(nn, "MAX_MODEL_PARAMETERS", count - 1)
+    monkeypatch.setattr(training, "build", lambda config: pytest.fail("training started"))
+    cap = rf"{count} parameters, more than chainrule loads \({count - 1},"
+    with pytest.raises(ConfigError, match=f"the model would have {cap}"):
+        train(config)
+    with pytest.raises(ValueError, match=f"save: the model has {cap}"):
+        nn.save(model, tmp_path / "other.json")
+    with pytest.raises(ModelFileError, match=f"the architecture has {cap}"):
+        nn.load(path)

@@ -36,6 +36,7 @@ from typing import TypeVar
 __all__ = [
     "DATASETS",
     "DEFAULTS",
+    "MAX_SEED",
     "MULTICLASS",
     "DatasetDefaults",
     "blobs",
@@ -78,6 +79,9 @@ DEFAULTS: dict[str, DatasetDefaults] = {
 
 _MT_N = 624  # MT19937's state: 624 words of 32 bits
 _MASK32 = 0xFFFFFFFF
+
+#: The largest seed the generators take: NumPy's legacy seeding takes ``[0, 2**32 - 1]``.
+MAX_SEED = _MASK32
 
 
 class _LegacyRandomState:

@@ -40,7 +40,6 @@ loads the compiler (and NumPy) on first use.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -340,6 +339,9 @@ class Trainer:
     def __init__(
         self, model: GPT, *, lr: float = 0.01, steps: int = 1000, compiled: bool = False
     ) -> None:
+        nn.check_parameter_count(  # a model trained here can be saved and loaded
+            model.num_parameters(), "Trainer: the model has", hint="; not training it"
+        )
         self.model = model
         self.optimizer = Adam(model.parameters(), lr=lr, betas=BETAS, eps=1e-8)
         self.schedule = LinearDecay(lr, 0.0, steps)
@@ -427,8 +429,10 @@ def save(
     The file is the family of :func:`chainrule.nn.save`: ``format``, ``version``, the
     :meth:`GPT.architecture`, ``parameters`` (:meth:`GPT.state_dict`: each value by its
     name) and ``metadata``, which holds the tokenizer's characters under ``"chars"``
-    beside any JSON-ready ``metadata`` given. A model with a non-finite parameter, or a
-    tokenizer that does not fit it, is refused rather than saved.
+    beside any JSON-ready ``metadata`` given. A model with a non-finite parameter, a
+    tokenizer that does not fit it, or a file that :func:`load` would refuse (over
+    :data:`chainrule.nn.MAX_MODEL_PARAMETERS`, or metadata as
+    :func:`chainrule.nn.model_file_text` refuses) is refused rather than saved.
     """
     if not isinstance(model, GPT):
         raise TypeError(f"save: expected a GPT, got {type(model).__name__}")
@@ -437,6 +441,7 @@ def save(
             f"save: the tokenizer has {tokenizer.vocab_size} tokens but the model "
             f"{model.vocab_size}"
         )
+    nn.check_parameter_count(model.num_parameters(), "save: the model has", hint="; not writing it")
     state = model.state_dict()
     bad = next((name for name, v in state.items() if not math.isfinite(v)), None)
     if bad is not None:
@@ -450,7 +455,7 @@ def save(
         "parameters": state,
         "metadata": {**(metadata or {}), "chars": tokenizer.chars},
     }
-    return atomic_write_text(path, json.dumps(document, allow_nan=False, indent=1))
+    return atomic_write_text(path, nn.model_file_text(document))
 
 
 def load(path: str | os.PathLike[str]) -> tuple[GPT, CharTokenizer]:
@@ -505,11 +510,7 @@ def _build(doc: dict[str, Any]) -> tuple[GPT, CharTokenizer, dict[str, Any]]:
     count = count_parameters(
         sizes["vocab_size"], sizes["block_size"], sizes["dim"], sizes["layers"]
     )
-    if count > nn.MAX_MODEL_PARAMETERS:
-        raise ModelFileError(
-            f"the architecture has {count:,} parameters, more than chainrule loads "
-            f"({nn.MAX_MODEL_PARAMETERS:,}, chainrule.nn.MAX_MODEL_PARAMETERS)"
-        )
+    nn.check_parameter_count(count, "the architecture has", ModelFileError)
     metadata = doc.get("metadata")
     if not isinstance(metadata, dict):
         raise ModelFileError("metadata must be an object holding the tokenizer's characters")

@@ -17,7 +17,8 @@ import math
 import os
 import random
 import stat
-from collections.abc import Collection, Iterable, Mapping, Sequence
+import sys
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from itertools import chain
 from operator import is_
 from pathlib import Path
@@ -34,9 +35,12 @@ __all__ = [
     "FORMAT",
     "INITS",
     "INIT_STD",
+    "MAX_FLOAT_CHARS",
     "MAX_MODEL_BYTES",
     "MAX_MODEL_PARAMETERS",
     "MLP",
+    "MODEL_BYTES_PER_PARAMETER",
+    "MODEL_HEADER_BYTES",
     "VERSION",
     "CausalSelfAttention",
     "Embedding",
@@ -49,11 +53,15 @@ __all__ = [
     "Neuron",
     "RMSNorm",
     "check_architecture",
+    "check_parameter_count",
+    "count_parameters",
     "cross_entropy",
+    "find_number_beyond_float",
     "load",
     "load_with_metadata",
     "log_softmax",
     "model_document",
+    "model_file_text",
     "model_from_document",
     "read_json_file",
     "read_model_file",
@@ -705,19 +713,45 @@ def save(model: MLP, path: str | os.PathLike[str], metadata: dict[str, Any] | No
     is neuron ``j``'s weight for input ``i``) and optional JSON-ready ``metadata``
     (the command line stores the task there): :func:`model_document`. It is written to
     a temporary file in the same folder and renamed into place, so a crash never leaves
-    half a file. A model with a non-finite parameter is refused rather than saved.
+    half a file. A model with a non-finite parameter, or one that :func:`load` would
+    refuse to read back (over :data:`MAX_MODEL_PARAMETERS`, or ``metadata`` too big or
+    holding a number no float can hold: :func:`model_file_text`), is refused rather
+    than saved.
     """
-    document = model_document(model, metadata)
-    return atomic_write_text(path, json.dumps(document, allow_nan=False, indent=1))
+    return atomic_write_text(path, model_file_text(model_document(model, metadata)))
+
+
+def model_file_text(document: dict[str, Any]) -> str:
+    """The text of a model file holding ``document``: JSON, indented one space a level.
+
+    Shared by :func:`save` and :func:`chainrule.gpt.save`. Raises ``ValueError`` for a
+    file that :func:`read_model_file` would refuse: a number in the metadata that no
+    float can hold, or more than :data:`MAX_MODEL_BYTES` bytes (metadata beyond the
+    :data:`MODEL_HEADER_BYTES` that a model under the parameter cap leaves room for).
+    """
+    beyond = find_number_beyond_float({"metadata": document.get("metadata")})
+    if beyond is not None:
+        raise ValueError(f"save: {beyond}; not writing the model")
+    text = json.dumps(document, allow_nan=False, indent=1)  # ASCII: a byte a character
+    if len(text) > MAX_MODEL_BYTES:
+        raise ValueError(
+            f"save: the model file would take {len(text):,} bytes, more than chainrule "
+            f"loads ({MAX_MODEL_BYTES:,}, chainrule.nn.MAX_MODEL_BYTES): its metadata is "
+            f"too big; not writing the model"
+        )
+    return text
 
 
 def model_document(model: MLP, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON document :func:`save` writes (format, version, architecture, layers,
     metadata); :func:`model_from_document` reads it back. Floats keep every bit: JSON
     writes each as its shortest exact repr. Raises ``ValueError`` for a non-finite
-    parameter."""
+    parameter, or a model over :data:`MAX_MODEL_PARAMETERS`."""
     if not isinstance(model, MLP):
         raise TypeError(f"save: expected an MLP, got {type(model).__name__}")
+    check_parameter_count(
+        count_parameters(model.nin, model.nouts), "save: the model has", hint="; not writing it"
+    )
     layers = []
     for i, layer in enumerate(model.layers):
         weights = [[w.data for w in n.w] for n in layer.neurons]
@@ -737,15 +771,79 @@ def model_document(model: MLP, metadata: dict[str, Any] | None = None) -> dict[s
     }
 
 
-#: The largest model file :func:`load` reads. :func:`save` writes about 26 bytes per
-#: parameter, so this is room for some 2.5 million parameters; a bigger file (or a
-#: device such as /dev/zero) is refused before it is read into memory.
-MAX_MODEL_BYTES = 64 * 1024 * 1024
-
-#: The most parameters :func:`load` builds. A file can hold numbers far more densely
-#: than :func:`save` writes them (``0,0,0,...``): this bounds the memory a crafted
-#: file can make ``load`` allocate (about 120 bytes a parameter).
+#: The most parameters a model may have. Training refuses a bigger model before it
+#: starts (:class:`chainrule.training.TrainConfig` and ``GPTConfig``,
+#: :class:`chainrule.gpt.Trainer`), :func:`save` refuses to write one and :func:`load`
+#: to build one, so every model chainrule trains can be saved and read back. It also
+#: bounds the memory a crafted file can make :func:`load` allocate (about 120 bytes a
+#: parameter). The byte caps of model files and checkpoints are derived from it.
 MAX_MODEL_PARAMETERS = 4_000_000
+
+#: The longest JSON text of a finite float: ``json.dumps`` writes ``repr(x)``, the
+#: shortest text that reads back exactly -- at most a sign, 17 significant digits, a
+#: point and a three-digit exponent, as in ``-2.2250738585072014e-308``.
+MAX_FLOAT_CHARS = 24
+
+# The most bytes one parameter takes in a model file, whatever the architecture. Every
+# index below the cap (a layer size, a row, a column, a block) has at most this many digits:
+_INDEX_DIGITS = len(str(MAX_MODEL_PARAMETERS - 1))
+
+# An MLP file (save: JSON with indent 1) writes a weight as the line "\n" + 5 spaces +
+# number + "," (a bias one level up, so one byte less); each neuron adds its row's
+# brackets; each layer its braces, its two keys with their brackets, and its size in the
+# architecture's "nouts". A neuron has at least one weight besides its bias, so a
+# parameter carries at most half its neuron's and half its layer's share:
+_MLP_NUMBER = len("\n     ,") + MAX_FLOAT_CHARS
+_MLP_NEURON = len("\n    [") + len("\n    ],")
+_MLP_LAYER = len('\n  {\n   "weights": [\n   ],\n   "biases": [\n   ]\n  },\n   ,') + _INDEX_DIGITS
+_MLP_BYTES_PER_PARAMETER = _MLP_NUMBER + (_MLP_NEURON + _MLP_LAYER) / 2
+
+# A GPT file (chainrule.gpt.save, indent 1) writes each parameter as the line
+# '\n  "NAME": number,'; the longest name is "blocks.L.attn.out_proj.weight.I.J" with
+# three indices. The tokenizer's characters (metadata "chars") take at most 12 bytes each
+# (one outside the BMP, escaped as two \uXXXX), and each brings at least two parameters
+# (its rows of the token table and of the head):
+_GPT_NAME = len("blocks..attn.out_proj.weight..") + 3 * _INDEX_DIGITS
+_GPT_BYTES_PER_PARAMETER = len('\n  "": ,') + _GPT_NAME + MAX_FLOAT_CHARS + 12 / 2
+
+#: The most bytes one parameter takes in a model file written by :func:`save` or
+#: :func:`chainrule.gpt.save`, worked out above from :data:`MAX_FLOAT_CHARS` and each
+#: file's layout.
+MODEL_BYTES_PER_PARAMETER = math.ceil(max(_MLP_BYTES_PER_PARAMETER, _GPT_BYTES_PER_PARAMETER))
+
+#: Room in a model file for all but the parameters: format, version, architecture and
+#: metadata (the task, the tokenizer's other entries, what the caller adds).
+MODEL_HEADER_BYTES = 1024 * 1024
+
+#: The largest model file :func:`load` reads: a model of :data:`MAX_MODEL_PARAMETERS`
+#: parameters at :data:`MODEL_BYTES_PER_PARAMETER` each, and its header. A bigger file
+#: (or a device such as /dev/zero) is refused before it is read into memory; :func:`save`
+#: never writes one.
+MAX_MODEL_BYTES = MAX_MODEL_PARAMETERS * MODEL_BYTES_PER_PARAMETER + MODEL_HEADER_BYTES
+
+
+def count_parameters(nin: int, nouts: Sequence[int]) -> int:
+    """How many parameters an :class:`MLP` of this shape has, without building it:
+    ``(inputs + 1) × neurons`` per layer (the weights and a bias per neuron).
+
+    >>> count_parameters(2, [16, 16, 1])
+    337
+    """
+    sizes = [nin, *nouts]
+    return sum((sizes[i] + 1) * sizes[i + 1] for i in range(len(nouts)))
+
+
+def check_parameter_count(
+    count: int, subject: str, error: type[Exception] = ValueError, hint: str = ""
+) -> None:
+    """Raise ``error`` if ``count`` parameters are more than :data:`MAX_MODEL_PARAMETERS`:
+    the one check that training, :func:`save` and :func:`load` share. ``subject`` starts
+    the message ("the architecture has"), ``hint`` ends it."""
+    if count > MAX_MODEL_PARAMETERS:
+        raise error(
+            f"{subject} {count:,} parameters, more than chainrule loads "
+            f"({MAX_MODEL_PARAMETERS:,}, chainrule.nn.MAX_MODEL_PARAMETERS){hint}"
+        )
 
 
 def load(path: str | os.PathLike[str]) -> MLP:
@@ -826,9 +924,12 @@ def read_json_file(
 
     A file larger than ``limit`` bytes is refused unread (a device or pipe is read no
     further than that), and so are text that is not UTF-8, corrupt or truncated JSON,
-    ``NaN`` and ``Infinity``, and JSON nested too deeply to parse. Each raises
-    ``error``, naming the file and using ``kind`` ("model file", "checkpoint") and
-    ``limit_name`` (the constant that sets ``limit``) in its message.
+    ``NaN`` and ``Infinity``, a number that no float can hold (``1e400``, ``10**400``,
+    an integer of thousands of digits: :func:`find_number_beyond_float` names its
+    entry), and JSON nested too deeply to parse. Each raises ``error``, naming the file
+    and using ``kind`` ("model file", "checkpoint") and ``limit_name`` (the constant
+    that sets ``limit``) in its message. So every number in the value returned is an
+    ``int`` or a finite ``float`` that ``float()`` converts without overflow.
     """
     source = Path(path)
 
@@ -837,7 +938,7 @@ def read_json_file(
 
     try:
         text = _read_limited_text(source, kind, limit, limit_name, error)
-        return json.loads(text, parse_constant=reject_constant)
+        return _parse_json(text, kind, error, reject_constant)
     except json.JSONDecodeError as exc:
         raise error(
             f"{source}: not a valid {kind} (truncated or corrupt JSON: {exc.msg} "
@@ -847,6 +948,126 @@ def read_json_file(
         raise error(f"{source}: not a {kind} (its JSON is nested too deeply to read)") from None
     except error as exc:
         raise error(f"{source}: {exc}") from None
+
+
+class _Unreadable:
+    """A number in a JSON text that no float can hold, kept as its text so that
+    :func:`find_number_beyond_float` can say where it is."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+_FLOAT_MAX_INT = int(sys.float_info.max)
+_FLOAT_MAX_DIGITS = len(str(_FLOAT_MAX_INT))
+
+
+def _parse_json(
+    text: str, kind: str, error: type[ChainruleError], constant: Callable[[str], float]
+) -> Any:
+    """``json.loads(text)``, refusing a number that no float can hold, by its entry.
+
+    Such a number is parsed to an :class:`_Unreadable` (an integer's digits are never
+    converted past a float's range: Python refuses past 4,300 with ValueError), and the
+    document is searched for it only if one was met.
+    """
+    met: list[_Unreadable] = []
+
+    def parse_int(digits: str) -> int | _Unreadable:
+        if len(digits) - digits.startswith("-") <= _FLOAT_MAX_DIGITS:
+            n = int(digits)
+            if -_FLOAT_MAX_INT <= n <= _FLOAT_MAX_INT:
+                return n
+        met.append(_Unreadable(digits))
+        return met[-1]
+
+    def parse_float(number: str) -> float | _Unreadable:
+        x = float(number)
+        if -math.inf < x < math.inf:
+            return x
+        met.append(_Unreadable(number))
+        return met[-1]
+
+    doc = json.loads(text, parse_constant=constant, parse_int=parse_int, parse_float=parse_float)
+    beyond = find_number_beyond_float(doc) if met else None
+    if beyond is not None:  # (None: a repeated key replaced the number)
+        raise error(f"{beyond}; not a {kind} written by chainrule")
+    return doc
+
+
+def _beyond_float(x: object) -> bool:
+    if type(x) is int:  # not bool
+        return not -_FLOAT_MAX_INT <= x <= _FLOAT_MAX_INT
+    return type(x) is _Unreadable
+
+
+def find_number_beyond_float(doc: object) -> str | None:
+    """Where JSON-ready ``doc`` first holds a number that no float can hold, or None.
+
+    The one check of the size of numbers in model files and checkpoints: their readers
+    turn numbers into floats, and an integer like ``10**400`` would overflow there.
+    Returns a phrase naming the entry and the number, such as ``the entry config.lr
+    holds 100000000000...00000 (401 digits), too large for a float``.
+    """
+    found = _first_entry(doc, _beyond_float)
+    if found is None:
+        return None
+    keys, x = found
+    if isinstance(x, int):  # from Python, not from a file: too long to print in full
+        shown = f"an integer of {x.bit_length():,} bits"
+    elif isinstance(x, _Unreadable) and len(x.text) > MAX_FLOAT_CHARS:
+        digits = x.text.lstrip("-")
+        size = f"{len(digits):,} digits" if digits.isdigit() else f"{len(x.text):,} characters"
+        shown = f"{x.text[:12]}...{x.text[-5:]} ({size})"
+    else:
+        shown = str(getattr(x, "text", x))
+    return f"the entry {_entry_name(keys)} holds {shown}, too large for a float"
+
+
+def _first_entry(
+    doc: object, wanted: Callable[[object], bool]
+) -> tuple[list[str | int], object] | None:
+    """The keys leading to the first value in ``doc`` (dicts and lists, in order) that is
+    ``wanted``, and that value. Iterative: deep JSON does not exhaust the stack."""
+    if wanted(doc):
+        return [], doc
+    keys: list[str | int] = []
+    levels = [_items(doc)]
+    while levels:  # invariant: len(keys) == len(levels) - 1
+        step = next(levels[-1], None)
+        if step is None:
+            levels.pop()
+            if keys:
+                keys.pop()
+            continue
+        key, value = step
+        if wanted(value):
+            return [*keys, key], value
+        if isinstance(value, dict | list) and value:
+            keys.append(key)
+            levels.append(_items(value))
+    return None
+
+
+def _items(value: object) -> Iterator[tuple[str | int, object]]:
+    if isinstance(value, dict):
+        return iter(value.items())
+    return enumerate(value) if isinstance(value, list) else iter(())
+
+
+def _entry_name(keys: Sequence[str | int]) -> str:
+    """``config.lr``, ``optimizer.m[3]``, ``parameters["wte.weight.0.0"]``."""
+    name = ""
+    for key in keys:
+        if isinstance(key, int):
+            name += f"[{key}]"
+        elif key.isidentifier():
+            name += f".{key}" if name else key
+        else:
+            name += f"[{json.dumps(key[:60])}]"
+    return name or "(the whole file)"
 
 
 def _read_limited_text(
@@ -900,13 +1121,7 @@ def check_architecture(arch: object) -> tuple[int, list[int], str, str | None]:
     except ValueError as exc:
         raise ModelFileError(f"invalid architecture: {exc}"[:200]) from None
     assert isinstance(nin, int) and isinstance(activation, str)
-    sizes = [nin, *nouts]
-    count = sum((sizes[i] + 1) * sizes[i + 1] for i in range(len(nouts)))
-    if count > MAX_MODEL_PARAMETERS:
-        raise ModelFileError(
-            f"the architecture has {count:,} parameters, more than chainrule loads "
-            f"({MAX_MODEL_PARAMETERS:,}, chainrule.nn.MAX_MODEL_PARAMETERS)"
-        )
+    check_parameter_count(count_parameters(nin, nouts), "the architecture has", ModelFileError)
     return nin, nouts, activation, output_activation
 
 

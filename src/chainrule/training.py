@@ -45,8 +45,13 @@ from chainrule.nn import (
     ACTIVATIONS,
     DEFAULT_ACTIVATION,
     INITS,
+    MAX_FLOAT_CHARS,
+    MAX_MODEL_PARAMETERS,
     MLP,
     ModelFileError,
+    check_parameter_count,
+    count_parameters,
+    find_number_beyond_float,
     model_document,
     model_from_document,
     read_json_file,
@@ -54,13 +59,17 @@ from chainrule.nn import (
 from chainrule.optim import SCHEDULES, SGD, Adam, Optimizer, make_schedule
 
 __all__ = [
+    "CHECKPOINT_BYTES_PER_PARAMETER",
+    "CHECKPOINT_BYTES_PER_STEP",
     "CHECKPOINT_FORMAT",
+    "CHECKPOINT_HEADER_BYTES",
     "CHECKPOINT_VERSION",
     "DEFAULT_LR",
     "DIVERGENCE_FACTOR",
     "LOSSES",
     "MAX_CHECKPOINT_BYTES",
     "MAX_SEED",
+    "MAX_STEPS",
     "OPTIMIZERS",
     "Checkpoint",
     "CheckpointError",
@@ -100,7 +109,11 @@ ADAM_MAX_LR = 1.0
 
 #: The largest seed (the smallest is 0): the datasets draw from NumPy's ``RandomState``
 #: stream (:mod:`chainrule.data`), which takes a seed of 32 bits.
-MAX_SEED = 2**32 - 1
+MAX_SEED = datasets.MAX_SEED
+
+#: The most steps a run of :func:`train` may take: its history is part of every
+#: checkpoint, so this bounds a checkpoint's size (:data:`MAX_CHECKPOINT_BYTES`).
+MAX_STEPS = 1_000_000
 
 
 class ConfigError(ChainruleError, ValueError):
@@ -278,8 +291,12 @@ class TrainConfig:
         for name, (value, allowed) in choices.items():
             if value not in allowed:
                 raise ConfigError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}")
-        if self.steps < 1:
-            raise ConfigError(f"steps must be at least 1, got {self.steps}")
+        if not 1 <= self.steps <= MAX_STEPS:
+            raise ConfigError(
+                f"steps must be from 1 to {MAX_STEPS:,} (chainrule.training.MAX_STEPS), "
+                f"got {self.steps}"
+            )
+        check_seed(self.seed)
         if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
         if not self.hidden or any(h < 1 for h in self.hidden):
@@ -324,7 +341,6 @@ class TrainConfig:
             )
         if not 0 <= self.test_fraction < 1:
             raise ConfigError(f"test fraction must be in [0, 1), got {self.test_fraction}")
-        check_seed(self.seed)
         if self.test_fraction and max(1, round(self.samples * self.test_fraction)) >= self.samples:
             raise ConfigError(
                 f"a test fraction of {self.test_fraction} of {self.samples} samples leaves "
@@ -333,6 +349,12 @@ class TrainConfig:
         multiclass = self.classes > 2
         if multiclass and self.loss not in ("auto", "softmax"):
             raise ConfigError(f"{self.classes} classes need the softmax loss, not {self.loss!r}")
+        check_parameter_count(
+            count_parameters(2, [*self.hidden, self.task().outputs]),
+            "the model would have",
+            ConfigError,
+            hint="; choose smaller hidden layers",
+        )
 
     def task(self) -> Task:
         loss = self.loss
@@ -522,10 +544,38 @@ def make_optimizer(config: TrainConfig, model: MLP) -> Optimizer:
 CHECKPOINT_FORMAT = "chainrule.checkpoint"
 CHECKPOINT_VERSION = 1
 
-#: The largest checkpoint :func:`load_checkpoint` reads. A checkpoint holds the model
-#: about four times over (weights, best weights, the optimiser's running averages) and
-#: the history: this is room for well over a million parameters.
-MAX_CHECKPOINT_BYTES = 256 * 1024 * 1024
+# A checkpoint is compact JSON: a number takes at most MAX_FLOAT_CHARS and its comma,
+# a layer size (below the parameter cap) or a step number its digits and its comma.
+_NUMBER = MAX_FLOAT_CHARS + 1
+_SIZE = len(str(MAX_MODEL_PARAMETERS)) + 1
+_STEP = len(str(MAX_STEPS)) + 1
+
+#: The most bytes one parameter takes in a checkpoint. It is there four times: in the
+#: model (a number, and as in a model file at most half of its neuron's row brackets and
+#: of its layer's keys and brackets, its size in the model's ``nouts`` and the config's
+#: ``hidden``), in the best weights, and twice in the optimiser's running state (Adam's
+#: ``m`` and ``v``; SGD keeps one ``velocity``).
+CHECKPOINT_BYTES_PER_PARAMETER = math.ceil(
+    _NUMBER + (len("[],") + len('{"weights":[],"biases":[]},') + 2 * _SIZE) / 2 + 3 * _NUMBER
+)
+
+#: The most bytes one step adds to a checkpoint: its loss, accuracy and lr in the
+#: history, and at most one evaluation (its step, and four losses and accuracies).
+CHECKPOINT_BYTES_PER_STEP = 3 * _NUMBER + _STEP + 4 * _NUMBER
+
+#: Room in a checkpoint for the rest: format, config, the mini-batch sampler's state
+#: (625 numbers), schedule, best step, and ``resumed_at`` (one step number a session).
+CHECKPOINT_HEADER_BYTES = 1024 * 1024
+
+#: The largest checkpoint :func:`load_checkpoint` reads: that of a run of
+#: :data:`MAX_STEPS` steps of a model of :data:`~chainrule.nn.MAX_MODEL_PARAMETERS`
+#: parameters (the caps :meth:`TrainConfig.validate` checks), so every run that
+#: :func:`train` can make can be resumed. A bigger file is refused unread.
+MAX_CHECKPOINT_BYTES = (
+    MAX_MODEL_PARAMETERS * CHECKPOINT_BYTES_PER_PARAMETER
+    + MAX_STEPS * CHECKPOINT_BYTES_PER_STEP
+    + CHECKPOINT_HEADER_BYTES
+)
 
 
 @dataclass
@@ -612,23 +662,34 @@ class Checkpoint:
         Raises :class:`CheckpointError` naming the first entry that is missing, of
         the wrong type or size, or does not agree with the rest (a model that is not
         the config's, a history of the wrong length, an optimiser state of another
-        optimiser, ...). The model is checked as :func:`chainrule.nn.load` checks a
-        model file, the optimiser state as its ``load_state_dict`` does.
+        optimiser, ...), or holds a number that no float can hold
+        (:func:`~chainrule.nn.find_number_beyond_float`). The model is checked as
+        :func:`chainrule.nn.load` checks a model file, the optimiser state as its
+        ``load_state_dict`` does.
         """
-        try:
-            return _checkpoint_from_json(doc)
-        except (ConfigError, ModelFileError, ValueError, TypeError) as exc:
-            if isinstance(exc, CheckpointError):
-                raise
-            raise CheckpointError(str(exc)) from None
+        beyond = find_number_beyond_float(doc)
+        if beyond is not None:
+            raise CheckpointError(beyond)
+        return _checked_checkpoint(doc)
+
+
+def _checked_checkpoint(doc: object) -> Checkpoint:
+    """:meth:`Checkpoint.from_json` of a document whose numbers are known to fit floats."""
+    try:
+        return _checkpoint_from_json(doc)
+    except (ConfigError, ModelFileError, ValueError, TypeError) as exc:
+        if isinstance(exc, CheckpointError):
+            raise
+        raise CheckpointError(str(exc)) from None
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Read a checkpoint written by :meth:`Checkpoint.save` (or ``chainrule train``).
 
     The file is refused unread above :data:`MAX_CHECKPOINT_BYTES`; its JSON must parse
-    (no ``NaN``, nothing truncated) and every entry pass :meth:`Checkpoint.from_json`.
-    Raises :class:`CheckpointError` naming the file and what is wrong with it.
+    (no ``NaN``, no number beyond a float's range, nothing truncated) and every entry
+    pass :meth:`Checkpoint.from_json`. Raises :class:`CheckpointError` naming the file
+    and what is wrong with it.
     """
     doc = read_json_file(
         path,
@@ -638,7 +699,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         error=CheckpointError,
     )
     try:
-        return Checkpoint.from_json(doc)
+        return _checked_checkpoint(doc)  # read_json_file has checked the numbers' range
     except CheckpointError as exc:
         raise CheckpointError(f"{Path(path)}: {exc}") from None
 
@@ -1235,6 +1296,15 @@ class GPTConfig:
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"lr must be a positive number, got {self.lr}")
         check_seed(self.seed)
+        from chainrule.gpt import CharTokenizer, count_parameters
+
+        vocab_size = CharTokenizer.from_names(datasets.names()).vocab_size
+        check_parameter_count(
+            count_parameters(vocab_size, self.block_size, self.dim, self.layers),
+            "the GPT would have",
+            ConfigError,
+            hint="; choose a smaller dim, layers or block_size",
+        )
 
 
 @dataclass
