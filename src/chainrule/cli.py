@@ -119,7 +119,7 @@ def _seed(text: str) -> int:
         seed = -1
     if not 0 <= seed <= MAX_SEED:
         raise argparse.ArgumentTypeError(
-            f"must be a whole number from 0 to 2**32 - 1 ({MAX_SEED}), got {text!r:.40}"
+            f"seed must be from 0 to {MAX_SEED} (a whole number of 32 bits), got {text!r:.40}"
         )
     return seed
 

@@ -123,7 +123,9 @@ class ConfigError(ChainruleError, ValueError):
 def check_seed(seed: object) -> int:
     """``seed`` if it is a whole number from 0 to :data:`MAX_SEED`; else :class:`ConfigError`."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise ConfigError(f"seed must be a whole number from 0 to 2**32 - 1, got {seed!r:.40}")
+        raise ConfigError(
+            f"seed must be from 0 to {MAX_SEED} (a whole number of 32 bits), got {seed!r:.40}"
+        )
     return seed
 
 
