@@ -146,10 +146,10 @@ def test_help_and_version() -> None:
 
 
 def test_train_defaults_per_dataset_and_optimizer_shown_in_help() -> None:
-    from chainrule.cli import _config, build_parser
+    from chainrule.cli import build_parser, train_config
 
     def config(*args: str):
-        return _config(build_parser().parse_args(["train", *args]))
+        return train_config(build_parser().parse_args(["train", *args]))
 
     moons, spiral, blobs = config(), config("--dataset", "spiral"), config("--dataset", "blobs")
     assert (moons.samples, moons.classes, moons.test_fraction) == (100, 2, 0.2)
@@ -158,7 +158,7 @@ def test_train_defaults_per_dataset_and_optimizer_shown_in_help() -> None:
     given = config("--dataset", "spiral", "--samples", "90", "--classes", "4", "--lr", "0.2")
     assert (given.samples, given.classes, given.lr) == (90, 4, 0.2)
     assert config("--test-fraction", "0").test_fraction == 0.0
-    lr_find = _config(build_parser().parse_args(["lr-find"]))
+    lr_find = train_config(build_parser().parse_args(["lr-find"]))
     assert lr_find.test_fraction == 0.0  # lr-find compares training losses: it keeps all
     text = " ".join(run("train", "--help").stdout.split())
     for shown in ("blobs, spiral 3", "spiral 300", "sgd 1, adam 0.05", "(0.2)", "--patience N"):

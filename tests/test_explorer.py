@@ -24,7 +24,7 @@ from setuptools.config.pyprojecttoml import read_configuration
 
 import chainrule
 from chainrule import data, plots, topological_order
-from chainrule.cli import _config, build_parser, main
+from chainrule.cli import build_parser, main, train_config
 from chainrule.explorer import server
 from chainrule.explorer.session import ExpressionSession, TrainingSession, call
 from chainrule.expr import ExpressionError, evaluate
@@ -473,7 +473,7 @@ def test_every_tool_makes_a_dataset_with_its_one_set_of_defaults(name) -> None:
     TrainConfig, `chainrule train` and the explorer take them from it, and all make the
     very points the generator makes by default."""
     own = data.DEFAULTS[name]
-    command_line = _config(build_parser().parse_args(["train", "--dataset", name]))
+    command_line = train_config(build_parser().parse_args(["train", "--dataset", name]))
     session = TrainingSession(name)
     configs = {
         "TrainConfig": TrainConfig(dataset=name),
