@@ -647,3 +647,25 @@ def test_lr_find_lists_only_the_flags_it_uses_and_refuses_the_others(capsys) -> 
     ]:
         assert main(["lr-find", flag, value]) == 2
         assert hint in one_error_line(capsys.readouterr().err, "lr-find")
+
+
+def test_help_lists_what_expr_graph_and_export_define(capsys, monkeypatch) -> None:
+    """The functions an expression may call, the graph layouts and the export formats
+    in --help are expr's, graph's and export's own lists, not copies that drift."""
+    from types import MappingProxyType
+
+    from chainrule import export, expr, graph
+
+    monkeypatch.setattr(expr, "FUNCTIONS", MappingProxyType({**expr.FUNCTIONS, "cube": abs}))
+    monkeypatch.setattr(graph, "RANKDIRS", (*graph.RANKDIRS, "BT"))
+    monkeypatch.setitem(export.EXPORT_FORMATS, "npz", ".npz")
+    with pytest.raises(SystemExit):
+        main(["graph", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "functions (tanh exp log relu" in shown and "gelu silu cube);" in shown
+    assert "--rankdir {LR,TB,BT}" in shown
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "--format {safetensors,onnx,npz}" in shown
+    assert "safetensors or onnx or npz (from the output's suffix" in shown

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 from setuptools.config.pyprojecttoml import apply_configuration, read_configuration
@@ -35,3 +37,15 @@ def test_the_build_backend_version_understands_spdx_licences() -> None:
     )
     assert Version("77.0.0") in setuptools.specifier
     assert Version("76.1.0") not in setuptools.specifier
+
+
+def test_the_console_script_is_the_cli_main_function() -> None:
+    """`chainrule = "chainrule.cli:main"` names the function, not the module cli/main.py."""
+    from chainrule.cli.main import main
+
+    config = read_configuration(str(PYPROJECT))
+    module, _, name = config["project"]["scripts"]["chainrule"].partition(":")
+    assert getattr(importlib.import_module(module), name) is main
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
