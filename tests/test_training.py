@@ -355,3 +355,14 @@ def test_training_saving_and_loading_share_one_parameter_cap(tmp_path, monkeypat
         nn.save(model, tmp_path / "other.json")
     with pytest.raises(ModelFileError, match=f"the architecture has {cap}"):
         nn.load(path)
+
+
+def test_the_engine_reported_is_the_compilers_own_fell_back() -> None:
+    """A network too narrow for replay to pay runs eagerly: the metrics say so, from the
+    compiled function's ``fell_back``, not from reading its report."""
+    narrow = train(TrainConfig(samples=4, hidden=(1,), steps=2, batch_size=1))
+    assert narrow.fell_back and narrow.metrics()["engine"] == "compiled (fell back to eager)"
+    wide = train(TrainConfig(samples=20, hidden=(16, 16), steps=2))
+    assert not wide.fell_back and wide.metrics()["engine"] == "compiled"
+    eager = train(TrainConfig(samples=20, hidden=(4,), steps=2, compiled=False))
+    assert eager.metrics()["engine"] == "eager"
