@@ -158,6 +158,8 @@ class GPTConfig:
 
 @dataclass
 class GPTResult:
+    """What :func:`train_gpt` returns: the model, its tokenizer, and each step's loss and lr."""
+
     model: GPT
     tokenizer: CharTokenizer
     config: GPTConfig

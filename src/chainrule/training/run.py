@@ -349,6 +349,9 @@ def resume_config(
 
 @dataclass
 class TrainResult:
+    """What :func:`~chainrule.training.train` returns: the trained model, its data, the
+    history and evaluations, and the checkpoint to go on from."""
+
     model: MLP
     config: TrainConfig
     task: Task
