@@ -403,3 +403,5 @@ def test_resume_config_is_the_one_check_of_what_a_resumed_run_may_change() -> No
         resume_config(saved, {"width": 3})
     with pytest.raises(ConfigError, match="give at least 30 steps"):
         resume_config(saved, {"steps": 29})
+    with pytest.raises(ResumeConflict, match="seed 7"):  # a Run checks its config too
+        Run(replace(config, seed=7), saved)

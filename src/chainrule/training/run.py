@@ -74,8 +74,8 @@ class StepResult:
 
 class Run:
     """A training run, one :meth:`step` at a time: ``Run(config)`` starts one afresh,
-    ``Run(config, checkpoint)`` goes on from a checkpoint (``config`` as
-    :func:`resume_config` gives it).
+    ``Run(config, checkpoint)`` (or :meth:`resume`) goes on from a checkpoint, with
+    ``config`` checked by :func:`resume_config` (only ``steps`` may differ).
 
     A new run draws its data, held-out split and initial weights from ``config.seed``
     and its mini-batches from ``random.Random(seed + 1)``. :attr:`X` and :attr:`y`
@@ -86,6 +86,8 @@ class Run:
     """
 
     def __init__(self, config: TrainConfig, checkpoint: Checkpoint | None = None) -> None:
+        if checkpoint is not None:
+            config = resume_config(checkpoint, config)  # the saved one, but for steps
         model, task, X, y = build(config)  # validates config
         X_test: list[list[float]] = []
         y_test: list[int] = []
@@ -122,7 +124,8 @@ class Run:
     def resume(
         cls, checkpoint: Checkpoint, config: TrainConfig | Mapping[str, Any] | None = None
     ) -> Run:
-        """The run of ``checkpoint``, with the config :func:`resume_config` allows."""
+        """The run of ``checkpoint``, with its config or the settings ``config`` gives
+        (:func:`resume_config` checks them)."""
         return cls(resume_config(checkpoint, config), checkpoint)
 
     def _restore(self, saved: Checkpoint) -> None:
