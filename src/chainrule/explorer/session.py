@@ -3,8 +3,8 @@
 The page's Web Worker loads this package's own source and calls the two classes here;
 every method returns plain data (numbers, strings, lists, dicts) that the worker sends
 to the page as JSON. Nothing here needs more than the standard library and chainrule's
-engine, ``nn``, losses and optimisers -- the same code ``chainrule train`` runs, not a
-copy of it in JavaScript.
+engine, ``nn``, losses, optimisers and training (a :class:`~chainrule.training.Run`)
+-- the same code ``chainrule train`` runs, not a copy of it in JavaScript or here.
 
 - :class:`ExpressionSession`: an expression typed by a learner, its graph as DOT source
   (drawn by :func:`chainrule.graph.draw_dot`), the backward pass one node at a time

@@ -85,7 +85,7 @@ def train(
     on_checkpoint: Callable[[Checkpoint], object] | None = None,
     resume_from: Checkpoint | str | os.PathLike[str] | None = None,
     stop_after: int | None = None,
-) -> TrainResult:
+) -> TrainResult:  # about 80 lines, half of them the docstring: the loop reads in one piece
     """Run ``config``; with ``progress`` a bar shows the loss and accuracy as it goes.
 
     With held-out data (``test_fraction`` > 0) the model is evaluated, with no graph
