@@ -25,10 +25,13 @@ from chainrule.training import (
     ConfigError,
     Evaluations,
     History,
+    ResumeConflict,
+    Run,
     TrainConfig,
     TrainingInterrupted,
     TrainResult,
     load_checkpoint,
+    resume_config,
     train,
 )
 
@@ -348,3 +351,57 @@ def test_a_checkpoint_at_the_parameter_and_step_caps_fits_the_checkpoint_cap() -
 def test_runs_over_the_step_cap_are_refused_before_they_start() -> None:
     with pytest.raises(ConfigError, match=f"steps must be from 1 to {MAX_STEPS:,}"):
         train(TrainConfig(steps=MAX_STEPS + 1))
+
+
+def drive(run: Run, until: int) -> None:
+    """Step ``run`` by hand to step ``until`` as train() does: evaluating when due,
+    stopping early when patience says so."""
+    while run.done < until and not run.finished:
+        run.step()
+        if run.evaluation_due():
+            run.evaluate()
+
+
+def same_checkpoint(a: Checkpoint, b: Checkpoint) -> bool:
+    """Equal in every entry but the time taken."""
+    return replace(a, seconds=0.0) == replace(b, seconds=0.0)
+
+
+@pytest.mark.parametrize("config", CONFIGS.values(), ids=CONFIGS.keys())
+def test_a_run_stepped_by_hand_is_the_run_train_makes(config: TrainConfig) -> None:
+    """train() drives a Run: stepping one by hand gives the very losses, evaluations,
+    weights and checkpoint; a Run resumed from a snapshot goes on to the same end."""
+    straight = train(config)
+    run = Run(config)
+    drive(run, 40)
+    halfway = run.snapshot()
+    assert halfway.step == 40 and halfway.history.loss == straight.history.loss[:40]
+    drive(run, config.steps)
+    assert straight.checkpoint is not None and same_checkpoint(run.snapshot(), straight.checkpoint)
+    resumed = Run.resume(halfway)
+    assert resumed.resumed_at == [40]
+    drive(resumed, config.steps)
+    assert [p.data for p in resumed.params] == [p.data for p in run.params]
+    assert resumed.history == run.history and resumed.evaluations == run.evaluations
+
+
+def test_resume_config_is_the_one_check_of_what_a_resumed_run_may_change() -> None:
+    """Only steps may change, given as a whole config or as the settings given (a
+    command line's flags); each conflict is named with the saved value."""
+    config = TrainConfig(**SMALL)
+    saved = train(config, stop_after=30, on_checkpoint=lambda c: None).checkpoint
+    assert saved is not None and saved.step == 30
+    assert resume_config(saved) == config
+    assert resume_config(saved, {"steps": 200}) == replace(config, steps=200)
+    assert resume_config(saved, replace(config, steps=50)).steps == 50
+    with pytest.raises(ResumeConflict, match=r"lr 0\.5 \(saved: 1\.0\)") as info:
+        resume_config(saved, {"lr": 0.5, "seed": 1337, "steps": 200})
+    assert info.value.conflicts == [("lr", 0.5, 1.0)]
+    with pytest.raises(ResumeConflict, match="hidden"):
+        resume_config(saved, replace(config, hidden=(4,)))
+    with pytest.raises(ConfigError, match="unknown config entries: width"):
+        resume_config(saved, {"width": 3})
+    with pytest.raises(ConfigError, match="give at least 30 steps"):
+        resume_config(saved, {"steps": 29})
+    with pytest.raises(ResumeConflict, match="seed 7"):  # a Run checks its config too
+        Run(replace(config, seed=7), saved)

@@ -16,6 +16,7 @@ import sys
 import threading
 import zipfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from chainrule.cli import build_parser, main, train_config
 from chainrule.explorer import server
 from chainrule.explorer.session import ExpressionSession, TrainingSession, call
 from chainrule.expr import ExpressionError, evaluate
-from chainrule.training import TrainConfig, build
+from chainrule.training import Run, TrainConfig, build, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -465,6 +466,40 @@ def test_training_session_learns_and_takes_edits() -> None:
     assert spiral.task.classes == 3
     # The classes' colours are the plots' (and the notebooks'): one palette everywhere.
     assert spiral.points()["colors"] == list(plots.CLASS_COLORS[:3])
+
+
+def test_the_training_session_runs_the_very_steps_of_chainrule_train() -> None:
+    """The page's training is a training.Run, not a copy of the loop: its losses are
+    train()'s, mini-batches and all, and a learning rate set by hand is checked as
+    --lr is and used from the next step on."""
+    session = TrainingSession("moons", (8,), "tanh", lr=0.2, batch_size=16)
+    assert isinstance(session.run, Run)
+    session.step(12)
+    config = replace(session.config, steps=12)
+    assert session.loss == train(config).history.loss
+    with pytest.raises(ValueError, match="lr must be a positive number"):
+        session.set_lr(-1.0)
+    session.set_lr(0.05)
+    session.step(1)
+    assert session.run.history.lr[-1] == 0.05 and session.steps == 13
+    assert json.loads(call(json.dumps({"cmd": "train_new", "args": {"layers": [4]}})))["ok"]
+    bad = json.loads(call(json.dumps({"cmd": "train_step", "args": {"lr": 0.0}})))
+    assert not bad["ok"] and bad["error"].startswith("lr must be a positive number")
+    good = json.loads(call(json.dumps({"cmd": "train_step", "args": {"lr": 0.05}})))
+    assert good["ok"] and good["result"]["step"] == 1
+
+
+def test_the_training_session_imports_with_the_standard_library_only() -> None:
+    """Pyodide's page has no NumPy: the session, and the training package it runs,
+    must import without it (the compiler is loaded only by compiled runs)."""
+    code = (
+        "import sys; import chainrule.explorer.session, chainrule.training; "
+        "print(sorted(m for m in ('numpy', 'matplotlib', 'tqdm') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("name", list(data.DATASETS))

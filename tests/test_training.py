@@ -13,7 +13,16 @@ from chainrule.errors import ChainruleError, DivergedError
 from chainrule.losses import mse
 from chainrule.nn import MLP, ModelFileError
 from chainrule.optim import SGD
-from chainrule.training import ConfigError, Task, TrainConfig, demo_config, lr_find, train
+from chainrule.training import (
+    ConfigError,
+    Task,
+    TrainConfig,
+    demo_config,
+    lr_find,
+    lr_sweep,
+    run,
+    train,
+)
 
 
 def test_reference_demo_reaches_full_training_accuracy() -> None:
@@ -261,7 +270,7 @@ def test_lr_find_never_suggests_a_range_holding_a_diverged_rate(monkeypatch) -> 
             raise DivergedError("diverged")
         return type("Result", (), {"history": training.History(loss=[1.0, final[lr]])})()
 
-    monkeypatch.setattr(training, "train", fake_train)
+    monkeypatch.setattr(lr_sweep, "train", fake_train)  # the train() lr_find calls
     found = lr_find(TrainConfig(), lr_min=0.1, lr_max=10.0, num=5, steps=2)
     assert [math.isinf(v) for v in found.losses] == [False, False, True, False, True]
     assert found.suggested == (found.lrs[3], found.lrs[3])  # 3 alone: 1 diverged
@@ -338,7 +347,7 @@ def test_training_saving_and_loading_share_one_parameter_cap(tmp_path, monkeypat
     path = nn.save(model, tmp_path / "model.json")
     assert nn.load(path).state_dict() == model.state_dict()
     monkeypatch.setattr(nn, "MAX_MODEL_PARAMETERS", count - 1)
-    monkeypatch.setattr(training, "build", lambda config: pytest.fail("training started"))
+    monkeypatch.setattr(run, "build", lambda config: pytest.fail("training started"))
     cap = rf"{count} parameters, more than chainrule loads \({count - 1},"
     with pytest.raises(ConfigError, match=f"the model would have {cap}"):
         train(config)
@@ -346,3 +355,14 @@ def test_training_saving_and_loading_share_one_parameter_cap(tmp_path, monkeypat
         nn.save(model, tmp_path / "other.json")
     with pytest.raises(ModelFileError, match=f"the architecture has {cap}"):
         nn.load(path)
+
+
+def test_the_engine_reported_is_the_compilers_own_fell_back() -> None:
+    """A network too narrow for replay to pay runs eagerly: the metrics say so, from the
+    compiled function's ``fell_back``, not from reading its report."""
+    narrow = train(TrainConfig(samples=4, hidden=(1,), steps=2, batch_size=1))
+    assert narrow.fell_back and narrow.metrics()["engine"] == "compiled (fell back to eager)"
+    wide = train(TrainConfig(samples=20, hidden=(16, 16), steps=2))
+    assert not wide.fell_back and wide.metrics()["engine"] == "compiled"
+    eager = train(TrainConfig(samples=20, hidden=(4,), steps=2, compiled=False))
+    assert eager.metrics()["engine"] == "eager"

@@ -194,6 +194,12 @@ class CompiledFunction:
                 raise DomainError("compile: params= holds a non-finite number")
         return program.value_and_grad(arrays, values)
 
+    @property
+    def fell_back(self) -> bool:
+        """Whether any of its programs runs eagerly (fell back: a graph too narrow for
+        replay to pay); :meth:`explain` says why."""
+        return any(program.fallback for program in self._programs.values())
+
     def explain(self) -> str:
         """A short report: per input structure, the nodes, levels, kernels, fallbacks
         and trace time, and any constants baked in."""

@@ -3,8 +3,8 @@
 The page's Web Worker loads this package's own source and calls the two classes here;
 every method returns plain data (numbers, strings, lists, dicts) that the worker sends
 to the page as JSON. Nothing here needs more than the standard library and chainrule's
-engine, ``nn``, losses and optimisers -- the same code ``chainrule train`` runs, not a
-copy of it in JavaScript.
+engine, ``nn``, losses, optimisers and training (a :class:`~chainrule.training.Run`)
+-- the same code ``chainrule train`` runs, not a copy of it in JavaScript or here.
 
 - :class:`ExpressionSession`: an expression typed by a learner, its graph as DOT source
   (drawn by :func:`chainrule.graph.draw_dot`), the backward pass one node at a time
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -28,8 +27,7 @@ from chainrule.engine import BackwardStep, Value, backward_steps, no_grad, topol
 from chainrule.errors import ChainruleError
 from chainrule.expr import ExpressionError, evaluate, parse_assignments, variable_names
 from chainrule.nn import MLP
-from chainrule.optim import Optimizer
-from chainrule.training import ConfigError, Task, TrainConfig, build, make_optimizer
+from chainrule.training import ConfigError, Run, Task, TrainConfig
 
 __all__ = ["DEFAULT_EXPRESSION", "ExpressionSession", "TrainingSession", "call"]
 
@@ -255,12 +253,13 @@ class ExpressionSession:
 class TrainingSession:
     """A small MLP learning a 2-D dataset one step at a time, as the training view shows it.
 
-    The same pieces as ``chainrule train``: :class:`~chainrule.training.TrainConfig`
-    checks the choices, and the model, task (hinge loss for two classes, softmax for
-    more) and optimiser come from :mod:`chainrule.training`. The points are the
-    dataset's defaults (:data:`chainrule.data.DEFAULTS`: size, noise, classes) with
-    ``chainrule train``'s seed, unless ``samples`` or ``noise`` are given. The learning
-    rate stays as set (no schedule), since a learner may play for as long as they like.
+    The very run of ``chainrule train``: a :class:`~chainrule.training.Run` of a
+    :class:`~chainrule.training.TrainConfig` (checked as the command line's is), which
+    makes the model, task (hinge loss for two classes, softmax for more), optimiser
+    and mini-batches, and takes each step. The points are the dataset's defaults
+    (:data:`chainrule.data.DEFAULTS`: size, noise, classes) with ``chainrule train``'s
+    seed, unless ``samples`` or ``noise`` are given. The learning rate stays as set
+    (no schedule), since a learner may play for as long as they like.
     """
 
     def __init__(
@@ -282,7 +281,7 @@ class TrainingSession:
                 f"hidden layers: 1 to {MAX_LAYERS} layers of 1 to {MAX_WIDTH} neurons each "
                 f"(a scalar engine in a browser tab), got {list(layers)}"
             )
-        self.config = TrainConfig(  # samples, noise, classes: the dataset's own (data.DEFAULTS)
+        config = TrainConfig(  # samples, noise, classes: the dataset's own (data.DEFAULTS)
             dataset=dataset,
             hidden=tuple(layers),
             activation=activation,
@@ -294,19 +293,30 @@ class TrainingSession:
             compiled=False,
         )
         if samples is not None:
-            self.config.samples = samples
+            config.samples = samples
         if noise is not None:
-            self.config.noise = noise
-        model, task, X, y = build(self.config)
-        self.model: MLP = model
-        self.task: Task = task
-        self.X, self.y = X, y
-        self.optimizer: Optimizer = make_optimizer(self.config, model)
-        self.rng = random.Random(seed + 1)
+            config.noise = noise
+        self.run = Run(config)
+        self.model: MLP = self.run.model
+        self.task: Task = self.run.task
+        self.X, self.y = self.run.X, self.run.y  # the run's own lists: edits reach it
         self.view = self.extent()  # fixed, so that a click means the same place all along
-        self.steps = 0
-        self.loss: list[float] = []
+        self.loss: list[float] = self.run.history.loss
         self.accuracy: list[float] = []
+
+    @property
+    def config(self) -> TrainConfig:
+        """The run's config (its ``lr`` as last set)."""
+        return self.run.config
+
+    @property
+    def steps(self) -> int:
+        """How many steps have been taken."""
+        return self.run.done
+
+    def set_lr(self, lr: float) -> None:
+        """Go on at learning rate ``lr``, checked as ``chainrule train --lr`` is."""
+        self.run.set_lr(lr)
 
     def step(self, n: int = 1) -> dict[str, Any]:
         """Take ``n`` gradient steps; return the step count and the last loss/accuracy.
@@ -317,29 +327,11 @@ class TrainingSession:
         """
         if not self.X:
             raise ConfigError("there are no points to learn: add some by clicking")
-        cfg, task, model = self.config, self.task, self.model
-        params = model.parameters()
         for _ in range(n):
             size = len(self.X)
-            if cfg.batch_size is None or cfg.batch_size >= size:
-                idx: Sequence[int] = range(size)
-            else:
-                idx = self.rng.sample(range(size), cfg.batch_size)
-            outputs = [model([Value(v) for v in self.X[i]]) for i in idx]
-            labels = [self.y[i] for i in idx]
-            loss = task.loss_value(outputs, task.targets(labels))
-            if cfg.l2:
-                loss = loss + cfg.l2 * losses.l2(params)
-            self.optimizer.zero_grad()
-            loss.backward()
-            self.optimizer.step()
-            self.steps += 1
-            self.loss.append(loss.data)
-            if len(idx) == size:  # the whole set: its accuracy as the step found it
-                predicted = [task.predict(o)[0] for o in outputs]
-                self.accuracy.append(losses.accuracy(predicted, labels))
-            else:
-                self.accuracy.append(self.evaluate())
+            taken = self.run.step()
+            # the whole set: its accuracy as the step found it; else measured on every point
+            self.accuracy.append(taken.accuracy if taken.batch_size == size else self.evaluate())
         return {**self.summary(), "losses": self.loss[-n:], "accuracies": self.accuracy[-n:]}
 
     def evaluate(self) -> float:
@@ -464,8 +456,7 @@ def _train_new(**options: Any) -> dict[str, Any]:
 def _train_step(n: int = 1, view: bool = False, lr: float | None = None) -> dict[str, Any]:
     session = _training()
     if lr is not None:
-        TrainConfig(lr=lr, optimizer=session.config.optimizer).validate()
-        session.optimizer.lr = lr
+        session.set_lr(lr)
     out = session.step(n)
     return {**out, **_train_view()} if view else out
 

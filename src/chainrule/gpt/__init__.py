@@ -1,0 +1,77 @@
+"""A character-level GPT in scalar code: the model, its tokenizer, sampling and training.
+
+The model of the small single-file scalar GPTs, built from ``chainrule.nn``'s blocks:
+token and position embeddings added and normalised, then per layer a pre-norm causal
+self-attention and a pre-norm ReLU MLP (4× wide), each with a residual connection,
+and a linear head to one logit per token::
+
+    x_t = rmsnorm(wte[token_t] + wpe[t])
+    x_t = x_t + attn(rmsnorm(x))_t              (per layer)
+    x_t = x_t + fc2(relu(fc1(rmsnorm(x_t))))
+    logits_t = lm_head(x_t)
+
+RMSNorms have no gain and linear layers no bias, and every weight starts from
+N(0, 0.08²) (:data:`chainrule.nn.INIT_STD`), as in those GPTs. A name is one
+sequence: token 0 (:data:`BOS`) marks both its start and its end, so the model learns
+where names stop; the loss is the mean cross-entropy of predicting each next token.
+
+**How tokens enter a compiled loss.** ``chainrule.compile`` traces the loss once and
+replays it with NumPy; its inputs arrive as Values, and a traced Value cannot index a
+Python list (the index would be frozen at its traced number). So :meth:`GPT.loss`
+accepts each token either as an ``int`` (the eager path: a plain table look-up) or as
+a **one-hot row** (the compiled path): the embedding is then ``row · table``, one
+``dot`` node per column, which the compiler turns into one matrix product for all
+positions, and the target's log-probability is ``row · log_softmax(logits)``. For a
+one-hot row both give the very same floats, so eager and compiled losses agree to
+rounding. The one-hot matrix of a name has one row per token, so its shape -- and the
+compiled program, cached by input shape -- depends only on the name's length: one
+program per length, built once. Compiling one program per name (tokens as constants
+in a closure) would trace for every new name, far slower than running it eagerly.
+:class:`Trainer` does this for you.
+
+**Model files** are the versioned JSON of :func:`chainrule.nn.save`, with the
+architecture ``{"type": "GPT", ...}``, every parameter by its :meth:`~GPT.state_dict`
+name, and the tokenizer's characters in the metadata: :func:`save` writes one
+atomically, :func:`load` checks it all before building the model.
+
+The model and tokenizer need only the standard library; ``Trainer(compiled=True)``
+loads the compiler (and NumPy) on first use.
+
+The modules: :mod:`~chainrule.gpt.model` (CharTokenizer, Block, GPT, sampling),
+:mod:`~chainrule.gpt.train` (Trainer, GPTConfig, train_gpt) and
+:mod:`~chainrule.gpt.files` (save, load).
+"""
+
+from __future__ import annotations
+
+from chainrule.gpt.files import load, load_with_metadata, save
+from chainrule.gpt.model import (
+    BETAS,
+    BOS,
+    GPT,
+    Block,
+    CharTokenizer,
+    count_parameters,
+    one_hot,
+    sample_names,
+)
+from chainrule.gpt.train import GPTConfig, GPTResult, Trainer, train_gpt
+from chainrule.nn import ModelFileError as ModelFileError  # as the single-module gpt had it
+
+__all__ = [
+    "BETAS",
+    "BOS",
+    "GPT",
+    "Block",
+    "CharTokenizer",
+    "GPTConfig",
+    "GPTResult",
+    "Trainer",
+    "count_parameters",
+    "load",
+    "load_with_metadata",
+    "one_hot",
+    "sample_names",
+    "save",
+    "train_gpt",
+]

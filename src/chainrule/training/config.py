@@ -1,0 +1,379 @@
+"""What a training run is: :class:`TrainConfig` (every choice, checked before any work),
+:class:`Task` (how outputs become a loss, a class and a score), the limits and defaults
+of a run, and :func:`build` / :func:`make_optimizer`, which turn a config into the
+dataset, the freshly initialised model and its optimiser.
+
+Standard library only (the explorer runs it in the browser).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from chainrule import data as datasets
+from chainrule import losses
+from chainrule.engine import Value
+from chainrule.errors import ChainruleError
+from chainrule.nn import (
+    ACTIVATIONS,
+    DEFAULT_ACTIVATION,
+    INITS,
+    MLP,
+    ModelFileError,
+    check_parameter_count,
+    count_parameters,
+)
+from chainrule.optim import SCHEDULES, SGD, Adam, Optimizer
+
+__all__ = [
+    "ADAM_MAX_LR",
+    "DEFAULT_LR",
+    "LOSSES",
+    "MAX_SEED",
+    "MAX_STEPS",
+    "OPTIMIZERS",
+    "ConfigError",
+    "Task",
+    "TrainConfig",
+    "build",
+    "check_seed",
+    "demo_config",
+    "make_optimizer",
+]
+
+LOSSES: tuple[str, ...] = ("auto", "hinge", "bce", "mse", "softmax")
+OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
+
+
+#: The learning rate ``chainrule train`` uses when none is given, per optimiser: plain
+#: SGD moves by lr x gradient, Adam by about lr per weight whatever the gradient's size.
+DEFAULT_LR: dict[str, float] = {"sgd": 1.0, "adam": 0.05}
+
+#: Adam's step is about ``lr`` in every weight: from this rate up it only jumps about.
+ADAM_MAX_LR = 1.0
+
+#: The largest seed (the smallest is 0): the datasets draw from NumPy's ``RandomState``
+#: stream (:mod:`chainrule.data`), which takes a seed of 32 bits.
+MAX_SEED = datasets.MAX_SEED
+
+#: The most steps a run of :func:`train` may take: its history is part of every
+#: checkpoint, so this bounds a checkpoint's size (:data:`MAX_CHECKPOINT_BYTES`).
+MAX_STEPS = 1_000_000
+
+
+class ConfigError(ChainruleError, ValueError):
+    """A training configuration that cannot run: an unknown choice or a bad number."""
+
+
+def check_seed(seed: object) -> int:
+    """``seed`` if it is a whole number from 0 to :data:`MAX_SEED`; else :class:`ConfigError`."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(
+            f"seed must be from 0 to {MAX_SEED} (a whole number of 32 bits), got {seed!r:.40}"
+        )
+    return seed
+
+
+@dataclass(frozen=True)
+class Task:
+    """How a model's outputs become a loss, a class and a score.
+
+    ``loss`` is ``hinge`` (one output, labels ±1), ``bce`` (one logit, labels 0/1),
+    ``mse`` (one output regressed onto ±1) or ``softmax`` (one logit per class).
+    """
+
+    loss: str
+    classes: int
+
+    @property
+    def outputs(self) -> int:
+        return self.classes if self.loss == "softmax" else 1
+
+    def targets(self, y: Sequence[int]) -> list[Any]:
+        """Class labels 0..k-1 in the form this loss wants."""
+        if self.loss in ("hinge", "mse"):
+            return datasets.to_signed(y)
+        if self.loss == "bce":
+            return [float(c) for c in y]
+        return list(y)
+
+    def loss_value(self, outputs: Sequence[Any], targets: Sequence[Any]) -> Value:
+        if self.loss == "hinge":
+            return losses.hinge(outputs, targets)
+        if self.loss == "bce":
+            return losses.binary_cross_entropy_with_logits(outputs, targets)
+        if self.loss == "mse":
+            return losses.mse(outputs, targets)
+        return losses.softmax_cross_entropy(outputs, targets)
+
+    def predict(self, output: Value | float | Sequence[Value | float]) -> tuple[int, float]:
+        """The class (0..k-1) and a score: the margin, a probability or a softmax share.
+
+        ``output`` is the model's output: Values, or the floats a compiled step returns.
+        """
+        if self.loss == "softmax":
+            logits = [_float(v) for v in output]  # type: ignore[union-attr]
+            top = max(range(len(logits)), key=logits.__getitem__)
+            shift = max(logits)
+            total = sum(math.exp(z - shift) for z in logits)
+            return top, math.exp(logits[top] - shift) / total
+        z = _float(output)  # type: ignore[arg-type]
+        if self.loss == "bce":
+            return int(z > 0), 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
+        return int(z > 0), z
+
+    def to_json(self) -> dict[str, Any]:
+        return {"loss": self.loss, "classes": self.classes}
+
+    @classmethod
+    def from_json(cls, data: object, outputs: int) -> Task:
+        """The task stored in a model file's metadata, checked against the model's outputs.
+
+        ``data`` is what :meth:`to_json` wrote, or ``None`` for a file without one (then
+        a one-output model is a hinge classifier, a k-output one a k-class softmax).
+        Raises :class:`~chainrule.nn.ModelFileError` naming what does not fit.
+        """
+        if data is None:
+            return cls("softmax", outputs) if outputs > 1 else cls("hinge", 2)
+        if not isinstance(data, dict):
+            raise ModelFileError(f"the task metadata must be an object, got {data!r:.40}")
+        loss, classes = data.get("loss"), data.get("classes", 2)
+        if loss not in LOSSES or loss == "auto":
+            choices = ", ".join(x for x in LOSSES if x != "auto")
+            raise ModelFileError(f"unknown task loss {loss!r:.40}; expected one of {choices}")
+        if isinstance(classes, bool) or not isinstance(classes, int) or classes < 2:
+            raise ModelFileError(
+                f"the task's classes must be a whole number >= 2, got {classes!r:.40}"
+            )
+        task = cls(loss, classes)
+        if task.outputs != outputs:
+            raise ModelFileError(
+                f"the task ({loss}, {classes} classes) needs {task.outputs} model "
+                f"output{'s' if task.outputs > 1 else ''}, but the model has {outputs}"
+            )
+        return task
+
+
+def _float(v: Value | float) -> float:
+    return v.data if isinstance(v, Value) else float(v)
+
+
+class _DatasetDefault:
+    """The default of ``samples``, ``noise`` and ``classes``: the dataset's own."""
+
+    def __repr__(self) -> str:
+        return "<the dataset's default>"
+
+
+_DATASET_DEFAULT: Any = _DatasetDefault()
+
+
+@dataclass
+class TrainConfig:
+    """Every choice of a training run; the defaults are the reference demo's.
+
+    ``samples``, ``noise`` and ``classes`` not given are the dataset's own
+    (:data:`chainrule.data.DEFAULTS`), as in ``chainrule train`` and the explorer.
+    """
+
+    dataset: str = "moons"
+    samples: int = _DATASET_DEFAULT
+    noise: float = _DATASET_DEFAULT
+    classes: int = _DATASET_DEFAULT
+    hidden: tuple[int, ...] = (16, 16)
+    activation: str = DEFAULT_ACTIVATION
+    init: str = "uniform"
+    loss: str = "auto"
+    l2: float = 1e-4
+    optimizer: str = "sgd"
+    lr: float = 1.0
+    momentum: float = 0.0
+    schedule: str = "linear"
+    steps: int = 100
+    batch_size: int | None = None
+    seed: int = 1337
+    test_fraction: float = 0.0  # `chainrule train` holds out 0.2; the demo keeps all
+    eval_every: int = 10  # with held-out data: evaluate after every this many steps and the last
+    patience: int | None = None  # stop after this many evaluations without a better test loss
+    compiled: bool = True  # replay the step with chainrule.compile; False: the eager engine
+
+    def __post_init__(self) -> None:
+        """Fill in the dataset's own ``samples``, ``noise`` and ``classes`` where not given
+        (an unknown dataset gets moons' here; :meth:`validate` refuses its name)."""
+        own = datasets.DEFAULTS.get(self.dataset, datasets.DEFAULTS["moons"])
+        for name in ("samples", "noise", "classes"):
+            if getattr(self, name) is _DATASET_DEFAULT:
+                setattr(self, name, getattr(own, name))
+
+    def validate(self) -> None:  # long: one check after another, each a line or two
+        """Raise :class:`ConfigError` (a ``ValueError``) naming the first bad choice.
+
+        Everything a run could trip over is checked here, before any work is done.
+        """
+        choices: dict[str, tuple[str, Sequence[str]]] = {
+            "dataset": (self.dataset, tuple(datasets.DATASETS)),
+            "activation": (self.activation, ACTIVATIONS),
+            "init": (self.init, INITS),
+            "loss": (self.loss, LOSSES),
+            "optimizer": (self.optimizer, OPTIMIZERS),
+            "schedule": (self.schedule, SCHEDULES),
+        }
+        for name, (value, allowed) in choices.items():
+            if value not in allowed:
+                raise ConfigError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}")
+        if not 1 <= self.steps <= MAX_STEPS:
+            raise ConfigError(
+                f"steps must be from 1 to {MAX_STEPS:,} (chainrule.training.MAX_STEPS), "
+                f"got {self.steps}"
+            )
+        check_seed(self.seed)
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
+        if not self.hidden or any(h < 1 for h in self.hidden):
+            raise ConfigError(f"hidden layer sizes must be positive, got {list(self.hidden)}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"lr must be a positive number, got {self.lr}")
+        if not (math.isfinite(self.l2) and self.l2 >= 0):
+            raise ConfigError(f"l2 must be a number >= 0, got {self.l2}")
+        if not (math.isfinite(self.momentum) and 0 <= self.momentum < 1):
+            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.optimizer == "adam" and self.momentum:
+            raise ConfigError(
+                "momentum applies to SGD only; Adam keeps its own running averages "
+                "(drop --momentum, or use --optimizer sgd)"
+            )
+        if self.optimizer == "adam" and self.lr >= ADAM_MAX_LR:
+            raise ConfigError(
+                f"lr {self.lr:g} is too large for Adam, which moves every weight by about "
+                f"lr per step; try 0.001 to 0.1 (default {DEFAULT_LR['adam']:g})"
+            )
+        if self.eval_every < 1:
+            raise ConfigError(f"eval_every must be at least 1, got {self.eval_every}")
+        if self.patience is not None:
+            if self.patience < 1:
+                raise ConfigError(f"patience must be at least 1, got {self.patience}")
+            if not self.test_fraction:
+                raise ConfigError(
+                    "patience watches the held-out loss: it needs a test fraction above 0"
+                )
+        if not (math.isfinite(self.noise) and self.noise >= 0):
+            raise ConfigError(f"noise must be a number >= 0, got {self.noise}")
+        if self.classes < 2:
+            raise ConfigError(f"classes must be at least 2, got {self.classes}")
+        if self.classes != 2 and self.dataset not in datasets.MULTICLASS:
+            raise ConfigError(
+                f"dataset {self.dataset!r} has 2 classes; --classes applies to "
+                f"{' and '.join(sorted(datasets.MULTICLASS))}"
+            )
+        if self.samples < max(2, self.classes):
+            raise ConfigError(
+                f"{self.samples} samples are too few: need at least {max(2, self.classes)}"
+            )
+        if not 0 <= self.test_fraction < 1:
+            raise ConfigError(f"test fraction must be in [0, 1), got {self.test_fraction}")
+        if self.test_fraction and max(1, round(self.samples * self.test_fraction)) >= self.samples:
+            raise ConfigError(
+                f"a test fraction of {self.test_fraction} of {self.samples} samples leaves "
+                "none to train on"
+            )
+        multiclass = self.classes > 2
+        if multiclass and self.loss not in ("auto", "softmax"):
+            raise ConfigError(f"{self.classes} classes need the softmax loss, not {self.loss!r}")
+        check_parameter_count(
+            count_parameters(2, [*self.hidden, self.task().outputs]),
+            "the model would have",
+            ConfigError,
+            hint="; choose smaller hidden layers",
+        )
+
+    def task(self) -> Task:
+        loss = self.loss
+        if loss == "auto":
+            loss = "softmax" if self.classes > 2 else "hinge"
+        return Task(loss, self.classes)
+
+    def to_json(self) -> dict[str, Any]:
+        """Every field, JSON-ready (``hidden`` as a list)."""
+        return {**asdict(self), "hidden": list(self.hidden)}
+
+    @classmethod
+    def from_json(cls, data: object) -> TrainConfig:
+        """The config :meth:`to_json` wrote: every field present, of its type, and valid.
+
+        Raises :class:`ConfigError` naming the first field that is missing, unknown,
+        of the wrong type (a whole number where one is due, ...) or invalid.
+        """
+        if not isinstance(data, dict):
+            raise ConfigError(f"a config must be an object, got {data!r:.40}")
+        names = {f.name: str(f.type) for f in fields(cls)}
+        unknown = sorted(str(k) for k in data if k not in names)
+        if unknown:
+            raise ConfigError(f"unknown config entries: {', '.join(unknown[:5])}")
+        missing = [name for name in names if name not in data]
+        if missing:
+            raise ConfigError(f"the config lacks {', '.join(missing)}")
+        config = cls(**{name: _typed(name, data[name], kind) for name, kind in names.items()})
+        config.validate()
+        return config
+
+
+def _typed(name: str, x: object, kind: str) -> Any:
+    """``x`` as a value of the field type ``kind`` (as written in :class:`TrainConfig`)."""
+    if kind.endswith(" | None"):
+        if x is None:
+            return None
+        kind = kind.removesuffix(" | None")
+    whole = isinstance(x, int) and not isinstance(x, bool)
+    if kind == "bool" and isinstance(x, bool):
+        return x
+    if kind == "int" and whole:
+        return x
+    if kind == "float" and (whole or isinstance(x, float)):
+        return float(x)  # type: ignore[arg-type]
+    if kind == "str" and isinstance(x, str):
+        return x
+    whole_numbers = isinstance(x, list) and all(
+        isinstance(n, int) and not isinstance(n, bool) for n in x
+    )
+    if kind == "tuple[int, ...]" and whole_numbers:
+        return tuple(x)  # type: ignore[arg-type]
+    words = {
+        "bool": "true or false",
+        "int": "a whole number",
+        "float": "a number",
+        "str": "a string",
+        "tuple[int, ...]": "a list of whole numbers",
+    }
+    raise ConfigError(f"config {name} must be {words.get(kind, kind)}, got {x!r:.40}")
+
+
+def demo_config() -> TrainConfig:
+    """The reference demo: 100 moons points (noise 0.1, seed 1337), MLP 2-16-16-1 ReLU,
+    hinge loss + 1e-4·L2, SGD with lr decaying linearly 1.0 → 0.1, 100 full-batch steps,
+    every point used for training (no held-out set)."""
+    return TrainConfig(test_fraction=0.0)
+
+
+def build(config: TrainConfig) -> tuple[MLP, Task, list[list[float]], list[int]]:
+    """The dataset and the freshly initialised model of a run."""
+    config.validate()
+    X, y = datasets.make(config.dataset, config.samples, config.noise, config.seed, config.classes)
+    task = config.task()
+    model = MLP(
+        2,
+        [*config.hidden, task.outputs],
+        activation=config.activation,  # type: ignore[arg-type]
+        init=config.init,  # type: ignore[arg-type]
+        rng=random.Random(config.seed),
+    )
+    return model, task, X, y
+
+
+def make_optimizer(config: TrainConfig, model: MLP) -> Optimizer:
+    if config.optimizer == "adam":
+        return Adam(model.parameters(), lr=config.lr)
+    return SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
