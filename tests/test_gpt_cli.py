@@ -358,10 +358,10 @@ def test_training_saving_and_loading_share_one_parameter_cap(small, tmp_path, mo
     model, tokenizer = small
     count = model.num_parameters()
     path = gpt.save(model, tokenizer, tmp_path / "model.json")
-    monkeypatch.setattr(nn, "MAX_MODEL_PARAMETERS", count)  # at the cap: all is well
+    monkeypatch.setattr("chainrule.io.model_files.MAX_MODEL_PARAMETERS", count)  # at the cap
     Trainer(model, steps=1).step(tokenizer.encode("ada"))
     assert gpt.load(gpt.save(model, tokenizer, path))[0].state_dict() == model.state_dict()
-    monkeypatch.setattr(nn, "MAX_MODEL_PARAMETERS", count - 1)
+    monkeypatch.setattr("chainrule.io.model_files.MAX_MODEL_PARAMETERS", count - 1)
     cap = rf"{count:,} parameters, more than chainrule loads \({count - 1:,},"
     with pytest.raises(ValueError, match=f"Trainer: the model has {cap}"):
         Trainer(model)

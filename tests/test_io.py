@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from chainrule._io import atomic_write_bytes, ensure_writable_folder, staged_folder
+from chainrule.io.files import atomic_write_bytes, ensure_writable_folder, staged_folder
 
 
 def test_a_regular_file_is_replaced_whole(tmp_path: Path) -> None:
@@ -235,7 +235,7 @@ def test_dev_stdout_is_written_through_not_truncated(tmp_path: Path) -> None:
     """`(echo earlier; chainrule ... -o /dev/stdout) > log`: every line kept, in order."""
     log = tmp_path / "log.txt"
     script = (
-        "from chainrule._io import atomic_write_bytes; print('before'); "
+        "from chainrule.io.files import atomic_write_bytes; print('before'); "
         "atomic_write_bytes('/dev/stdout', b'data\\n'); print('after')"
     )
     with open(log, "wb") as shell_redirect:

@@ -192,7 +192,7 @@ class Scaled(Module):
 
     def __call__(self, x):
         for layer in self.layers:
-            x = layer._forward(x)
+            x = layer.forward(x)
         return self.scale * x[0]
 
 

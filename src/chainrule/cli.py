@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from chainrule import __version__
-from chainrule._io import atomic_write_bytes, atomic_write_text, ensure_writable_folder
 from chainrule.errors import ChainruleError, DivergedError
+from chainrule.io.files import atomic_write_bytes, atomic_write_text, ensure_writable_folder
 
 EXIT_BUG = 1
 EXIT_USAGE = 2
@@ -343,7 +343,7 @@ def _run_training(
     ``out`` unless ``force`` is given.
     """
     from chainrule import nn
-    from chainrule._io import staged_folder
+    from chainrule.io.files import staged_folder
     from chainrule.plots import plot_decision_boundary, plot_history
     from chainrule.training import train
 
@@ -474,7 +474,7 @@ class _CheckpointWriter:
         self.step: int | None = None
 
     def __call__(self, checkpoint: Any) -> None:
-        from chainrule._io import replace_folder
+        from chainrule.io.files import replace_folder
 
         if self.own:
             checkpoint.save(self.out / CHECKPOINT_FILE)
@@ -665,7 +665,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
 def cmd_gpt_train(args: argparse.Namespace) -> int:
     """Train a GPT on the shipped names; write model.json, metrics.json and loss.png."""
     from chainrule import gpt
-    from chainrule._io import staged_folder
+    from chainrule.io.files import staged_folder
     from chainrule.plots import plot_smoothed_loss
     from chainrule.training import GPTConfig, train_gpt
 

@@ -50,9 +50,9 @@ from pathlib import Path
 from typing import Any
 
 from chainrule import nn
-from chainrule._io import atomic_write_text
 from chainrule.engine import Value, no_grad
 from chainrule.errors import CompileWarning
+from chainrule.io.files import atomic_write_text
 from chainrule.losses import softmax_cross_entropy
 from chainrule.nn import (
     INIT_STD,
@@ -177,10 +177,10 @@ class Block(Module):
 
     def step(self, x: list[Value], cache: KVCache) -> list[Value]:
         """The block's output at the next position (earlier keys and values in ``cache``)."""
-        attended = self.attn.step(self.attn_norm._forward(x), cache)
+        attended = self.attn.step(self.attn_norm.forward(x), cache)
         x = [a + r for a, r in zip(attended, x, strict=True)]
-        hidden = [h.relu() for h in self.fc1._forward(self.mlp_norm._forward(x))]
-        return [a + r for a, r in zip(self.fc2._forward(hidden), x, strict=True)]
+        hidden = [h.relu() for h in self.fc1.forward(self.mlp_norm.forward(x))]
+        return [a + r for a, r in zip(self.fc2.forward(hidden), x, strict=True)]
 
 
 class GPT(Module):
@@ -239,10 +239,10 @@ class GPT(Module):
         pos = len(caches[0])
         if pos >= self.block_size:
             raise ValueError(f"GPT: the context is full ({self.block_size} positions)")
-        x = self.norm._forward([t + p for t, p in zip(self.wte(token), self.wpe(pos), strict=True)])
+        x = self.norm.forward([t + p for t, p in zip(self.wte(token), self.wpe(pos), strict=True)])
         for block, cache in zip(self.blocks, caches, strict=True):
             x = block.step(x, cache)
-        return self.lm_head._forward(x)
+        return self.lm_head.forward(x)
 
     def __call__(self, tokens: Sequence[Token]) -> list[list[Value]]:
         """One row of ``vocab_size`` logits per token: the prediction of the next one."""

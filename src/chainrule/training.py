@@ -38,9 +38,9 @@ from typing import Any, ClassVar
 
 from chainrule import data as datasets
 from chainrule import losses
-from chainrule._io import atomic_write_text
 from chainrule.engine import Value, no_grad
 from chainrule.errors import ChainruleError, DivergedError, DomainError
+from chainrule.io.files import atomic_write_text
 from chainrule.nn import (
     ACTIVATIONS,
     DEFAULT_ACTIVATION,
