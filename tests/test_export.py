@@ -16,6 +16,7 @@ from safetensors.numpy import load_file, save_file
 from chainrule import nn
 from chainrule.cli import main
 from chainrule.engine import Value, no_grad
+from chainrule.export import from_safetensors, to_safetensors
 
 N_INPUTS = 1_000
 
@@ -239,3 +240,22 @@ def test_hostile_metadata_on_import_is_one_line_and_writes_nothing(
     assert "entry nin holds 111111111111...11111 (5,000 digits)" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hostile.safetensors", "model.json",
                                                           "w.safetensors"]  # fmt: skip
+
+
+def test_a_safetensors_file_is_read_as_every_model_file_is(tmp_path: Path) -> None:
+    """Import reads through the one bounded reader of chainrule.io.files: a missing
+    file, a folder and a file over the cap are each a ModelFileError naming the file."""
+    from chainrule.io.files import read_bounded_bytes
+    from chainrule.io.model_files import ModelFileError
+
+    with pytest.raises(ModelFileError, match=r"nowhere\.safetensors: no such safetensors file"):
+        from_safetensors(tmp_path / "nowhere.safetensors")
+    with pytest.raises(ModelFileError, match=r"cannot read the safetensors file \(it is a folder"):
+        from_safetensors(tmp_path)
+    path = make_model(tmp_path, "relu", None, [3, 1])
+    weights = to_safetensors(nn.load(path), tmp_path / "w.safetensors")
+    size = weights.stat().st_size
+    kind = {"kind": "safetensors file", "limit_name": "CAP", "error": ModelFileError}
+    assert read_bounded_bytes(weights, limit=size, **kind) == weights.read_bytes()
+    with pytest.raises(ModelFileError, match=rf"larger than {size - 1:,} bytes \(CAP\)"):
+        read_bounded_bytes(weights, limit=size - 1, **kind)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from chainrule.errors import ChainruleError
-from chainrule.io.files import atomic_write_bytes, parse_json_text
+from chainrule.io.files import atomic_write_bytes, parse_json_text, read_bounded_bytes
 from chainrule.io.model_files import (
     FORMAT,
     MAX_MODEL_BYTES,
@@ -237,32 +237,56 @@ def from_safetensors(path: str | os.PathLike[str]) -> tuple[MLP, dict[str, Any]]
     tensor names and shapes are exactly those of the ``Sequential``, and that every
     number is finite. Raises :class:`~chainrule.nn.ModelFileError`, naming the file.
     """
+    source = Path(path)
+    data = read_bounded_bytes(
+        source,
+        kind="safetensors file",
+        limit=MAX_MODEL_BYTES,
+        limit_name="chainrule.nn.MAX_MODEL_BYTES",
+        error=ModelFileError,
+    )
     try:
-        return _from_safetensors(Path(path))
+        return _from_safetensors(source, data)
     except ModelFileError as exc:
-        raise ModelFileError(f"{path}: {exc}") from None
+        raise ModelFileError(f"{source}: {exc}") from None
 
 
-def _from_safetensors(source: Path) -> tuple[MLP, dict[str, Any]]:
-    import numpy as np
+def _from_safetensors(source: Path, data: bytes) -> tuple[MLP, dict[str, Any]]:
+    """:func:`from_safetensors` of the file ``source`` holding ``data``."""
+    header, tensors = _header_and_tensors(source, data)
+    arch = _header_json(header, "architecture")
+    metadata = _header_json(header, "metadata", "{}")
+    if not isinstance(metadata, dict):
+        raise ModelFileError("its metadata must be a JSON object")
+    nin, nouts, activation, output_activation = check_architecture(arch)
+    model = MLP(
+        nin,
+        nouts,
+        activation=activation,  # type: ignore[arg-type]  # both checked above
+        output_activation=output_activation,  # type: ignore[arg-type]
+        rng=random.Random(0),  # every parameter is overwritten below
+    )
+    _check_tensors(model, tensors)
+    for layer, (index, _) in zip(model.layers, sequential_layout(model), strict=True):
+        weight = tensors[f"{index}.weight"].astype("float64").tolist()
+        bias = tensors[f"{index}.bias"].astype("float64").tolist()
+        for neuron, row, b in zip(layer.neurons, weight, bias, strict=True):
+            for p, w in zip(neuron.w, row, strict=True):
+                p.data = float(w)
+            neuron.b.data = float(b)
+    assert all(math.isfinite(p.data) for p in model.parameters())
+    return model, metadata
 
+
+def _header_and_tensors(source: Path, data: bytes) -> tuple[dict[str, str], dict[str, Any]]:
+    """The string metadata and the tensors of the safetensors file ``source`` (``data``),
+    with the metadata's format and version checked."""
     st = _require("safetensors.numpy")
     safetensors = _require("safetensors")
     try:
-        with open(source, "rb") as f:
-            data = f.read(MAX_MODEL_BYTES + 1)
-    except FileNotFoundError:
-        raise ModelFileError("no such file") from None
-    except IsADirectoryError:
-        raise ModelFileError("is a folder; name a .safetensors file") from None
-    except OSError as exc:
-        raise ModelFileError(f"cannot read the file ({exc.strerror or exc})") from None
-    if len(data) > MAX_MODEL_BYTES:
-        raise ModelFileError(f"the file is larger than {MAX_MODEL_BYTES:,} bytes")
-    try:
         # The header alone first (no tensors decoded), then the tensors.
         with safetensors.safe_open(source, framework="numpy") as handle:
-            header = handle.metadata() or {}
+            header: dict[str, str] = handle.metadata() or {}
         tensors: dict[str, Any] = st.load(data)
     except Exception as exc:  # the library's SafetensorError and friends: not a valid file
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -276,18 +300,14 @@ def _from_safetensors(source: Path) -> tuple[MLP, dict[str, Any]]:
         raise ModelFileError(
             f"unknown version {header.get('version')!r:.40}; this chainrule reads {VERSION}"
         )
-    arch = _header_json(header, "architecture")
-    metadata = _header_json(header, "metadata", "{}")
-    if not isinstance(metadata, dict):
-        raise ModelFileError("its metadata must be a JSON object")
-    nin, nouts, activation, output_activation = check_architecture(arch)
-    model = MLP(
-        nin,
-        nouts,
-        activation=activation,  # type: ignore[arg-type]  # both checked above
-        output_activation=output_activation,  # type: ignore[arg-type]
-        rng=random.Random(0),  # every parameter is overwritten below
-    )
+    return header, tensors
+
+
+def _check_tensors(model: MLP, tensors: dict[str, Any]) -> None:
+    """Raise :class:`ModelFileError` unless ``tensors`` are exactly the ``Sequential``'s of
+    ``model``: the same names, float arrays of the same shapes, finite numbers."""
+    import numpy as np
+
     expected: dict[str, tuple[int, ...]] = {}
     for layer, (index, _) in zip(model.layers, sequential_layout(model), strict=True):
         expected[f"{index}.weight"] = (layer.nout, layer.nin)
@@ -306,12 +326,3 @@ def _from_safetensors(source: Path) -> tuple[MLP, dict[str, Any]]:
             )
         if not np.isfinite(array).all():
             raise ModelFileError(f"tensor {name}: non-finite parameter")
-    for layer, (index, _) in zip(model.layers, sequential_layout(model), strict=True):
-        weight = tensors[f"{index}.weight"].astype(np.float64).tolist()
-        bias = tensors[f"{index}.bias"].astype(np.float64).tolist()
-        for neuron, row, b in zip(layer.neurons, weight, bias, strict=True):
-            for p, w in zip(neuron.w, row, strict=True):
-                p.data = float(w)
-            neuron.b.data = float(b)
-    assert all(math.isfinite(p.data) for p in model.parameters())
-    return model, metadata

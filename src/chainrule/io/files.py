@@ -49,6 +49,7 @@ __all__ = [
     "ensure_writable_folder",
     "find_number_beyond_float",
     "parse_json_text",
+    "read_bounded_bytes",
     "read_json_file",
     "replace_folder",
     "staged_folder",
@@ -536,10 +537,31 @@ def _entry_name(keys: Sequence[str | int]) -> str:
     return name or "(the whole file)"
 
 
-def _read_limited_text(
+def read_bounded_bytes(
+    path: str | os.PathLike[str],
+    *,
+    kind: str,
+    limit: int,
+    limit_name: str,
+    error: type[ChainruleError],
+) -> bytes:
+    """The bytes of the file ``path``, refusing anything larger than ``limit`` bytes unread.
+
+    A regular file's size is checked before it is read; a device or pipe (which has no
+    size) is read no further than ``limit + 1`` bytes. A missing file, a folder, and a
+    file that cannot be read raise ``error`` too; every message names the file and
+    uses ``kind`` ("model file") and ``limit_name`` (the constant that sets ``limit``).
+    """
+    source = Path(path)
+    try:
+        return _read_bounded(source, kind, limit, limit_name, error)
+    except error as exc:
+        raise error(f"{source}: {exc}") from None
+
+
+def _read_bounded(
     source: Path, kind: str, limit: int, limit_name: str, error: type[ChainruleError]
-) -> str:
-    """The file's text, refusing anything larger than ``limit`` bytes unread."""
+) -> bytes:
     too_big = error(
         f"the file is larger than {limit:,} bytes ({limit_name}); "
         f"it is not a {kind} written by chainrule"
@@ -552,10 +574,20 @@ def _read_limited_text(
             data = f.read(limit + 1)  # devices and pipes have no size: read at most this
     except FileNotFoundError:
         raise error(f"no such {kind}") from None
+    except IsADirectoryError:
+        raise error(f"cannot read the {kind} (it is a folder; name a file)") from None
     except OSError as exc:
         raise error(f"cannot read the {kind} ({exc.strerror or exc})") from None
     if len(data) > limit:
         raise too_big
+    return data
+
+
+def _read_limited_text(
+    source: Path, kind: str, limit: int, limit_name: str, error: type[ChainruleError]
+) -> str:
+    """The file's text, refusing anything larger than ``limit`` bytes unread."""
+    data = _read_bounded(source, kind, limit, limit_name, error)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
