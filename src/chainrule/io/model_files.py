@@ -28,7 +28,7 @@ from chainrule.io.files import (
     find_number_beyond_float,
     read_json_file,
 )
-from chainrule.nn.mlp import MLP, check_mlp_config, count_parameters
+from chainrule.nn import MLP, check_mlp_config, count_parameters
 
 __all__ = [
     "FORMAT",
