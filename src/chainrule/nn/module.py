@@ -71,6 +71,7 @@ class Module:
     cached output, out of the module's attributes. A Value reachable twice, such as a
     weight shared by two layers, is listed once, under the first name that reaches it.
 
+    >>> from chainrule.nn import Layer
     >>> class Scaled(Module):
     ...     def __init__(self) -> None:
     ...         self.body = Layer(2, 1, activation="linear")
