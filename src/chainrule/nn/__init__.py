@@ -116,30 +116,9 @@ __all__ = [
     "softmax",
 ]
 
-#: The names of :mod:`chainrule.io.model_files` that ``chainrule.nn`` offers.
-_MODEL_FILE_NAMES = frozenset(
-    {
-        "FORMAT",
-        "MAX_FLOAT_CHARS",
-        "MAX_MODEL_BYTES",
-        "MAX_MODEL_PARAMETERS",
-        "MODEL_BYTES_PER_PARAMETER",
-        "MODEL_HEADER_BYTES",
-        "VERSION",
-        "ModelFileError",
-        "check_architecture",
-        "check_parameter_count",
-        "find_number_beyond_float",
-        "load",
-        "load_with_metadata",
-        "model_document",
-        "model_file_text",
-        "model_from_document",
-        "read_json_file",
-        "read_model_file",
-        "save",
-    }
-)
+#: The names of :mod:`chainrule.io.model_files` that ``chainrule.nn`` offers: those of
+#: ``__all__`` not defined above (imported only for type checkers).
+_MODEL_FILE_NAMES = frozenset(__all__).difference(globals())
 
 
 def __getattr__(name: str) -> object:
