@@ -334,11 +334,10 @@ def nested_lists(path: Path) -> Path:
 def test_predict_on_a_hostile_model_file_is_one_line(
     small_model: Path, damage, words: str, capsys, monkeypatch
 ) -> None:
-    from chainrule import nn
 
     model = damage(small_model)
     if model == Path("/dev/zero"):  # a small cap keeps the test light (64 MiB by default)
-        monkeypatch.setattr(nn, "MAX_MODEL_BYTES", 4096)
+        monkeypatch.setattr("chainrule.io.model_files.MAX_MODEL_BYTES", 4096)
     assert main(["predict", "--model", str(model), "--input", "0.5,0.25"]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and words in one_error_line(captured.err, "predict")

@@ -111,7 +111,7 @@ def test_it_serves_the_page_the_runtime_and_chainrules_own_source(running) -> No
         names = set(z.namelist())
         package = Path(chainrule.__file__).parent
         # The very files of the installed package, byte for byte.
-        for rel in ("engine.py", "nn.py", "expr.py", "graph.py", "explorer/session.py"):
+        for rel in ("engine.py", "nn/module.py", "expr.py", "graph.py", "explorer/session.py"):
             assert z.read(f"chainrule/{rel}") == (package / rel).read_bytes()
         assert "graphviz/__init__.py" in names
         assert not any(n.startswith("chainrule/explorer/static/") for n in names)

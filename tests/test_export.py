@@ -15,7 +15,8 @@ from safetensors.numpy import load_file, save_file
 
 from chainrule import nn
 from chainrule.cli import main
-from chainrule.engine import no_grad
+from chainrule.engine import Value, no_grad
+from chainrule.export import from_safetensors, to_safetensors
 
 N_INPUTS = 1_000
 
@@ -42,7 +43,7 @@ def chainrule_outputs(path: Path, inputs: np.ndarray) -> np.ndarray:
     model = nn.load(path)
     with no_grad():
         outs = [model(row.tolist()) for row in inputs]
-    return np.array([[o.data] if isinstance(o, nn.Value) else [v.data for v in o] for o in outs])
+    return np.array([[o.data] if isinstance(o, Value) else [v.data for v in o] for o in outs])
 
 
 def inputs() -> np.ndarray:
@@ -210,9 +211,9 @@ def deep(levels: int) -> str:
     [
         ('{"task": ' + deep(100_000) + "}", "nests more than 64 levels deep"),
         ('{"task": ' + deep(900) + "}", "nests more than 64 levels deep"),  # readable, too deep
-        ('{"classes": ' + "7" * 5_000 + "}", "an integer of 5000 digits in the metadata"),
-        ('{"lr": 1e999}', "the number 1e999 in the metadata is too large for a float"),
-        ('{"lr": -1e999}', "the number -1e999 in the metadata is too large for a float"),
+        ('{"classes": ' + "7" * 5_000 + "}", "classes holds 777777777777...77777 (5,000 digits)"),
+        ('{"lr": 1e999}', "the entry lr holds 1e999, too large for a float"),
+        ('{"lr": -1e999}', "the entry lr holds -1e999, too large for a float"),
         ('{"lr": NaN}', "non-finite number NaN"),
     ],
     ids=["recursion", "deep", "5000-digits", "1e999", "minus-1e999", "nan"],
@@ -236,6 +237,25 @@ def test_hostile_metadata_on_import_is_one_line_and_writes_nothing(
     architecture = header["architecture"].replace("3,", "1" * 5_000 + ",", 1)
     save_file(load_file(weights), hostile, {**header, "architecture": architecture})
     assert main(["import", str(hostile), "-o", str(tmp_path / "x.json")]) == 2
-    assert "an integer of 5000 digits" in capsys.readouterr().err
+    assert "entry nin holds 111111111111...11111 (5,000 digits)" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hostile.safetensors", "model.json",
                                                           "w.safetensors"]  # fmt: skip
+
+
+def test_a_safetensors_file_is_read_as_every_model_file_is(tmp_path: Path) -> None:
+    """Import reads through the one bounded reader of chainrule.io.files: a missing
+    file, a folder and a file over the cap are each a ModelFileError naming the file."""
+    from chainrule.io.files import read_bounded_bytes
+    from chainrule.io.model_files import ModelFileError
+
+    with pytest.raises(ModelFileError, match=r"nowhere\.safetensors: no such safetensors file"):
+        from_safetensors(tmp_path / "nowhere.safetensors")
+    with pytest.raises(ModelFileError, match=r"cannot read the safetensors file \(it is a folder"):
+        from_safetensors(tmp_path)
+    path = make_model(tmp_path, "relu", None, [3, 1])
+    weights = to_safetensors(nn.load(path), tmp_path / "w.safetensors")
+    size = weights.stat().st_size
+    kind = {"kind": "safetensors file", "limit_name": "CAP", "error": ModelFileError}
+    assert read_bounded_bytes(weights, limit=size, **kind) == weights.read_bytes()
+    with pytest.raises(ModelFileError, match=rf"larger than {size - 1:,} bytes \(CAP\)"):
+        read_bounded_bytes(weights, limit=size - 1, **kind)

@@ -263,7 +263,7 @@ def test_a_damaged_file_is_refused_with_a_clear_error(
     change, message = DAMAGE[damage]
     path = damaged(gpt.save(model, tokenizer, tmp_path / "model.json"), change)
     if damage != "renamed-parameter":  # names need the model; all else is refused unbuilt
-        monkeypatch.setattr(gpt, "GPT", lambda *a, **k: pytest.fail("built a model"))
+        monkeypatch.setattr("chainrule.gpt.files.GPT", lambda *a, **k: pytest.fail("built a model"))
     with pytest.raises(ModelFileError, match=message) as info:
         gpt.load(path)
     assert str(info.value).startswith(f"{path}: ")
@@ -303,7 +303,7 @@ def test_an_architecture_over_the_parameter_cap_is_refused_unbuilt(tmp_path, mon
     }
     path = tmp_path / "model.json"
     path.write_text(json.dumps(doc))
-    monkeypatch.setattr(gpt, "GPT", lambda *a, **k: pytest.fail("built a model"))
+    monkeypatch.setattr("chainrule.gpt.files.GPT", lambda *a, **k: pytest.fail("built a model"))
     count = (2 * 27 + 16) * 1024 + 12 * 8 * 1024**2  # the tables, the blocks
     with pytest.raises(ModelFileError, match=f"{count:,} parameters, more than chainrule loads"):
         gpt.load(path)
@@ -358,10 +358,10 @@ def test_training_saving_and_loading_share_one_parameter_cap(small, tmp_path, mo
     model, tokenizer = small
     count = model.num_parameters()
     path = gpt.save(model, tokenizer, tmp_path / "model.json")
-    monkeypatch.setattr(nn, "MAX_MODEL_PARAMETERS", count)  # at the cap: all is well
+    monkeypatch.setattr("chainrule.io.model_files.MAX_MODEL_PARAMETERS", count)  # at the cap
     Trainer(model, steps=1).step(tokenizer.encode("ada"))
     assert gpt.load(gpt.save(model, tokenizer, path))[0].state_dict() == model.state_dict()
-    monkeypatch.setattr(nn, "MAX_MODEL_PARAMETERS", count - 1)
+    monkeypatch.setattr("chainrule.io.model_files.MAX_MODEL_PARAMETERS", count - 1)
     cap = rf"{count:,} parameters, more than chainrule loads \({count - 1:,},"
     with pytest.raises(ValueError, match=f"Trainer: the model has {cap}"):
         Trainer(model)
@@ -369,7 +369,7 @@ def test_training_saving_and_loading_share_one_parameter_cap(small, tmp_path, mo
         gpt.save(model, tokenizer, tmp_path / "other.json")
     with pytest.raises(ModelFileError, match=f"the architecture has {cap}"):
         gpt.load(path)
-    monkeypatch.setattr(gpt, "GPT", lambda *a, **k: pytest.fail("training started"))
+    monkeypatch.setattr("chainrule.gpt.train.GPT", lambda *a, **k: pytest.fail("training started"))
     with pytest.raises(ConfigError, match=r"the GPT would have 4,192 parameters, more than"):
         train_gpt(GPTConfig(steps=1))  # 27 tokens: 4,192 parameters
 

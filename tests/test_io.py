@@ -1,8 +1,11 @@
-"""Safe output: atomic files, devices and pipes written in place, whole result folders."""
+"""Safe output: atomic files, devices and pipes written in place, whole result folders;
+and the one checked reader of JSON files, and the layout of the io package."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -10,7 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from chainrule._io import atomic_write_bytes, ensure_writable_folder, staged_folder
+from chainrule.errors import ChainruleError
+from chainrule.io.files import (
+    atomic_write_bytes,
+    ensure_writable_folder,
+    parse_json_text,
+    read_json_file,
+    staged_folder,
+)
 
 
 def test_a_regular_file_is_replaced_whole(tmp_path: Path) -> None:
@@ -235,7 +245,7 @@ def test_dev_stdout_is_written_through_not_truncated(tmp_path: Path) -> None:
     """`(echo earlier; chainrule ... -o /dev/stdout) > log`: every line kept, in order."""
     log = tmp_path / "log.txt"
     script = (
-        "from chainrule._io import atomic_write_bytes; print('before'); "
+        "from chainrule.io.files import atomic_write_bytes; print('before'); "
         "atomic_write_bytes('/dev/stdout', b'data\\n'); print('after')"
     )
     with open(log, "wb") as shell_redirect:
@@ -243,3 +253,106 @@ def test_dev_stdout_is_written_through_not_truncated(tmp_path: Path) -> None:
         shell_redirect.flush()
         subprocess.run([sys.executable, "-c", script], stdout=shell_redirect, check=True)
     assert log.read_bytes() == b"earlier\nbefore\ndata\nafter\n"
+
+
+class Refused(ChainruleError):
+    """The error a caller of the JSON reader asks for."""
+
+
+def deep(levels: int) -> str:
+    return "[" * levels + "]" * levels
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ('{"a": [1, NaN]}', "non-finite number NaN in the test file"),
+        ('{"a": -Infinity}', "non-finite number -Infinity in the test file"),
+        ('{"a": {"lr": 1e999}}', "the entry a.lr holds 1e999, too large for a float"),
+        ('{"a": [0, -1e400]}', "the entry a[1] holds -1e400, too large"),
+        ('{"n": ' + "7" * 5_000 + "}", "entry n holds 777777777777...77777 (5,000 digits)"),
+        ('{"n": ' + str(10**400) + "}", "(401 digits), too large for a float; not a test file"),
+        ('{"a": [1, 2', "not a valid test file (truncated or corrupt JSON"),
+        ("{" * 10 + "}", "not a valid test file"),
+        (deep(100_000), "nested too deeply to read"),
+    ],
+    ids=["nan", "infinity", "1e999", "-1e400", "5000-digits", "10**400", "cut", "bad", "deep"],
+)
+def test_json_that_no_file_of_chainrule_holds_is_refused_naming_what(
+    tmp_path: Path, text: str, words: str
+) -> None:
+    with pytest.raises(Refused, match=re.escape(words)):
+        parse_json_text(text, "test file", Refused)
+    path = tmp_path / "f.json"
+    path.write_text(text)
+    with pytest.raises(Refused, match=f"{re.escape(str(path))}: "):
+        read_json_file(path, kind="test file", limit=10**6, limit_name="LIMIT", error=Refused)
+
+
+def test_json_within_reach_reads_back_exactly() -> None:
+    text = '{"n": ' + "9" * 300 + ', "x": [1.5, -2.2250738585072014e-308], "s": "NaN"}'
+    assert parse_json_text(text, "test file", Refused) == {
+        "n": int("9" * 300), "x": [1.5, -2.2250738585072014e-308], "s": "NaN"}  # fmt: skip
+    assert parse_json_text(deep(64), "test file", Refused, max_depth=64) == json.loads(deep(64))
+
+
+@pytest.mark.parametrize("levels", [65, 900, 100_000])
+def test_json_deeper_than_asked_is_refused_however_deep(levels: int) -> None:
+    with pytest.raises(Refused, match=r"not a test file \(its JSON nests more than 64 levels deep"):
+        parse_json_text(deep(levels), "test file", Refused, max_depth=64)
+
+
+def test_a_json_file_over_the_limit_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "big.json"
+    path.write_text("[" + "0," * 100 + "0]")
+    with pytest.raises(Refused, match=r"larger than 100 bytes \(LIMIT\); it is not a test file"):
+        read_json_file(path, kind="test file", limit=100, limit_name="LIMIT", error=Refused)
+    with pytest.raises(Refused, match="no such test file"):
+        read_json_file(
+            tmp_path / "nowhere", kind="test file", limit=100, limit_name="L", error=Refused
+        )
+
+
+def run_python(code: str) -> str:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_nn_loads_no_file_code_and_no_numpy_and_still_offers_save_and_load() -> None:
+    """The layering: nn imports nothing of io at import time; its model-file names come
+    from chainrule.io.model_files on first use, the very same objects."""
+    loaded = run_python(
+        "import sys, chainrule.nn as nn\n"
+        "print(sorted(m for m in sys.modules if m.startswith('chainrule.io') or m in "
+        "('numpy', 'matplotlib')))\n"
+        "from chainrule.io import model_files\n"
+        "print(all(getattr(nn, n) is getattr(model_files, n) for n in model_files.__all__))\n"
+        "print(all(hasattr(nn, n) for n in nn.__all__), 'save' in dir(nn))"
+    )
+    assert loaded.splitlines() == ["[]", "True", "True True"]
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        "chainrule.io.model_files",
+        "chainrule.io.export",
+        "chainrule.io.files",
+        "chainrule.nn",
+        "chainrule.export",
+        "chainrule.csvrows",
+    ],
+)
+def test_every_module_of_io_and_nn_imports_first_without_a_cycle(first: str) -> None:
+    """Whichever is imported first, nothing is half-initialised."""
+    assert (
+        run_python(
+            f"import {first}\n"
+            "import chainrule.nn as nn, chainrule.export as e, chainrule.csvrows as c\n"
+            "from chainrule.io import files, model_files\n"
+            "print(nn.save is model_files.save, e.ModelFileError is nn.ModelFileError,\n"
+            "      c.read_rows.__module__, nn.MAX_MODEL_BYTES == model_files.MAX_MODEL_BYTES)"
+        )
+        == "True True chainrule.io.csvrows True"
+    )

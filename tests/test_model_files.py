@@ -26,22 +26,22 @@ def forbid_building(monkeypatch: pytest.MonkeyPatch) -> None:
     def fail(*args: object, **kwargs: object) -> None:
         raise AssertionError("a model was built from a file that does not fit")
 
-    monkeypatch.setattr(nn, "MLP", fail)
+    monkeypatch.setattr("chainrule.io.model_files.MLP", fail)
 
 
 def test_a_file_over_the_size_cap_is_refused_unread(
     model_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     size = model_file.stat().st_size
-    monkeypatch.setattr(nn, "MAX_MODEL_BYTES", size)
+    monkeypatch.setattr("chainrule.io.model_files.MAX_MODEL_BYTES", size)
     assert load(model_file).num_parameters() == 13  # exactly at the cap: fine
-    monkeypatch.setattr(nn, "MAX_MODEL_BYTES", size - 1)
+    monkeypatch.setattr("chainrule.io.model_files.MAX_MODEL_BYTES", size - 1)
     with pytest.raises(ModelFileError, match=f"larger than {size - 1:,} bytes"):
         load(model_file)
 
 
 def test_a_device_without_end_is_read_only_up_to_the_cap(monkeypatch) -> None:
-    monkeypatch.setattr(nn, "MAX_MODEL_BYTES", 4096)
+    monkeypatch.setattr("chainrule.io.model_files.MAX_MODEL_BYTES", 4096)
     with pytest.raises(ModelFileError, match=r"/dev/zero: the file is larger than 4,096 bytes"):
         load("/dev/zero")
 
@@ -202,7 +202,7 @@ def test_a_bigger_model_round_trips_through_its_file(tmp_path: Path) -> None:
 
 def test_save_refuses_a_model_over_the_parameter_cap(tmp_path, monkeypatch) -> None:
     model = MLP(2, [3, 1], rng=random.Random(0))  # 13 parameters
-    monkeypatch.setattr(nn, "MAX_MODEL_PARAMETERS", 12)
+    monkeypatch.setattr("chainrule.io.model_files.MAX_MODEL_PARAMETERS", 12)
     with pytest.raises(ValueError, match="save: the model has 13 parameters, more than"):
         save(model, tmp_path / "m.json")
     assert list(tmp_path.iterdir()) == []

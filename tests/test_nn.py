@@ -35,14 +35,40 @@ def test_parameter_counts() -> None:
     assert len(MLP(2, [16, 16, 1], activation="relu").parameters()) == 337
 
 
-def test_output_shapes_and_activations() -> None:
+ACTS = {
+    "tanh": math.tanh,
+    "relu": lambda z: max(z, 0.0),
+    "sigmoid": lambda z: 1.0 / (1.0 + math.exp(-z)),
+    "linear": lambda z: z,
+}
+
+
+def by_hand(model: MLP, x: list[float]) -> list[float]:
+    """``model``'s outputs for ``x``, worked out from its weights with plain floats."""
+    for layer in model.layers:
+        act = ACTS[layer.activation]
+        x = [act(sum(w.data * v for w, v in zip(n.w, x, strict=True)) + n.b.data)
+             for n in layer.neurons]  # fmt: skip
+    return x
+
+
+def test_outputs_are_the_activations_of_the_weighted_sums() -> None:
     model = MLP(3, [4, 2], activation="tanh", output_activation="sigmoid")
     out = model([1.0, -2.0, 0.5])
-    assert isinstance(out, list) and len(out) == 2
-    assert all(0 < v.data < 1 for v in out)
-    single = MLP(3, [4, 1])([1.0, Value(2.0), 3])
+    assert isinstance(out, list)
+    assert [v.data for v in out] == pytest.approx(by_hand(model, [1.0, -2.0, 0.5]), rel=1e-12)
+    # One output: the Value itself (not a list of one), from numbers or Values alike.
+    one = MLP(3, [4, 1], rng=random.Random(3))
+    single = one([1.0, Value(2.0), 3])
     assert isinstance(single, Value)
-    assert isinstance(Layer(2, 1)([1.0, 2.0]), Value)
+    assert single.data == pytest.approx(by_hand(one, [1.0, 2.0, 3.0])[0], rel=1e-12)
+    layer = Layer(2, 1, "tanh", rng=random.Random(5))
+    (neuron,) = layer.neurons
+    expected = math.tanh(neuron.w[0].data * 1.0 + neuron.w[1].data * 2.0 + neuron.b.data)
+    assert layer([1.0, 2.0]).data == pytest.approx(expected, rel=1e-12)  # type: ignore[union-attr]
+    # forward: the same outputs for Values already checked, always as a list.
+    assert [v.data for v in one.forward([Value(1.0), Value(2.0), Value(3.0)])] == [single.data]
+    assert [v.data for v in layer.forward([Value(1.0), Value(2.0)])] == [layer([1.0, 2.0]).data]  # type: ignore[union-attr]
     assert len(Layer(2, 3)([1.0, 2.0])) == 3  # type: ignore[arg-type]
     assert [layer.activation for layer in model.layers] == ["tanh", "sigmoid"]
     assert [layer.activation for layer in MLP(2, [3, 3, 1]).layers] == ["relu", "relu", "linear"]
@@ -192,7 +218,7 @@ class Scaled(Module):
 
     def __call__(self, x):
         for layer in self.layers:
-            x = layer._forward(x)
+            x = layer.forward(x)
         return self.scale * x[0]
 
 

@@ -3,6 +3,7 @@ test points, equal scales and curves they promise. (The images were also looked 
 
 from __future__ import annotations
 
+import ast
 import json
 import random
 from pathlib import Path
@@ -22,6 +23,7 @@ from chainrule.plots import (
     class_grid,
     draw_decision_boundary,
     draw_history,
+    draw_points,
     margin_grid,
     plot_decision_boundary,
     plot_history,
@@ -116,16 +118,51 @@ def test_loss_plot_has_train_and_test_curves_and_the_lr_on_a_second_axis(run, tm
     FigureCanvasAgg(fig).draw()
 
 
+def notebook_code(notebook: Path) -> ast.Module:
+    """The code cells of ``notebook`` as one parsed module (IPython's ``%`` and ``!``
+    lines left out)."""
+    cells = json.loads(notebook.read_text())["cells"]
+    lines = [
+        line
+        for cell in cells
+        if cell["cell_type"] == "code"
+        for line in "".join(cell["source"]).splitlines()
+        if not line.lstrip().startswith(("%", "!"))
+    ]
+    return ast.parse("\n".join(lines), filename=notebook.name)
+
+
+#: Matplotlib's calls that colour points or regions by a value: a notebook making one
+#: would choose class colours of its own instead of chainrule.plots' palette.
+COLOURING_CALLS = {"scatter", "contourf", "contour", "pcolormesh", "imshow", "tricontourf"}
+
+
 def test_one_palette_for_every_plot_and_notebook() -> None:
     assert class_colors(3) == list(CLASS_COLORS[:3])
     many = class_colors(12)
     assert len(set(many)) == 12  # more classes than the palette: still apart
+    # draw_points as the demo calls it (classes from the labels): each point in the
+    # colour of its class, from the one palette.
+    ax = Figure().subplots()
+    labels = [0, 1, 1, 0, 1]
+    points = draw_points(ax, [[float(i), 0.0] for i in range(5)], labels)
+    palette = [to_rgba(c) for c in CLASS_COLORS]
+    assert [tuple(c) for c in points.get_facecolors()] == [palette[c] for c in labels]
+    # The notebooks draw classes only through chainrule.plots: no colouring call or
+    # colour map of their own (a call, not a word in a comment or a string).
+    drawers = {}
     for notebook in sorted((ROOT / "examples").glob("*.ipynb")):
-        code = "\n".join(
-            "".join(cell["source"])
-            for cell in json.loads(notebook.read_text())["cells"]
-            if cell["cell_type"] == "code"
-        )
-        assert "cmap" not in code, f"{notebook.name} picks its own class colours"
-    demo = (ROOT / "examples" / "demo.ipynb").read_text()
-    assert "draw_decision_boundary" in demo and "draw_points" in demo
+        tree = notebook_code(notebook)
+        calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
+        names = {getattr(c.func, "attr", getattr(c.func, "id", None)) for c in calls}
+        own = names & COLOURING_CALLS
+        assert not own, f"{notebook.name} colours classes itself ({', '.join(sorted(own))})"
+        keywords = {k.arg for c in calls for k in c.keywords}
+        assert "cmap" not in keywords, f"{notebook.name} picks its own colour map"
+        drawers[notebook.name] = {
+            alias.name
+            for n in ast.walk(tree)
+            if isinstance(n, ast.ImportFrom) and n.module == "chainrule.plots"
+            for alias in n.names
+        } & names
+    assert {"draw_decision_boundary", "draw_points"} <= drawers["demo.ipynb"]

@@ -342,11 +342,11 @@ def test_training_saving_and_loading_share_one_parameter_cap(tmp_path, monkeypat
     training before it starts, by save and by load alike."""
     config = TrainConfig(samples=20, hidden=(4,), steps=2)
     count = nn.count_parameters(2, [4, 1])
-    monkeypatch.setattr(nn, "MAX_MODEL_PARAMETERS", count)  # at the cap: all is well
+    monkeypatch.setattr("chainrule.io.model_files.MAX_MODEL_PARAMETERS", count)  # at the cap
     model = train(config).model
     path = nn.save(model, tmp_path / "model.json")
     assert nn.load(path).state_dict() == model.state_dict()
-    monkeypatch.setattr(nn, "MAX_MODEL_PARAMETERS", count - 1)
+    monkeypatch.setattr("chainrule.io.model_files.MAX_MODEL_PARAMETERS", count - 1)
     monkeypatch.setattr(run, "build", lambda config: pytest.fail("training started"))
     cap = rf"{count} parameters, more than chainrule loads \({count - 1},"
     with pytest.raises(ConfigError, match=f"the model would have {cap}"):

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import graphviz
 
-from chainrule._io import atomic_write_bytes
 from chainrule.engine import Value, topological_order
 from chainrule.errors import ChainruleError
+from chainrule.io.files import atomic_write_bytes
 
 __all__ = [
     "FORMATS",

@@ -26,8 +26,8 @@ from matplotlib.colors import BoundaryNorm, ListedColormap, to_hex, to_rgb
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from chainrule._io import atomic_write_bytes
 from chainrule.colors import CLASS_COLORS
+from chainrule.io.files import atomic_write_bytes
 from chainrule.nn import MLP
 
 if TYPE_CHECKING:

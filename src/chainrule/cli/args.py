@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
-from chainrule._io import (
+from chainrule.io.files import (
     atomic_write_bytes,
     atomic_write_text,
     ensure_writable_folder,

@@ -36,8 +36,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import chainrule
-from chainrule._io import staged_folder
 from chainrule.errors import ChainruleError
+from chainrule.io.files import staged_folder
 
 __all__ = [
     "HOST",
@@ -226,7 +226,7 @@ def write_site(directory: str | Path) -> Path:
     ready to publish on any static web server. Returns the folder.
 
     The site is built in a hidden sibling folder and renamed into place
-    (:func:`chainrule._io.staged_folder`): a failure part-way leaves ``directory`` as it
+    (:func:`chainrule.io.files.staged_folder`): a failure part-way leaves ``directory`` as it
     was, so trying again just works.
     """
     target = Path(directory)

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from chainrule import nn
-from chainrule._io import atomic_write_text
 from chainrule.gpt.model import GPT, CharTokenizer, count_parameters, lone_surrogate
+from chainrule.io.files import atomic_write_text
 from chainrule.nn import ModelFileError
 
 __all__ = ["load", "load_with_metadata", "save"]

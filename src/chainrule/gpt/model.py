@@ -135,7 +135,7 @@ def one_hot(tokens: Sequence[int], vocab_size: int) -> list[list[float]]:
 def _apply(layer: Linear | RMSNorm, xs: list[Value]) -> list[Value]:
     """``layer`` on a vector of Values already checked (nn's per-layer forward, without
     the input checks of calling it): the one place this module calls it."""
-    return layer._forward(xs)
+    return layer.forward(xs)
 
 
 class Block(Module):

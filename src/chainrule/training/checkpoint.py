@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from chainrule._io import atomic_write_text
 from chainrule.errors import ChainruleError
+from chainrule.io.files import atomic_write_text
 from chainrule.nn import (
     MAX_FLOAT_CHARS,
     MAX_MODEL_PARAMETERS,

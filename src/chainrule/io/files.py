@@ -1,4 +1,5 @@
-"""Safe file output: atomic writes of files and of whole folders.
+"""Safe file input and output: atomic writes of files and of whole folders, and the one
+bounded, checked reader of JSON files.
 
 A regular file is written to a temporary file in the same folder, then renamed over
 the target, so readers see the old file or the new, never half. A target that is not
@@ -12,24 +13,44 @@ new one gets the usual mode for the umask. Temporaries are hidden siblings named
 ``.NAME.PID.XXXXXXXX.tmp``: the process id lets a later write of ``NAME`` remove
 those that a killed process (SIGKILL, a crash) left behind, and only those -- a
 temporary of a process that is still running is never touched.
+
+A JSON file that chainrule reads back (a model file, a checkpoint, an exported model's
+metadata) is read by :func:`read_json_file` (or, for text already in memory,
+:func:`parse_json_text`): at most so many bytes, UTF-8, no ``NaN`` or ``Infinity``, no
+number that a float cannot hold (named by its entry: :func:`find_number_beyond_float`),
+no nesting too deep to parse. So every number in what it returns converts to a finite
+float.
+
+This module needs only the standard library (and :mod:`chainrule.errors`): every unit
+that reads or writes files may import it, and the explorer runs it in the browser.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import re
 import shutil
 import stat
 import sys
 import tempfile
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
+
+from chainrule.errors import ChainruleError
 
 __all__ = [
+    "MAX_FLOAT_CHARS",
     "atomic_write_bytes",
     "atomic_write_text",
     "ensure_writable_folder",
+    "find_number_beyond_float",
+    "parse_json_text",
+    "read_bounded_bytes",
+    "read_json_file",
     "replace_folder",
     "staged_folder",
 ]
@@ -310,3 +331,264 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# -- reading JSON back ------------------------------------------------------------------
+
+#: The longest JSON text of a finite float: ``json.dumps`` writes ``repr(x)``, the
+#: shortest text that reads back exactly -- at most a sign, 17 significant digits, a
+#: point and a three-digit exponent, as in ``-2.2250738585072014e-308``.
+MAX_FLOAT_CHARS = 24
+
+
+def read_json_file(
+    path: str | os.PathLike[str],
+    *,
+    kind: str,
+    limit: int,
+    limit_name: str,
+    error: type[ChainruleError],
+    max_depth: int | None = None,
+) -> Any:
+    """The JSON value in the file ``path``, read with the care a model file gets.
+
+    A file larger than ``limit`` bytes is refused unread (a device or pipe is read no
+    further than that), and so is text that is not UTF-8; the text is then checked as
+    :func:`parse_json_text` checks it (corrupt JSON, ``NaN``, numbers beyond a float,
+    nesting). Each raises ``error``, naming the file and using ``kind`` ("model file",
+    "checkpoint") and ``limit_name`` (the constant that sets ``limit``) in its message.
+    """
+    source = Path(path)
+    try:
+        text = _read_limited_text(source, kind, limit, limit_name, error)
+        return parse_json_text(text, kind, error, max_depth=max_depth)
+    except error as exc:
+        raise error(f"{source}: {exc}") from None
+
+
+def parse_json_text(
+    text: str, kind: str, error: type[ChainruleError], *, max_depth: int | None = None
+) -> Any:
+    """``json.loads(text)``, refusing what no file chainrule writes holds, with ``error``.
+
+    Refused: corrupt or truncated JSON; ``NaN``, ``Infinity`` and ``-Infinity``; a
+    number that no float can hold (``1e999``, ``10**400``, an integer of thousands of
+    digits, which is never converted: Python refuses past 4,300 digits), named by its
+    entry (:func:`find_number_beyond_float`); JSON nested more than ``max_depth``
+    levels (lists and objects), or, with no ``max_depth``, too deeply to parse. So
+    every number in the value returned is an ``int`` or a finite ``float`` that
+    ``float()`` converts without overflow. ``kind`` ("model file", "checkpoint")
+    names the text in the messages.
+    """
+    too_deep = (
+        f"not a {kind} (its JSON is nested too deeply to read)"
+        if max_depth is None
+        else f"not a {kind} (its JSON nests more than {max_depth} levels deep)"
+    )
+
+    def reject_constant(name: str) -> float:
+        raise error(f"non-finite number {name} in the {kind}")
+
+    try:
+        doc = _loads_within_float(text, kind, error, reject_constant)
+    except json.JSONDecodeError as exc:
+        raise error(
+            f"not a valid {kind} (truncated or corrupt JSON: {exc.msg} "
+            f"at line {exc.lineno} column {exc.colno})"
+        ) from None
+    except RecursionError:
+        raise error(too_deep) from None
+    if max_depth is not None and _depth(doc) > max_depth:
+        raise error(too_deep)
+    return doc
+
+
+class _Unreadable:
+    """A number in a JSON text that no float can hold, kept as its text so that
+    :func:`find_number_beyond_float` can say where it is."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+_FLOAT_MAX_INT = int(sys.float_info.max)
+_FLOAT_MAX_DIGITS = len(str(_FLOAT_MAX_INT))
+
+
+def _loads_within_float(
+    text: str, kind: str, error: type[ChainruleError], constant: Callable[[str], float]
+) -> Any:
+    """``json.loads(text)``, refusing a number that no float can hold, by its entry.
+
+    Such a number is parsed to an :class:`_Unreadable` (an integer's digits are never
+    converted past a float's range), and the document is searched for it only if one
+    was met.
+    """
+    met: list[_Unreadable] = []
+
+    def parse_int(digits: str) -> int | _Unreadable:
+        if len(digits) - digits.startswith("-") <= _FLOAT_MAX_DIGITS:
+            n = int(digits)
+            if -_FLOAT_MAX_INT <= n <= _FLOAT_MAX_INT:
+                return n
+        met.append(_Unreadable(digits))
+        return met[-1]
+
+    def parse_float(number: str) -> float | _Unreadable:
+        x = float(number)
+        if -math.inf < x < math.inf:
+            return x
+        met.append(_Unreadable(number))
+        return met[-1]
+
+    doc = json.loads(text, parse_constant=constant, parse_int=parse_int, parse_float=parse_float)
+    beyond = find_number_beyond_float(doc) if met else None
+    if beyond is not None:  # (None: a repeated key replaced the number)
+        raise error(f"{beyond}; not a {kind} written by chainrule")
+    return doc
+
+
+def _depth(value: object) -> int:
+    """How many levels of lists and objects ``value`` (parsed JSON) has, counted without
+    recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
+
+
+def _beyond_float(x: object) -> bool:
+    if type(x) is int:  # not bool
+        return not -_FLOAT_MAX_INT <= x <= _FLOAT_MAX_INT
+    return type(x) is _Unreadable
+
+
+def find_number_beyond_float(doc: object) -> str | None:
+    """Where JSON-ready ``doc`` first holds a number that no float can hold, or None.
+
+    The one check of the size of numbers in model files and checkpoints: their readers
+    turn numbers into floats, and an integer like ``10**400`` would overflow there.
+    Returns a phrase naming the entry and the number, such as ``the entry config.lr
+    holds 100000000000...00000 (401 digits), too large for a float``.
+    """
+    found = _first_entry(doc, _beyond_float)
+    if found is None:
+        return None
+    keys, x = found
+    if isinstance(x, int):  # from Python, not from a file: too long to print in full
+        shown = f"an integer of {x.bit_length():,} bits"
+    elif isinstance(x, _Unreadable) and len(x.text) > MAX_FLOAT_CHARS:
+        digits = x.text.lstrip("-")
+        size = f"{len(digits):,} digits" if digits.isdigit() else f"{len(x.text):,} characters"
+        shown = f"{x.text[:12]}...{x.text[-5:]} ({size})"
+    else:
+        shown = str(getattr(x, "text", x))
+    return f"the entry {_entry_name(keys)} holds {shown}, too large for a float"
+
+
+def _first_entry(
+    doc: object, wanted: Callable[[object], bool]
+) -> tuple[list[str | int], object] | None:
+    """The keys leading to the first value in ``doc`` (dicts and lists, in order) that is
+    ``wanted``, and that value. Iterative: deep JSON does not exhaust the stack."""
+    if wanted(doc):
+        return [], doc
+    keys: list[str | int] = []
+    levels = [_items(doc)]
+    while levels:  # invariant: len(keys) == len(levels) - 1
+        step = next(levels[-1], None)
+        if step is None:
+            levels.pop()
+            if keys:
+                keys.pop()
+            continue
+        key, value = step
+        if wanted(value):
+            return [*keys, key], value
+        if isinstance(value, dict | list) and value:
+            keys.append(key)
+            levels.append(_items(value))
+    return None
+
+
+def _items(value: object) -> Iterator[tuple[str | int, object]]:
+    if isinstance(value, dict):
+        return iter(value.items())
+    return enumerate(value) if isinstance(value, list) else iter(())
+
+
+def _entry_name(keys: Sequence[str | int]) -> str:
+    """``config.lr``, ``optimizer.m[3]``, ``parameters["wte.weight.0.0"]``."""
+    name = ""
+    for key in keys:
+        if isinstance(key, int):
+            name += f"[{key}]"
+        elif key.isidentifier():
+            name += f".{key}" if name else key
+        else:
+            name += f"[{json.dumps(key[:60])}]"
+    return name or "(the whole file)"
+
+
+def read_bounded_bytes(
+    path: str | os.PathLike[str],
+    *,
+    kind: str,
+    limit: int,
+    limit_name: str,
+    error: type[ChainruleError],
+) -> bytes:
+    """The bytes of the file ``path``, refusing anything larger than ``limit`` bytes unread.
+
+    A regular file's size is checked before it is read; a device or pipe (which has no
+    size) is read no further than ``limit + 1`` bytes. A missing file, a folder, and a
+    file that cannot be read raise ``error`` too; every message names the file and
+    uses ``kind`` ("model file") and ``limit_name`` (the constant that sets ``limit``).
+    """
+    source = Path(path)
+    try:
+        return _read_bounded(source, kind, limit, limit_name, error)
+    except error as exc:
+        raise error(f"{source}: {exc}") from None
+
+
+def _read_bounded(
+    source: Path, kind: str, limit: int, limit_name: str, error: type[ChainruleError]
+) -> bytes:
+    too_big = error(
+        f"the file is larger than {limit:,} bytes ({limit_name}); "
+        f"it is not a {kind} written by chainrule"
+    )
+    try:
+        with open(source, "rb") as f:
+            info = os.fstat(f.fileno())
+            if stat.S_ISREG(info.st_mode) and info.st_size > limit:
+                raise too_big
+            data = f.read(limit + 1)  # devices and pipes have no size: read at most this
+    except FileNotFoundError:
+        raise error(f"no such {kind}") from None
+    except IsADirectoryError:
+        raise error(f"cannot read the {kind} (it is a folder; name a file)") from None
+    except OSError as exc:
+        raise error(f"cannot read the {kind} ({exc.strerror or exc})") from None
+    if len(data) > limit:
+        raise too_big
+    return data
+
+
+def _read_limited_text(
+    source: Path, kind: str, limit: int, limit_name: str, error: type[ChainruleError]
+) -> str:
+    """The file's text, refusing anything larger than ``limit`` bytes unread."""
+    data = _read_bounded(source, kind, limit, limit_name, error)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise error(f"not a {kind} (not UTF-8 text)") from None
