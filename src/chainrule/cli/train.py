@@ -8,7 +8,6 @@ A new run takes its settings from the flags (:func:`~chainrule.cli.args.train_co
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -125,23 +124,23 @@ def resume_settings(folder: Path, given: dict[str, Any], steps: int | None) -> t
 
     ``given``: the settings given as flags besides --steps (``compiled`` False for
     --eager); each must agree with the saved one, as every other setting comes from the
-    checkpoint. ``steps``: the new total, or None to keep the saved one. This is the one
-    place the command line checks a resume against its checkpoint.
+    checkpoint. ``steps``: the new total, or None to keep the saved one. The check is
+    training's own (:func:`chainrule.training.resume_config`); this only words its
+    conflicts as flags.
     """
-    from chainrule.training import load_checkpoint
+    from chainrule.training import ResumeConflict, load_checkpoint, resume_config
 
     checkpoint = load_checkpoint(folder / CHECKPOINT_FILE)  # every entry checked
-    saved = checkpoint.config
-    for name, value in given.items():
-        if value != getattr(saved, name):
-            flag = "--eager" if name == "compiled" else _flag(name)
-            shown = _shown(getattr(saved, name))
-            raise UsageError(
-                f"{flag} conflicts with the run being resumed ({_flag(name)} {shown}); "
-                f"its settings come from {folder / CHECKPOINT_FILE}: only "
-                f"{', '.join(RESUME_FLAGS[:3])} may be given with --resume"
-            )
-    config = replace(saved, steps=saved.steps if steps is None else steps)
+    try:
+        config = resume_config(checkpoint, given if steps is None else {**given, "steps": steps})
+    except ResumeConflict as exc:
+        name, _, saved = exc.conflicts[0]
+        flag = "--eager" if name == "compiled" else _flag(name)
+        raise UsageError(
+            f"{flag} conflicts with the run being resumed ({_flag(name)} {_shown(saved)}); "
+            f"its settings come from {folder / CHECKPOINT_FILE}: only "
+            f"{', '.join(RESUME_FLAGS[:3])} may be given with --resume"
+        ) from None
     return checkpoint, config
 
 
