@@ -42,8 +42,8 @@ from chainrule import (
 )
 from chainrule import losses as L
 from chainrule.compiler import compilable_ops
+from chainrule.core import RULES, make_node
 from chainrule.data import moons
-from chainrule.engine import _RULES, _node
 from chainrule.nn import MLP
 
 HERE = __file__
@@ -89,7 +89,7 @@ def jitter(sample: tuple[float, ...], rng: random.Random) -> list[float]:
 
 
 def test_every_rule_in_the_engine_compiles() -> None:
-    assert set(_RULES) <= compilable_ops()
+    assert set(RULES) <= compilable_ops()
 
 
 @pytest.mark.parametrize(
@@ -116,7 +116,7 @@ def test_array_form_of_power_matches_the_scalar_rule(points, k) -> None:
         local = ARRAY_RULES[op](arrays, out, k)
     for j, p in enumerate(points):
         xs = list(p) if k is None else [p[0]]
-        scalar = _RULES[op](xs, float(out[j]), k)
+        scalar = RULES[op](xs, float(out[j]), k)
         assert [float(np.broadcast_to(d, out.shape)[j]) for d in local] == list(scalar)
 
 
@@ -732,7 +732,7 @@ def test_an_unknown_op_is_refused() -> None:
     w = Value(0.5)
 
     def loss():
-        return _node(1.0, (w,), "mystery") + w  # an op with no array form
+        return make_node(1.0, (w,), "mystery") + w  # an op with no array form
 
     step = chainrule.compile(loss, [w])
     with pytest.raises(CompileError, match=r"test_compile\.py:\d+\) uses the operation 'mystery'"):

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple, TypeAlias
 
 from chainrule._io import atomic_write_text
-from chainrule.engine import Value, _dot, _is_real, _to_float
+from chainrule.engine import Value, fused_dot, is_real, to_float
 from chainrule.errors import ChainruleError
 from chainrule.losses import cross_entropy, log_softmax, softmax
 
@@ -212,7 +212,7 @@ class Module:
                 f"(strict=True): missing {_some(missing)}; unexpected {_some(unexpected)}"
             )
         values = [
-            (p, _to_float(state[name], f"state_dict[{name!r}]"))
+            (p, to_float(state[name], f"state_dict[{name!r}]"))
             for name, p in named
             if name in state
         ]
@@ -348,7 +348,7 @@ class Neuron(Module):
         return self._forward(xs)
 
     def _forward(self, xs: Sequence[Value]) -> Value:
-        return _activate(_dot(self.w, xs, self.b), self.activation)  # w · x + b: one node
+        return _activate(fused_dot(self.w, xs, self.b), self.activation)  # w · x + b: one node
 
     def __repr__(self) -> str:
         return f"Neuron({len(self.w)}, activation={self.activation!r})"
@@ -531,8 +531,8 @@ class Linear(Module):
     def _forward(self, xs: Sequence[Value]) -> list[Value]:
         if self.bias is None:
             zero = Value(0.0)  # a constant made per call: nothing outside the call is kept
-            return [_dot(row, xs, zero) for row in self.weight]
-        return [_dot(row, xs, b) for row, b in zip(self.weight, self.bias, strict=True)]
+            return [fused_dot(row, xs, zero) for row in self.weight]
+        return [fused_dot(row, xs, b) for row, b in zip(self.weight, self.bias, strict=True)]
 
     def __repr__(self) -> str:
         return f"Linear({self.nin}, {self.nout}, bias={self.bias is not None})"
@@ -583,7 +583,8 @@ class Embedding(Module):
             )
         row = _as_inputs(index, self.num, "Embedding")
         zero = Value(0.0)
-        return [_dot(column, row, zero) for column in map(list, zip(*self.weight, strict=True))]
+        columns = map(list, zip(*self.weight, strict=True))
+        return [fused_dot(column, row, zero) for column in columns]
 
     def __repr__(self) -> str:
         return f"Embedding({self.num}, {self.dim})"
@@ -612,7 +613,7 @@ class RMSNorm(Module):
         return self._forward(_as_inputs(x, self.dim, "RMSNorm"))
 
     def _forward(self, xs: Sequence[Value]) -> list[Value]:
-        scale = (_dot(xs, xs, Value(0.0)) * (1.0 / len(xs)) + self.eps) ** -0.5
+        scale = (fused_dot(xs, xs, Value(0.0)) * (1.0 / len(xs)) + self.eps) ** -0.5
         if self.weight is None:
             return [x * scale for x in xs]
         return [x * scale * g for x, g in zip(xs, self.weight, strict=True)]
@@ -695,8 +696,8 @@ class CausalSelfAttention(Module):
         for lo in range(0, self.dim, d):
             hi = lo + d
             q_h = q[lo:hi]
-            weights = softmax([_dot(q_h, k[lo:hi], zero) * scale for k in cache.keys])
-            mixed += [_dot(weights, [v[j] for v in cache.values], zero) for j in range(lo, hi)]
+            weights = softmax([fused_dot(q_h, k[lo:hi], zero) * scale for k in cache.keys])
+            mixed += [fused_dot(weights, [v[j] for v in cache.values], zero) for j in range(lo, hi)]
         return self.out_proj._forward(mixed)
 
     def __repr__(self) -> str:
@@ -1178,7 +1179,7 @@ def _build(doc: dict[str, Any]) -> tuple[MLP, dict[str, Any]]:
 
 
 def _number(x: object, layer: int) -> float:
-    if isinstance(x, bool) or not _is_real(x):
+    if isinstance(x, bool) or not is_real(x):
         raise ModelFileError(f"layer {layer}: parameters must be numbers, found {x!r:.40}")
     try:
         f = float(x)  # type: ignore[arg-type]

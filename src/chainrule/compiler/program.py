@@ -31,7 +31,7 @@ from chainrule.compiler.tracing import (
     record,
     values_from,
 )
-from chainrule.custom import registry_version
+from chainrule.core.custom import registry_version
 from chainrule.engine import Value
 from chainrule.errors import CompileError, CompileWarning, DomainError
 
