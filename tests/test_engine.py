@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import decimal
 import gc
@@ -419,6 +420,30 @@ def structure(root: Value) -> list[tuple]:
     return [
         (n.data, n.grad, n.label, n._op, n._arg, tuple(at[id(p)] for p in n._prev)) for n in order
     ]
+
+
+#: ``tanh(x * 3.0 + x)`` at x = 2 after ``backward()``, labels "x" and "y", pickled (protocol
+#: 4) by chainrule before the engine moved into ``chainrule.core``.
+EARLIER_PICKLE = base64.b64decode(
+    "gASVBgEAAAAAAACMEGNoYWlucnVsZS5lbmdpbmWUjA5fcmVzdG9yZV9ncmFwaJSTlF2UKGgAjAhfcmVzdG9yZZSTlChH"
+    "QAAAAAAAAABHPr41W0kAAACMAXiUjACUTiloAIwFVmFsdWWUk5R0lFKUaAUoR0AIAAAAAAAARz6uNVtJAAAAaAdoB04p"
+    "aACMCV9Db25zdGFudJSTlHSUUpRlXZQoKEdAGAAAAAAAAEc+njVbSQAAAGgHjAEqlE5LAEsBhpR0lChHQCAAAAAAAABH"
+    "Pp41W0kAAABoB4wBK5ROSwJLAIaUdJQoRz/v//+HKpH4Rz/wAAAAAAAAjAF5lIwEdGFuaJROSwOFlHSUZYaUUpQu"
+)
+
+
+def test_pickles_of_earlier_versions_load_and_new_pickles_name_the_same_paths() -> None:
+    y = pickle.loads(EARLIER_PICKLE)
+    s = y._prev[0]
+    m, x = s._prev
+    assert (y.label, y._op, s._op, m._op, x.label) == ("y", "tanh", "+", "*", "x")
+    assert m._prev[0] is x and y.data == math.tanh(8.0)
+    assert x.grad == pytest.approx(4.0 * (1.0 - math.tanh(8.0) ** 2), rel=1e-15)
+    constant = m._prev[1]
+    assert type(constant) is type((x * 3.0)._prev[1])  # still a lifted constant
+    assert pickle.dumps(y, protocol=4) == EARLIER_PICKLE  # the same names, the same bytes
+    y.backward()  # and it still differentiates
+    assert x.grad == pytest.approx(8.0 * (1.0 - math.tanh(8.0) ** 2), rel=1e-15)
 
 
 def shared_graph() -> tuple[Value, Value, Value]:

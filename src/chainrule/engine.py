@@ -11,8 +11,9 @@ micrograd's code imports ``Value`` from ``micrograd.engine``; chainrule keeps
 - ``topological_order``, ``gradients``, ``backward_steps``: ``chainrule/core/traverse.py``;
 - ``no_grad`` and friends: ``chainrule/core/grad_mode.py``.
 
-``_restore`` and ``_restore_graph`` stay importable from here because pickles made by
-earlier versions name them as ``chainrule.engine._restore(_graph)``.
+``_restore``, ``_restore_graph`` and ``_Constant`` stay importable from here because
+pickles name them so (``chainrule.engine._restore``), those of earlier versions and
+this one's alike.
 
 This module needs only the standard library.
 """
@@ -47,7 +48,8 @@ from chainrule.core import (
     unregister_rule,
 )
 
-# Named by earlier versions' pickles (chainrule.engine._restore): keep them importable here.
+# Named by pickles (chainrule.engine._restore, ...): keep them importable here.
+from chainrule.core.value import _Constant as _Constant
 from chainrule.core.value import _restore as _restore
 from chainrule.core.value import _restore_graph as _restore_graph
 

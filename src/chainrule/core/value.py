@@ -921,6 +921,14 @@ def _gradient_error(order: list[Value], bad: Value) -> ChainruleError:
     )
 
 
+# Pickles name a Value's class and the two restoring functions by module: they keep
+# naming them ``chainrule.engine.*`` (the lecture's import path, which re-exports them),
+# so that pickles are the same bytes as before the engine moved into ``chainrule.core``,
+# and load in either version.
+for _pickled in (Value, _Constant, _restore, _restore_graph):
+    _pickled.__module__ = "chainrule.engine"
+del _pickled
+
 # The rule table and the traversal use Value themselves (see the module docs), so they
 # are imported last, when every name they take from here exists.
 from chainrule.core.rules import _TABLE, rule_of, unknown_op_error  # noqa: E402
