@@ -130,18 +130,8 @@ def value_and_grad(
             or any(isinstance(a, Value) for a in args)
             or any(isinstance(a, Value) for a in kwargs.values())
         )
-        inputs = list(args)
         with enable_grad():
-            for i in positions:
-                a = inputs[i]
-                if not isinstance(a, Value):
-                    if not is_real(a):
-                        raise TypeError(
-                            f"grad: argument {i} must be a real number or a Value to be "
-                            f"differentiated, got {type(a).__name__}"
-                        )
-                    a = Value(a)
-                inputs[i] = identity(a)  # a fresh node: independent of any other use of a
+            inputs = _fresh_inputs(args, positions)
             _nesting.depth += 1
             try:
                 with _ReadGuard([inputs[i] for i in positions], f):
@@ -150,23 +140,45 @@ def value_and_grad(
                 _nesting.depth -= 1
             out, aux = _split_aux(result, f) if has_aux else (result, None)
             wrt = [inputs[i] for i in positions]
-            if isinstance(out, Value):
-                grads = gradients(out, wrt)
-            elif is_real(out):  # f ignores its inputs: every derivative is zero
-                out = Value(out)
-                grads = [Value(0.0) for _ in wrt]
-            else:
-                raise TypeError(
-                    f"grad: {_name(f)} must return a Value or a number"
-                    f"{' as the first of its pair (out, aux)' if has_aux else ''}, "
-                    f"got {type(out).__name__}"
-                )
+            out, grads = _differentiate(out, wrt, f, has_aux)
         gs: list[Scalar] = list(grads) if symbolic else [g.data for g in grads]
         value: Scalar = out if symbolic else out.data
         gradient = gs[0] if single else tuple(gs)
         return ((value, aux), gradient) if has_aux else (value, gradient)
 
     return value_and_grad_f
+
+
+def _fresh_inputs(args: tuple[Any, ...], positions: tuple[int, ...]) -> list[Any]:
+    """``args`` with each differentiated one made a fresh node (a number becomes a Value):
+    independent of any other use of the same Value."""
+    inputs = list(args)
+    for i in positions:
+        a = inputs[i]
+        if not isinstance(a, Value):
+            if not is_real(a):
+                raise TypeError(
+                    f"grad: argument {i} must be a real number or a Value to be "
+                    f"differentiated, got {type(a).__name__}"
+                )
+            a = Value(a)
+        inputs[i] = identity(a)
+    return inputs
+
+
+def _differentiate(
+    out: Any, wrt: list[Value], f: Callable[..., Any], has_aux: bool
+) -> tuple[Value, list[Value]]:
+    """``out`` as a Value and its gradients with respect to ``wrt`` (Values)."""
+    if isinstance(out, Value):
+        return out, gradients(out, wrt)
+    if is_real(out):  # f ignores its inputs: every derivative is zero
+        return Value(out), [Value(0.0) for _ in wrt]
+    raise TypeError(
+        f"grad: {_name(f)} must return a Value or a number"
+        f"{' as the first of its pair (out, aux)' if has_aux else ''}, "
+        f"got {type(out).__name__}"
+    )
 
 
 class _ReadGuard(Watch):

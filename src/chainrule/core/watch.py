@@ -124,9 +124,8 @@ def where(frame: FrameType | None) -> str:
         os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR)
         or frame.f_globals.get("__name__") == "copy"
     ):
-        if frame.f_globals.get("__name__") != "copy":
-            inner = inner or f"chainrule.{frame.f_globals.get('__name__', '?').split('.')[-1]}"
-            inner = f"{inner}.{frame.f_code.co_name}" if inner.count(".") == 1 else inner
+        if inner is None and frame.f_globals.get("__name__") != "copy":  # the innermost
+            inner = f"{frame.f_globals.get('__name__', 'chainrule')}.{frame.f_code.co_name}"
         frame = frame.f_back
     if frame is None:
         return inner or "chainrule"
