@@ -28,7 +28,13 @@ from chainrule import (
     sum_values,
     topological_order,
 )
-from chainrule.engine import RULES
+from chainrule.core import (
+    RULES,
+    make_node,
+    register_rule,
+    set_detached_hook,
+    unregister_rule,
+)
 
 
 def reference_readme_expression() -> tuple[Value, Value, Value]:
@@ -584,3 +590,63 @@ def test_copies_keep_lifted_constants_constants(clone) -> None:
     before = leaf.grad
     y2.backward()  # no error, as for the original
     assert leaf.grad == before + 1.0  # dy/dx = 1e-300 * 1e300
+
+
+# -- the public extension points: the rule table, Value.arg, the tracing hook ----------
+
+
+def test_the_rule_table_is_read_only_and_changed_through_register_rule() -> None:
+    with pytest.raises(TypeError):
+        RULES["tanh"] = RULES["exp"]  # type: ignore[index]
+    with pytest.raises(ValueError, match="already has a rule; pass replace=True"):
+        register_rule("tanh", RULES["exp"])
+    with pytest.raises(ValueError, match="built-in"):
+        unregister_rule("tanh")
+    with pytest.raises(TypeError, match="callable"):
+        register_rule("half", 0.5)  # type: ignore[arg-type]
+    register_rule("half", lambda x, out, k: (0.5,))
+    try:
+        x = Value(3.0)
+        y = make_node(0.5 * x.data, (x,), "half") * x  # d(x²/2)/dx = x
+        y.backward()
+        assert (y.data, x.grad, RULES["half"]((3.0,), 1.5, None)) == (4.5, 3.0, (0.5,))
+    finally:
+        unregister_rule("half")
+    assert "half" not in RULES
+    with pytest.raises(ChainruleError, match="'half': it has no derivative rule"):
+        y.backward()
+    with pytest.raises(ValueError, match="has no rule"):
+        unregister_rule("half")
+
+
+def test_value_arg_is_the_number_an_op_keeps_and_is_read_only() -> None:
+    x = Value(2.0)
+    assert ((x**3).arg, (3.0**x).arg, x.clamp(min=0.5).arg, (x * x).arg, x.arg) == (
+        3.0,
+        3.0,
+        0.5,
+        None,
+        None,
+    )
+    with pytest.raises(AttributeError):
+        (x**3).arg = 4.0  # type: ignore[misc]
+
+
+def test_the_detached_hook_sees_numbers_computed_out_of_the_graphs_sight() -> None:
+    seen: list[tuple[tuple[Value, ...], str]] = []
+    x = Value(2.0)
+    assert set_detached_hook(lambda sources, how: seen.append((sources, how))) is None
+    try:
+        with no_grad():
+            y = x * x
+        z = copy.copy(x)
+    finally:
+        previous = set_detached_hook(None)
+    assert previous is not None
+    assert seen == [((x, x), "no_grad"), ((x,), "copy")]
+    assert (y.data, z.data) == (4.0, 2.0)
+    with no_grad():
+        x * x  # no hook: nothing recorded
+    assert len(seen) == 2
+    with pytest.raises(TypeError, match="callable or None"):
+        set_detached_hook(3)  # type: ignore[arg-type]
