@@ -23,23 +23,24 @@ to change it is :func:`register_rule` / :func:`unregister_rule` (HIPS autograd's
 ``defvjp`` idea): the built-in ops are registered through it when this module loads, and
 so is every user-defined op of :func:`chainrule.register_op`.
 
-**Adding a built-in op**, say ``cbrt`` (one input):
+**Adding a built-in op**, say ``cbrt`` (one input), takes three steps:
 
-1. its forward, a method of :class:`~chainrule.core.value.Value` in
-   ``core/value.py``: ``return make_node(math.cbrt(self.data), (self,), "cbrt")``, with
-   its domain checked as ``log``'s is;
-2. its local derivative, one line of ``_BUILT_IN`` here:
+1. its forward, a method of :class:`~chainrule.core.value.Value` in ``core/value.py``:
+   ``return make_node(math.cbrt(self.data), (self,), "cbrt")``, with its domain checked
+   as ``log``'s is (the method's name is the op's name);
+2. its local derivative, one line of ``_BUILT_IN`` below:
    ``"cbrt": lambda x, out, k: (1.0 / (3.0 * out * out),)``, written with arithmetic and
-   the helpers below so that it works on floats, Values and arrays;
-3. its tests: one row of ``tests/optable.py`` (its PyTorch twin and sample points); every
+   the helpers at the bottom, so that it works on floats, Values and arrays;
+3. its tests: one row of ``tests/optable.py`` (its PyTorch twin and sample points). Every
    check -- values, first and second derivatives against PyTorch, finite differences,
-   compile, pickling -- then runs on it.
+   compile, pickling -- then runs on it; and name it in the README's list of functions.
 
-That is all when the name is a one-input NumPy ufunc (``np.cbrt``): the compiler's array
-forward is then ``np.<name>`` (``chainrule.compiler.ops`` derives it from this table),
-and the expression language (``chainrule.expr.FUNCTIONS``) offers every one-input
-built-in op that is a Value method. Otherwise add its array forward to ``FORWARD`` in
-``compiler/ops.py`` (a test fails until you do: every rule must compile).
+Nothing else: the expression language (``chainrule.expr.FUNCTIONS``) offers every
+one-input built-in op that is a Value method of its name, and the compiler's array
+forward of a one-input op named as a NumPy ufunc (``np.cbrt``) is that ufunc, both
+derived from this table. An op NumPy does not name (``relu``, ``gelu``), or of several
+inputs, also needs its array forward in ``FORWARD`` in ``compiler/ops.py``: a test
+fails until it has one (every rule must compile).
 
 This module needs only the standard library (NumPy is imported only when a rule is
 given an array, which NumPy made).
