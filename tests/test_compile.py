@@ -42,8 +42,8 @@ from chainrule import (
 )
 from chainrule import losses as L
 from chainrule.compiler import compilable_ops
+from chainrule.core import RULES, make_node
 from chainrule.data import moons
-from chainrule.engine import _RULES, _node
 from chainrule.nn import MLP
 
 HERE = __file__
@@ -89,7 +89,7 @@ def jitter(sample: tuple[float, ...], rng: random.Random) -> list[float]:
 
 
 def test_every_rule_in_the_engine_compiles() -> None:
-    assert set(_RULES) <= compilable_ops()
+    assert set(RULES) <= compilable_ops()
 
 
 @pytest.mark.parametrize(
@@ -116,7 +116,7 @@ def test_array_form_of_power_matches_the_scalar_rule(points, k) -> None:
         local = ARRAY_RULES[op](arrays, out, k)
     for j, p in enumerate(points):
         xs = list(p) if k is None else [p[0]]
-        scalar = _RULES[op](xs, float(out[j]), k)
+        scalar = RULES[op](xs, float(out[j]), k)
         assert [float(np.broadcast_to(d, out.shape)[j]) for d in local] == list(scalar)
 
 
@@ -622,6 +622,39 @@ def test_float_round_and_format_of_a_traced_value_are_refused_with_the_line(read
         step(1.2)
 
 
+def test_the_engines_own_reads_of_data_pass_in_every_core_module() -> None:
+    """The core modules that read ``.data`` for the engine are known to the watch:
+    ``value`` (the ops, ``dot``), ``rules`` (``pow``'s rule tests its inputs' numbers,
+    called by ``gradients``) and ``custom`` (a user-defined op's forward). A loss using
+    all of them compiles and equals eager; the user's own read next to them is refused."""
+    cube = chainrule.register_op(
+        "cube_in_compile", lambda x: x**3, lambda x, out: 3 * x * x, numpy_forward=lambda x: x**3
+    )
+    try:
+        w, e = Value(0.5), Value(1.5)
+
+        def loss(x):
+            y = cube(w * x) + dot([w], [x]) + (w * x) ** e
+            (slope,) = gradients(y, [w])  # rules called on Values: pow's reads their data
+            return y + slope * slope
+
+        def peeking(x):
+            y = loss(x)
+            return y * 2.0 if y.data > 0 else y  # marker: user-read-beside-the-engine
+
+        step = chainrule.compile(loss, [w, e], fallback=False)
+        value, grads = step.value_and_grad(1.3)
+        expected, expected_grads = eager_value_and_grads(loss, [w, e], 1.3)
+        assert value == pytest.approx(expected, rel=1e-12)
+        assert list(grads) == pytest.approx(expected_grads, rel=1e-12)
+        refused = chainrule.compile(peeking, [w, e], fallback=False)
+        line = line_of("marker: user-read-beside-the-engine")
+        with pytest.raises(CompileError, match=rf"{HERE}:{line}\b.*reads \.data"):
+            refused(1.3)
+    finally:
+        chainrule.unregister_op("cube_in_compile")
+
+
 def test_float_of_a_constant_inside_the_loss_is_fine() -> None:
     w, c = Value(0.5), Value(4.0)
     step = chainrule.compile(lambda x: w * x * float(c), [w], fallback=False)
@@ -732,7 +765,7 @@ def test_an_unknown_op_is_refused() -> None:
     w = Value(0.5)
 
     def loss():
-        return _node(1.0, (w,), "mystery") + w  # an op with no array form
+        return make_node(1.0, (w,), "mystery") + w  # an op with no array form
 
     step = chainrule.compile(loss, [w])
     with pytest.raises(CompileError, match=r"test_compile\.py:\d+\) uses the operation 'mystery'"):

@@ -30,8 +30,8 @@ from chainrule import (
     gradcheck,
     sum_values,
 )
+from chainrule.core import RULES
 from chainrule.custom import Op, op, register_op, registered_ops, unregister_op
-from chainrule.engine import _RULES
 from chainrule.graph import draw_dot
 
 POINTS = [-2.5, -1.0, -0.3, 0.0, 0.4, 1.2, 3.0]
@@ -39,11 +39,11 @@ POINTS = [-2.5, -1.0, -0.3, 0.0, 0.4, 1.2, 3.0]
 
 @pytest.fixture(autouse=True)
 def clean_registry() -> Iterator[None]:
-    before = set(_RULES)
+    before = set(RULES)
     yield
     for name in list(registered_ops()):
         unregister_op(name)
-    assert set(_RULES) == before
+    assert set(RULES) == before
 
 
 def sine_pair(numpy: bool = False) -> tuple[Op, Op]:
@@ -335,12 +335,12 @@ def test_registering_twice_needs_replace_and_unregister_refuses_others() -> None
     second = register_op("twice", lambda x: 3.0 * x, lambda x, out: 3.0, replace=True)
     assert grad(second)(1.0) == 3.0
     unregister_op("twice")
-    assert "twice" not in _RULES
+    assert "twice" not in RULES
     with pytest.raises(ValueError, match="not a registered op"):
         unregister_op("twice")
     with pytest.raises(ValueError, match="built-in"):
         unregister_op("exp")
-    assert "exp" in _RULES
+    assert "exp" in RULES
 
 
 def test_a_compiled_function_follows_a_replaced_op_and_refuses_an_unregistered_one() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import decimal
 import gc
@@ -27,7 +28,13 @@ from chainrule import (
     sum_values,
     topological_order,
 )
-from chainrule.engine import _RULES, _Constant
+from chainrule.core import (
+    RULES,
+    make_node,
+    register_rule,
+    set_detached_hook,
+    unregister_rule,
+)
 
 
 def reference_readme_expression() -> tuple[Value, Value, Value]:
@@ -244,9 +251,9 @@ def test_fused_rules_work_on_numpy_arrays_elementwise(op: str, inputs: list[list
     for column in columns:
         node = Value(column[0]).softplus() if op == "softplus" else logsumexp(list(column))
         outs.append(node.data)
-    arrays = _RULES[op]([np.array(row) for row in inputs], np.array(outs), None)
+    arrays = RULES[op]([np.array(row) for row in inputs], np.array(outs), None)
     for j, (column, out) in enumerate(zip(columns, outs, strict=True)):
-        scalar = _RULES[op](list(column), out, None)
+        scalar = RULES[op](list(column), out, None)
         assert [float(d[j]) for d in arrays] == pytest.approx(list(scalar), rel=1e-14, abs=0.0)
 
 
@@ -332,7 +339,7 @@ def test_graphs_are_freed_without_the_cycle_collector() -> None:
     """No closures, no cycles: dropping the output frees every node at once."""
 
     def live_values() -> int:
-        return sum(type(o) in (Value, _Constant) for o in gc.get_objects())
+        return sum(issubclass(type(o), Value) for o in gc.get_objects())
 
     gc.collect()
     gc.disable()
@@ -419,6 +426,30 @@ def structure(root: Value) -> list[tuple]:
     return [
         (n.data, n.grad, n.label, n._op, n._arg, tuple(at[id(p)] for p in n._prev)) for n in order
     ]
+
+
+#: ``tanh(x * 3.0 + x)`` at x = 2 after ``backward()``, labels "x" and "y", pickled (protocol
+#: 4) by chainrule before the engine moved into ``chainrule.core``.
+EARLIER_PICKLE = base64.b64decode(
+    "gASVBgEAAAAAAACMEGNoYWlucnVsZS5lbmdpbmWUjA5fcmVzdG9yZV9ncmFwaJSTlF2UKGgAjAhfcmVzdG9yZZSTlChH"
+    "QAAAAAAAAABHPr41W0kAAACMAXiUjACUTiloAIwFVmFsdWWUk5R0lFKUaAUoR0AIAAAAAAAARz6uNVtJAAAAaAdoB04p"
+    "aACMCV9Db25zdGFudJSTlHSUUpRlXZQoKEdAGAAAAAAAAEc+njVbSQAAAGgHjAEqlE5LAEsBhpR0lChHQCAAAAAAAABH"
+    "Pp41W0kAAABoB4wBK5ROSwJLAIaUdJQoRz/v//+HKpH4Rz/wAAAAAAAAjAF5lIwEdGFuaJROSwOFlHSUZYaUUpQu"
+)
+
+
+def test_pickles_of_earlier_versions_load_and_new_pickles_name_the_same_paths() -> None:
+    y = pickle.loads(EARLIER_PICKLE)
+    s = y._prev[0]
+    m, x = s._prev
+    assert (y.label, y._op, s._op, m._op, x.label) == ("y", "tanh", "+", "*", "x")
+    assert m._prev[0] is x and y.data == math.tanh(8.0)
+    assert x.grad == pytest.approx(4.0 * (1.0 - math.tanh(8.0) ** 2), rel=1e-15)
+    constant = m._prev[1]
+    assert type(constant) is type((x * 3.0)._prev[1])  # still a lifted constant
+    assert pickle.dumps(y, protocol=4) == EARLIER_PICKLE  # the same names, the same bytes
+    y.backward()  # and it still differentiates
+    assert x.grad == pytest.approx(8.0 * (1.0 - math.tanh(8.0) ** 2), rel=1e-15)
 
 
 def shared_graph() -> tuple[Value, Value, Value]:
@@ -554,9 +585,68 @@ def test_copies_keep_lifted_constants_constants(clone) -> None:
     y.backward()
     y2 = clone(y)
     constant = y2._prev[0]._prev[1]
-    assert type(constant) is type(y._prev[0]._prev[1]) and constant is not Value
-    assert type(constant).__name__ == "_Constant"
+    assert type(constant) is type(y._prev[0]._prev[1])
     leaf = y2._prev[0]._prev[0]
     before = leaf.grad
     y2.backward()  # no error, as for the original
     assert leaf.grad == before + 1.0  # dy/dx = 1e-300 * 1e300
+
+
+# -- the public extension points: the rule table, Value.arg, the tracing hook ----------
+
+
+def test_the_rule_table_is_read_only_and_changed_through_register_rule() -> None:
+    with pytest.raises(TypeError):
+        RULES["tanh"] = RULES["exp"]  # type: ignore[index]
+    with pytest.raises(ValueError, match="already has a rule; pass replace=True"):
+        register_rule("tanh", RULES["exp"])
+    with pytest.raises(ValueError, match="built-in"):
+        unregister_rule("tanh")
+    with pytest.raises(TypeError, match="callable"):
+        register_rule("half", 0.5)  # type: ignore[arg-type]
+    register_rule("half", lambda x, out, k: (0.5,))
+    try:
+        x = Value(3.0)
+        y = make_node(0.5 * x.data, (x,), "half") * x  # d(x²/2)/dx = x
+        y.backward()
+        assert (y.data, x.grad, RULES["half"]((3.0,), 1.5, None)) == (4.5, 3.0, (0.5,))
+    finally:
+        unregister_rule("half")
+    assert "half" not in RULES
+    with pytest.raises(ChainruleError, match="'half': it has no derivative rule"):
+        y.backward()
+    with pytest.raises(ValueError, match="has no rule"):
+        unregister_rule("half")
+
+
+def test_value_arg_is_the_number_an_op_keeps_and_is_read_only() -> None:
+    x = Value(2.0)
+    assert ((x**3).arg, (3.0**x).arg, x.clamp(min=0.5).arg, (x * x).arg, x.arg) == (
+        3.0,
+        3.0,
+        0.5,
+        None,
+        None,
+    )
+    with pytest.raises(AttributeError):
+        (x**3).arg = 4.0  # type: ignore[misc]
+
+
+def test_the_detached_hook_sees_numbers_computed_out_of_the_graphs_sight() -> None:
+    seen: list[tuple[tuple[Value, ...], str]] = []
+    x = Value(2.0)
+    assert set_detached_hook(lambda sources, how: seen.append((sources, how))) is None
+    try:
+        with no_grad():
+            y = x * x
+        z = copy.copy(x)
+    finally:
+        previous = set_detached_hook(None)
+    assert previous is not None
+    assert seen == [((x, x), "no_grad"), ((x,), "copy")]
+    assert (y.data, z.data) == (4.0, 2.0)
+    with no_grad():
+        x * x  # no hook: nothing recorded
+    assert len(seen) == 2
+    with pytest.raises(TypeError, match="callable or None"):
+        set_detached_hook(3)  # type: ignore[arg-type]

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -75,9 +76,9 @@ def test_functions_match_value_methods() -> None:
 
 def test_every_one_argument_op_of_the_engine_is_a_function() -> None:
     """The whitelist holds every Value method that makes a one-input node."""
-    from chainrule.engine import _RULES
+    from chainrule.core import RULES
 
-    one_input = set(_RULES) - {"+", "-", "*", "/", "**", "pow", "rpow", "neg", "id", "%"}
+    one_input = set(RULES) - {"+", "-", "*", "/", "**", "pow", "rpow", "neg", "id", "%"}
     one_input -= {"dot", "sum", "logsumexp", "maximum", "minimum", "clamp_min", "clamp_max"}
     one_input -= {"step"}  # two inputs: the derivative of relu, abs, maximum, clamp (grad)
     assert one_input <= set(FUNCTIONS)
@@ -223,7 +224,10 @@ REFUSALS = [
     ("__import__('os')", "unknown function `__import__`"),
     ("os.system", "attribute access `os.system` is not allowed"),
     ("os.system('id')", "attribute access `os.system` is not allowed"),
-    ("open('f')", "unknown function `open`; allowed: tanh, exp, log, relu, sigmoid, sin, "),
+    (
+        "open('f')",
+        "unknown function `open`; allowed: exp, log, tanh, relu, abs, sigmoid, softplus, sin, ",
+    ),
     ("lambda: 1", "lambda `lambda: 1`"),
     ("[x for x in y]", "list comprehension `[x for x in y]`"),
     ("(x for x in y)", "generator expression"),
@@ -454,8 +458,61 @@ MUTATION_INSERTS = ["_", ".", "(", ")", "[", "]", "'", '"', ",", ":", "lambda", 
 VARIABLE_VALUE = st.sampled_from([0.0, 0.7, -1.5, 2.0, 30.0])
 
 
+#: The functions of the language in PyTorch (float64), as the reference for gradients.
+TORCH_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    **{name: getattr(torch, name) for name in FUNCTIONS if hasattr(torch, name)},
+    "softplus": torch.nn.functional.softplus,
+    "gelu": torch.nn.functional.gelu,
+    "silu": torch.nn.functional.silu,
+}
+TORCH_BINARY: dict[type, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    ast.Add: torch.add,
+    ast.Sub: torch.sub,
+    ast.Mult: torch.mul,
+    ast.Div: torch.div,
+    ast.Pow: torch.pow,
+}
+
+
+def torch_gradients(text: str, variables: dict[str, float]) -> dict[str, float]:
+    """The gradient of ``text`` with respect to each variable, by PyTorch in float64:
+    the same syntax tree, walked here with tensors."""
+    leaves = {
+        name: torch.tensor(variables[name], dtype=torch.float64, requires_grad=True)
+        for name in variable_names(text)
+    }
+
+    def walk(node: ast.AST) -> torch.Tensor:
+        if isinstance(node, ast.Constant):
+            return torch.tensor(float(node.value), dtype=torch.float64)
+        if isinstance(node, ast.Name):
+            return leaves[node.id]
+        if isinstance(node, ast.UnaryOp):
+            return -walk(node.operand) if isinstance(node.op, ast.USub) else walk(node.operand)
+        if isinstance(node, ast.BinOp):
+            return TORCH_BINARY[type(node.op)](walk(node.left), walk(node.right))
+        assert isinstance(node, ast.Call) and isinstance(node.func, ast.Name), ast.dump(node)
+        return TORCH_FUNCTIONS[node.func.id](walk(node.args[0]))
+
+    out = walk(parse(text).body)
+    if not leaves or not out.requires_grad:
+        return dict.fromkeys(leaves, 0.0)
+    grads = torch.autograd.grad(out, list(leaves.values()), allow_unused=True)
+    return {n: 0.0 if g is None else g.item() for n, g in zip(leaves, grads, strict=True)}
+
+
+def check_gradients(text: str, leaves: dict[str, Value]) -> None:
+    """The gradients ``backward()`` left in ``leaves`` are PyTorch's, to rounding."""
+    expected = torch_gradients(text, {name: v.data for name, v in leaves.items()})
+    scale = max([1.0, *map(abs, expected.values())])
+    for name, v in leaves.items():
+        assert math.isfinite(expected[name]), (text, name, expected)
+        assert v.grad == pytest.approx(expected[name], rel=1e-9, abs=1e-9 * scale), (text, name)
+
+
 def check_contract(text: str, value: float) -> None:
-    """``evaluate`` either returns a finite Value or raises a ChainruleError."""
+    """``evaluate`` either returns a finite Value or raises a ChainruleError; and when
+    ``backward()`` succeeds, the gradients are PyTorch's."""
     try:
         names = variable_names(text)
     except ExpressionError:
@@ -475,6 +532,7 @@ def check_contract(text: str, value: float) -> None:
         out.backward()
     except ChainruleError:
         return
+    check_gradients(text, leaves)
 
 
 @settings(max_examples=800)
@@ -502,9 +560,7 @@ def valid_expressions(draw: st.DrawFn) -> str:
             st.tuples(inner, st.sampled_from(["+", "-", "*", "/", "**"]), inner).map(
                 lambda t: f"({t[0]} {t[1]} {t[2]})"
             ),
-            st.tuples(st.sampled_from(["tanh", "exp", "log", "relu", "sigmoid"]), inner).map(
-                lambda t: f"{t[0]}({t[1]})"
-            ),
+            st.tuples(st.sampled_from(sorted(FUNCTIONS)), inner).map(lambda t: f"{t[0]}({t[1]})"),
             inner.map(lambda s: f"-{s}"),
         )
 
@@ -536,7 +592,7 @@ def test_fuzz_mutated_expressions(text: str, value: float) -> None:
 
 @settings(max_examples=150)
 @given(valid_expressions(), VARIABLE_VALUE)
-def test_valid_expressions_parse_and_fail_only_with_arithmetic_errors(
+def test_valid_expressions_fail_only_with_arithmetic_errors_and_differentiate_as_pytorch(
     text: str, value: float
 ) -> None:
     names = variable_names(text)
@@ -548,3 +604,8 @@ def test_valid_expressions_parse_and_fail_only_with_arithmetic_errors(
         return  # log of a negative number, division by zero, overflow ...
     assert list(leaves) == names
     assert math.isfinite(out.data)
+    try:
+        out.backward()
+    except ChainruleError:
+        return  # a derivative too large for a float (checked in test_engine)
+    check_gradients(text, leaves)

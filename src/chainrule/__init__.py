@@ -15,8 +15,7 @@ derivative, are added with :func:`register_op` or the decorator :func:`op`.
 (20.0, 14.0)
 """
 
-from chainrule.custom import op, register_op, unregister_op
-from chainrule.engine import (
+from chainrule.core import (
     BackwardStep,
     BackwardTerm,
     Value,
@@ -34,6 +33,8 @@ from chainrule.engine import (
     sum_values,
     topological_order,
 )
+from chainrule.core.custom import op, register_op, unregister_op
+from chainrule.core.functional import grad, gradcheck, numerical_grad, value_and_grad
 from chainrule.errors import (
     ChainruleError,
     CompileError,
@@ -45,7 +46,6 @@ from chainrule.errors import (
     GradcheckError,
     NumericOverflowError,
 )
-from chainrule.functional import grad, gradcheck, numerical_grad, value_and_grad
 
 __version__ = "0.1.0"
 

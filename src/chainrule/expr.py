@@ -11,9 +11,10 @@ The language (a small part of Python's expression syntax, with Python's preceden
 - numbers: ``2``, ``0.5``, ``1e-3`` (not booleans, complex numbers or strings);
 - variables: a letter followed by letters and digits (``x``, ``w1``; no underscores);
 - ``+ - * / **`` between expressions, ``-x`` and ``+x``, parentheses;
-- the functions ``tanh exp log relu sigmoid sin cos tan asin acos atan sinh cosh asinh
-  acosh atanh sqrt abs log2 log10 log1p expm1 exp2 square reciprocal erf softplus gelu
-  silu`` (the :class:`Value` methods of those names), each called with one argument.
+- the functions ``exp log tanh relu abs sigmoid softplus sin cos tan asin acos atan
+  sinh cosh asinh acosh atanh sqrt log2 log10 log1p expm1 exp2 square reciprocal erf
+  gelu silu``: every built-in op of one input that is a :class:`Value` method of that
+  name (:data:`FUNCTIONS`, made from the rule table), each called with one argument.
 
 Anything else -- attributes, indexing, other calls, keyword arguments, lambdas,
 comprehensions, comparisons, conditionals, strings, f-strings, ``:=`` -- raises
@@ -25,6 +26,7 @@ comprehensions, comparisons, conditionals, strings, f-strings, ``:=`` -- raises
 from __future__ import annotations
 
 import ast
+import inspect
 import math
 import numbers
 import re
@@ -32,7 +34,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
-from chainrule.engine import Value
+from chainrule.core import BUILT_IN_OPS, RULES, Value
 from chainrule.errors import ChainruleError
 
 __all__ = [
@@ -54,40 +56,26 @@ MAX_LENGTH = 10_000
 #: at the operator's own level, so a flat sum of any number of terms is not "deep".
 MAX_DEPTH = 100
 
+
+def _one_input_functions() -> dict[str, Callable[[Value], Value]]:
+    """Every built-in op of one input that is a :class:`Value` method of the same name
+    (``tanh``, ``exp``, ``log``, ...), in the rule table's order: an op added to the
+    engine is a function of the language with nothing to change here."""
+    functions: dict[str, Callable[[Value], Value]] = {}
+    for name in RULES:
+        method = vars(Value).get(name) if name in BUILT_IN_OPS else None  # no getattr here
+        if callable(method) and _takes_only_self(method):
+            functions[name] = method
+    return functions
+
+
+def _takes_only_self(method: Callable[..., object]) -> bool:
+    params = list(inspect.signature(method).parameters.values())
+    return len(params) == 1 or all(p.default is not p.empty for p in params[1:])
+
+
 #: The functions an expression may call, each with exactly one argument.
-FUNCTIONS: Mapping[str, Callable[[Value], Value]] = MappingProxyType(
-    {
-        "tanh": Value.tanh,
-        "exp": Value.exp,
-        "log": Value.log,
-        "relu": Value.relu,
-        "sigmoid": Value.sigmoid,
-        "sin": Value.sin,
-        "cos": Value.cos,
-        "tan": Value.tan,
-        "asin": Value.asin,
-        "acos": Value.acos,
-        "atan": Value.atan,
-        "sinh": Value.sinh,
-        "cosh": Value.cosh,
-        "asinh": Value.asinh,
-        "acosh": Value.acosh,
-        "atanh": Value.atanh,
-        "sqrt": Value.sqrt,
-        "abs": Value.abs,
-        "log2": Value.log2,
-        "log10": Value.log10,
-        "log1p": Value.log1p,
-        "expm1": Value.expm1,
-        "exp2": Value.exp2,
-        "square": Value.square,
-        "reciprocal": Value.reciprocal,
-        "erf": Value.erf,
-        "softplus": Value.softplus,
-        "gelu": Value.gelu,
-        "silu": Value.silu,
-    }
-)
+FUNCTIONS: Mapping[str, Callable[[Value], Value]] = MappingProxyType(_one_input_functions())
 
 _ALLOWED_FUNCTIONS = ", ".join(FUNCTIONS)
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*", re.ASCII)

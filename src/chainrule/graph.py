@@ -20,7 +20,7 @@ from pathlib import Path
 
 import graphviz
 
-from chainrule.engine import Value, topological_order
+from chainrule.core import Value, topological_order
 from chainrule.errors import ChainruleError
 from chainrule.io.files import atomic_write_bytes
 
@@ -109,14 +109,14 @@ def op_symbol(node: Value) -> str:
     every other operation its ``_op`` as it is (``"+"``, ``"neg"``, ``"tanh"``,
     ``"dot"``, ...); a leaf gives ``""``.
     """
-    if node._op == "**" and node._arg is not None:
-        return f"**{_compact_number(node._arg)}"
+    if node._op == "**" and node.arg is not None:
+        return f"**{_compact_number(node.arg)}"
     if node._op == "rpow":
-        return f"{_compact_number(node._arg)}**"  # type: ignore[arg-type]
+        return f"{_compact_number(node.arg)}**"  # type: ignore[arg-type]
     if node._op == "pow":
         return "**"
-    if node._arg is not None:  # clamp_min(x, 0) gives "clamp_min 0"
-        return f"{node._op} {_compact_number(node._arg)}"
+    if node.arg is not None:  # clamp_min(x, 0) gives "clamp_min 0"
+        return f"{node._op} {_compact_number(node.arg)}"
     return node._op
 
 

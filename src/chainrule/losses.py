@@ -16,7 +16,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Literal, TypeAlias
 
-from chainrule.engine import Value, dot, logsumexp, sum_values
+from chainrule.core import Value, dot, logsumexp, sum_values
 
 __all__ = [
     "accuracy",

@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from chainrule.engine import Value
+from chainrule.core import Value
 from chainrule.errors import NumericOverflowError
 
 _isfinite = math.isfinite

@@ -19,7 +19,7 @@ __all__ = ["add_parser", "run_export", "run_import"]
 
 def add_parser(subparsers: Any) -> None:
     """Add `chainrule export` and `chainrule import` to ``subparsers``."""
-    from chainrule.export import EXPORT_FORMATS
+    from chainrule.io.export import EXPORT_FORMATS
 
     p = subparsers.add_parser(
         "export",
@@ -55,7 +55,7 @@ def add_parser(subparsers: Any) -> None:
 
 def _export_format(args: argparse.Namespace) -> str:
     """--format, else the output's suffix, else safetensors; a contradiction is refused."""
-    from chainrule.export import EXPORT_FORMATS
+    from chainrule.io.export import EXPORT_FORMATS
 
     named = next(
         (
@@ -77,7 +77,7 @@ def _export_format(args: argparse.Namespace) -> str:
 
 def run_export(args: argparse.Namespace) -> int:
     """Write the model as safetensors (and print the PyTorch to load it) or ONNX."""
-    from chainrule.export import EXPORT_FORMATS, pytorch_lines, to_onnx, to_safetensors
+    from chainrule.io.export import EXPORT_FORMATS, pytorch_lines, to_onnx, to_safetensors
     from chainrule.nn import load_with_metadata
 
     fmt = _export_format(args)
@@ -102,7 +102,7 @@ def run_export(args: argparse.Namespace) -> int:
 def run_import(args: argparse.Namespace) -> int:
     """Write the model file held in a .safetensors file of `chainrule export`."""
     from chainrule import nn
-    from chainrule.export import from_safetensors
+    from chainrule.io.export import from_safetensors
 
     path: Path = args.output or args.weights.with_suffix(".json")
     check_output_file(path, example="model.json")

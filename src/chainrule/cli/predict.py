@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _predict_file(args: argparse.Namespace, model: Any, task: Any, to_stdout: bool) -> int:
     """--input-file: every row checked, then the CSV of results written at once."""
-    from chainrule.engine import no_grad
+    from chainrule.core import no_grad
 
     rows = _read_input_file(args.input_file, model.nin)  # every row checked first
     with no_grad():
@@ -112,7 +112,7 @@ def _predict_file(args: argparse.Namespace, model: Any, task: Any, to_stdout: bo
 
 def _predict_points(points: list[list[float]], model: Any, task: Any) -> int:
     """--input: one line for each point, in turn."""
-    from chainrule.engine import no_grad
+    from chainrule.core import no_grad
 
     for point in points:
         if len(point) != model.nin:
@@ -128,7 +128,7 @@ def _predict_points(points: list[list[float]], model: Any, task: Any) -> int:
 
 def _read_input_file(path: Path, width: int) -> list[list[float]]:
     """The rows of ``--input-file`` (``-``: standard input), each ``width`` numbers."""
-    from chainrule.csvrows import read_rows
+    from chainrule.io.csvrows import read_rows
 
     if str(path) == "-":  # bytes when there are (a replaced sys.stdin may be text only)
         return read_rows(getattr(sys.stdin, "buffer", sys.stdin), width, "stdin")

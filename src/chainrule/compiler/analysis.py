@@ -16,8 +16,8 @@ from typing import Any
 
 from chainrule.compiler.ops import FORWARD, LINEAR, NARY
 from chainrule.compiler.tracing import Graph
-from chainrule.custom import no_numpy_form, registered_ops
-from chainrule.engine import Value
+from chainrule.core import Value
+from chainrule.core.custom import no_numpy_form, registered_ops
 from chainrule.errors import CompileError
 
 __all__ = ["Analysis", "Const", "Leaf", "Node", "analyse", "param_leaves"]
@@ -123,7 +123,7 @@ def analyse(graph: Graph, params: list[Leaf], n_inputs: int, name: str, where: s
                     "no array form for the compiler; run this loss eagerly"
                 )
             inputs = list(map(made.__getitem__, prev))
-            node = Node(op, inputs, v._arg, v not in frozen, 1 + max(map(level, inputs)))
+            node = Node(op, inputs, v.arg, v not in frozen, 1 + max(map(level, inputs)))
         made[v] = node
         nodes.append(node)
     return Analysis(nodes, [made[order[k]] for k in graph.outputs], constants)

@@ -16,7 +16,7 @@ import numpy as np
 
 from chainrule.compiler.analysis import Analysis, Const, Node
 from chainrule.compiler.ops import ARRAY_RULES, FORWARD, Array
-from chainrule.engine import _RULES
+from chainrule.core.rules import RULES
 
 __all__ = ["Kernel", "Layout", "MatMul", "groups_of", "plan"]
 
@@ -187,7 +187,7 @@ class _Elementwise(Kernel):
             for s in range(arity)
         ]
         self.fn = FORWARD[op]
-        self.rule = ARRAY_RULES.get(op) or _RULES[op]
+        self.rule = ARRAY_RULES.get(op) or RULES[op]
 
     def slots(self) -> list[_Slot]:
         return self.ins

@@ -1,10 +1,13 @@
 """The array form of each operation: how a group of nodes computes forward.
 
-Each op's local derivatives are the engine's own rules (``chainrule.engine._RULES``),
+Each op's local derivatives are the engine's own rules (:data:`chainrule.core.rules.RULES`),
 called with arrays instead of floats; ``ARRAY_RULES`` gives a form of its own where
 the scalar rule branches on its input (``**``, ``pow``) or a cheaper one exists (the
-engine's ``_step`` works on arrays, but ``x > 0`` is one NumPy call for relu). A test
-checks every rule of the engine has an array form here, and that the compiled values
+engine's ``_step`` works on arrays, but ``x > 0`` is one NumPy call for relu). The
+forward of a built-in one-input op named as a NumPy ufunc (``exp``, ``sin``, ``sqrt``,
+``square``, ...) is that ufunc, derived from the rule table (:func:`_ufunc_forwards`):
+adding such an op to the engine needs nothing here. ``FORWARD`` lists the others. A
+test checks every rule of the engine has an array form, and that the compiled values
 and gradients equal the engine's.
 """
 
@@ -16,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from chainrule import custom
+from chainrule.core import custom
+from chainrule.core.rules import BUILT_IN_OPS, RULES
 
 __all__ = ["ARRAY_RULES", "FORWARD", "LINEAR", "NARY", "Array", "compilable_ops"]
 
@@ -57,41 +61,31 @@ _ERFC = np.frompyfunc(math.erfc, 1, 1)
 _SQRT_HALF = math.sqrt(0.5)
 
 
+def _ufunc_forwards() -> dict[str, Callable[..., Array]]:
+    """``np.<name>`` as the forward of each built-in op of one input named as a NumPy
+    ufunc of one input (``exp``, ``tanh``, ``asin``, ``log1p``, ``square``, ...)."""
+    forwards: dict[str, Callable[..., Array]] = {}
+    for name in RULES:
+        ufunc = getattr(np, name, None) if name in BUILT_IN_OPS else None
+        if isinstance(ufunc, np.ufunc) and ufunc.nin == 1 and ufunc.nout == 1:
+            forwards[name] = lambda x, k, f=ufunc: f(x[0])
+    return forwards
+
+
 #: The array form of each elementwise op: forward from the inputs (and ``k`` for
-#: ``x ** number``). Their local derivatives come from the engine's ``_RULES``,
-#: called with arrays, except where ``ARRAY_RULES`` gives a branch-free form.
+#: ``x ** number``). Their local derivatives come from the engine's ``RULES``, called
+#: with arrays, except where ``ARRAY_RULES`` gives a branch-free form. One-input ops
+#: named as a NumPy ufunc come from :func:`_ufunc_forwards`; the rest are listed here.
 FORWARD: dict[str, Callable[..., Array]] = {
+    **_ufunc_forwards(),
     "*": lambda x, k: x[0] * x[1],
     "/": lambda x, k: x[0] / x[1],
     "**": lambda x, k: x[0] ** k,
     "pow": lambda x, k: x[0] ** x[1],
     "rpow": lambda x, c: c ** x[0],
-    "exp": lambda x, k: np.exp(x[0]),
-    "log": lambda x, k: np.log(x[0]),
-    "tanh": lambda x, k: np.tanh(x[0]),
     "relu": lambda x, k: np.maximum(x[0], 0.0),
-    "abs": lambda x, k: np.abs(x[0]),
     "sigmoid": lambda x, k: _sigmoid(x[0]),
     "softplus": lambda x, k: _softplus(x[0]),
-    "sin": lambda x, k: np.sin(x[0]),
-    "cos": lambda x, k: np.cos(x[0]),
-    "tan": lambda x, k: np.tan(x[0]),
-    "asin": lambda x, k: np.arcsin(x[0]),
-    "acos": lambda x, k: np.arccos(x[0]),
-    "atan": lambda x, k: np.arctan(x[0]),
-    "sinh": lambda x, k: np.sinh(x[0]),
-    "cosh": lambda x, k: np.cosh(x[0]),
-    "asinh": lambda x, k: np.arcsinh(x[0]),
-    "acosh": lambda x, k: np.arccosh(x[0]),
-    "atanh": lambda x, k: np.arctanh(x[0]),
-    "sqrt": lambda x, k: np.sqrt(x[0]),
-    "log2": lambda x, k: np.log2(x[0]),
-    "log10": lambda x, k: np.log10(x[0]),
-    "log1p": lambda x, k: np.log1p(x[0]),
-    "expm1": lambda x, k: np.expm1(x[0]),
-    "exp2": lambda x, k: np.exp2(x[0]),
-    "square": lambda x, k: x[0] * x[0],
-    "reciprocal": lambda x, k: 1.0 / x[0],
     "erf": lambda x, k: _erf(x[0]),
     "gelu": lambda x, k: 0.5 * x[0] * _erfc(-x[0] * _SQRT_HALF),
     "silu": lambda x, k: x[0] * _sigmoid(x[0]),

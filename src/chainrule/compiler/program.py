@@ -31,8 +31,8 @@ from chainrule.compiler.tracing import (
     record,
     values_from,
 )
-from chainrule.custom import registry_version
-from chainrule.engine import Value
+from chainrule.core import Value
+from chainrule.core.custom import registry_version
 from chainrule.errors import CompileError, CompileWarning, DomainError
 
 __all__ = ["CompiledFunction", "CompiledLoss", "compile"]

@@ -1,7 +1,7 @@
 """Tracing: run the loss once on Values, record its graph, and refuse what would not
 replay faithfully.
 
-While a trace runs, a :class:`chainrule.watch.Watch` sees the loss's reads of Values'
+While a trace runs, a :class:`chainrule.core.watch.Watch` sees the loss's reads of Values'
 numbers (``.data``, ``float(v)``, ``round(v)``, ``format(v, spec)``: Python control flow
 on a number that the replay will not see change) and the numbers it computes out of the
 graph's sight (under ``no_grad()``, copies of leaves, derivatives given case by case).
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from chainrule.compiler.ops import Array
-from chainrule.engine import Value, enable_grad, topological_order
+from chainrule.core import Value, enable_grad, topological_order
+from chainrule.core.watch import DATA_SLOT, Watch
 from chainrule.errors import CompileError
-from chainrule.watch import DATA_SLOT, Watch
 
 __all__ = [
     "Graph",
@@ -34,7 +34,7 @@ __all__ = [
 
 
 class Tracer(Watch):
-    """What one trace read and detached (a :class:`~chainrule.watch.Watch` that records)."""
+    """What one trace read and detached (a :class:`~chainrule.core.watch.Watch` that records)."""
 
 
 @dataclass
@@ -166,7 +166,7 @@ def fingerprint(graph: Graph) -> list[Any]:
     out: list[Any] = []
     for v in graph.order:
         if v._prev:
-            out.append((v._op, v._arg, tuple(map(at, v._prev))))
+            out.append((v._op, v.arg, tuple(map(at, v._prev))))
         elif v in params:
             out.append(("param", params[v]))
         elif v in inputs:
@@ -199,7 +199,7 @@ def check(trace: Trace, tracer: Watch, graph: Graph, params: list[Value], name: 
             raise CompileError(f"compile: {at}: {name} {_DETACHED[how]}")
 
 
-#: Why each kind of detached number is refused (see ``chainrule.engine._on_detached``).
+#: Why each kind of detached number is refused (see :func:`chainrule.core.value.set_detached_hook`).
 _DETACHED = {
     "no_grad": (
         "computes a value under no_grad() from the parameters or inputs; the compiled "

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from chainrule import losses
 from chainrule.colors import CLASS_COLORS
-from chainrule.engine import BackwardStep, Value, backward_steps, no_grad, topological_order
+from chainrule.core import BackwardStep, Value, backward_steps, no_grad, topological_order
 from chainrule.errors import ChainruleError
 from chainrule.expr import ExpressionError, evaluate, parse_assignments, variable_names
 from chainrule.nn import MLP
@@ -75,8 +75,8 @@ def _formula(node: Value, i: int, name: Callable[[Value], str]) -> str | None:
         return f"1/{other(1)}" if i == 0 else f"−{me}/{other(1)}"
     if op == "neg":
         return "−1"
-    if op == "**" and node._arg is not None:
-        k = node._arg
+    if op == "**" and node.arg is not None:
+        k = node.arg
         return f"{k:g}·{other(0)}^{k - 1:g}"
     simple = {
         "exp": me,  # e^x is its own derivative

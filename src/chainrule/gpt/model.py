@@ -25,7 +25,7 @@ import random
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from chainrule.engine import Value, no_grad
+from chainrule.core import Value, no_grad
 from chainrule.losses import softmax_cross_entropy
 from chainrule.nn import (
     INIT_STD,

@@ -18,7 +18,7 @@ from typing import Any
 
 from chainrule import data as datasets
 from chainrule import nn
-from chainrule.engine import Value
+from chainrule.core import Value
 from chainrule.errors import CompileWarning, DivergedError, DomainError
 from chainrule.gpt.model import BETAS, GPT, CharTokenizer, count_parameters, one_hot
 from chainrule.optim import Adam, LinearDecay

@@ -17,7 +17,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from chainrule.engine import Value, _dot  # (the one import from the engine)
+from chainrule.core import Value, fused_dot
 from chainrule.losses import softmax
 from chainrule.nn.module import Input, Module, as_inputs, check_size
 
@@ -85,8 +85,8 @@ class Linear(Module):
         (``__call__`` checks and converts its input, then calls this)."""
         if self.bias is None:
             zero = Value(0.0)  # a constant made per call: nothing outside the call is kept
-            return [_dot(row, xs, zero) for row in self.weight]
-        return [_dot(row, xs, b) for row, b in zip(self.weight, self.bias, strict=True)]
+            return [fused_dot(row, xs, zero) for row in self.weight]
+        return [fused_dot(row, xs, b) for row, b in zip(self.weight, self.bias, strict=True)]
 
     def __repr__(self) -> str:
         return f"Linear({self.nin}, {self.nout}, bias={self.bias is not None})"
@@ -137,7 +137,9 @@ class Embedding(Module):
             )
         row = as_inputs(index, self.num, "Embedding")
         zero = Value(0.0)
-        return [_dot(column, row, zero) for column in map(list, zip(*self.weight, strict=True))]
+        return [
+            fused_dot(column, row, zero) for column in map(list, zip(*self.weight, strict=True))
+        ]
 
     def __repr__(self) -> str:
         return f"Embedding({self.num}, {self.dim})"
@@ -168,7 +170,7 @@ class RMSNorm(Module):
     def forward(self, xs: Sequence[Value]) -> list[Value]:
         """The outputs for ``xs``, Values of the right number, not checked again
         (``__call__`` checks and converts its input, then calls this)."""
-        scale = (_dot(xs, xs, Value(0.0)) * (1.0 / len(xs)) + self.eps) ** -0.5
+        scale = (fused_dot(xs, xs, Value(0.0)) * (1.0 / len(xs)) + self.eps) ** -0.5
         if self.weight is None:
             return [x * scale for x in xs]
         return [x * scale * g for x, g in zip(xs, self.weight, strict=True)]
@@ -251,8 +253,8 @@ class CausalSelfAttention(Module):
         for lo in range(0, self.dim, d):
             hi = lo + d
             q_h = q[lo:hi]
-            weights = softmax([_dot(q_h, k[lo:hi], zero) * scale for k in cache.keys])
-            mixed += [_dot(weights, [v[j] for v in cache.values], zero) for j in range(lo, hi)]
+            weights = softmax([fused_dot(q_h, k[lo:hi], zero) * scale for k in cache.keys])
+            mixed += [fused_dot(weights, [v[j] for v in cache.values], zero) for j in range(lo, hi)]
         return self.out_proj.forward(mixed)
 
     def __repr__(self) -> str:

@@ -16,7 +16,7 @@ import random
 from collections.abc import Sequence
 from typing import Any, Literal, TypeAlias
 
-from chainrule.engine import Value, _dot  # (the one import from the engine)
+from chainrule.core import Value, fused_dot
 from chainrule.nn.module import Input, Module, as_inputs, check_choice, check_size
 
 __all__ = [
@@ -87,7 +87,7 @@ class Neuron(Module):
     def forward(self, xs: Sequence[Value]) -> Value:
         """The output for ``xs``: ``nin`` Values, not checked again (``__call__`` checks
         and converts its input, then calls this; a bigger block calls it directly)."""
-        return _activate(_dot(self.w, xs, self.b), self.activation)  # w · x + b: one node
+        return _activate(fused_dot(self.w, xs, self.b), self.activation)  # w · x + b: one node
 
     def __repr__(self) -> str:
         return f"Neuron({len(self.w)}, activation={self.activation!r})"

@@ -15,7 +15,7 @@ from itertools import chain
 from operator import is_
 from typing import Any, NamedTuple, TypeAlias
 
-from chainrule.engine import Value, _to_float  # (the one import from the engine)
+from chainrule.core import Value, to_float
 
 __all__ = [
     "IncompatibleKeys",
@@ -156,7 +156,7 @@ class Module:
                 f"(strict=True): missing {_some(missing)}; unexpected {_some(unexpected)}"
             )
         values = [
-            (p, _to_float(state[name], f"state_dict[{name!r}]"))
+            (p, to_float(state[name], f"state_dict[{name!r}]"))
             for name, p in named
             if name in state
         ]

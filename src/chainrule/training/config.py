@@ -16,7 +16,7 @@ from typing import Any
 
 from chainrule import data as datasets
 from chainrule import losses
-from chainrule.engine import Value
+from chainrule.core import Value
 from chainrule.errors import ChainruleError
 from chainrule.nn import (
     ACTIVATIONS,

@@ -29,7 +29,7 @@ from typing import Any
 
 from chainrule import data as datasets
 from chainrule import losses
-from chainrule.engine import Value, no_grad
+from chainrule.core import Value, no_grad
 from chainrule.errors import DivergedError
 from chainrule.nn import MLP
 from chainrule.optim import make_schedule
