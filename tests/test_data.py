@@ -146,13 +146,13 @@ def bits(values) -> list[str]:
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_seeding_gives_numpys_state_and_uniform_draws(seed: int) -> None:
-    ours = data._LegacyRandomState(seed)
+    ours = data.LegacyRandomState(seed)
     theirs = np.random.RandomState(seed)
     kind, key, pos, has_gauss, _cached = theirs.get_state()
     assert kind == "MT19937" and has_gauss == 0
-    assert ours._bits.getstate()[1] == (*key.tolist(), pos)
+    assert ours.bits.getstate()[1] == (*key.tolist(), pos)
     assert bits(ours.random_sample() for _ in range(2000)) == bits(theirs.random_sample(2000))
-    assert [ours._bits.getrandbits(32) for _ in range(1000)] == theirs.randint(
+    assert [ours.bits.getrandbits(32) for _ in range(1000)] == theirs.randint(
         0, 2**32, size=1000, dtype=np.uint64
     ).tolist()
 
@@ -161,7 +161,7 @@ def test_seeding_gives_numpys_state_and_uniform_draws(seed: int) -> None:
 def test_normal_draws_and_the_kept_second_value(seed: int) -> None:
     """Odd counts leave the polar method's second value kept for the next call, and a
     permutation in between (as ``spiral`` does) neither uses nor drops it."""
-    ours = data._LegacyRandomState(seed)
+    ours = data.LegacyRandomState(seed)
     theirs = np.random.RandomState(seed)
     for scale, size in [(1.0, 1), (0.1, 3), (2.5, 2), (0.0, 7), (1, 100), (0.3, 101), (0.05, 1)]:
         assert bits(ours.normal(scale, size)) == bits(theirs.normal(scale=scale, size=size))
@@ -171,7 +171,7 @@ def test_normal_draws_and_the_kept_second_value(seed: int) -> None:
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_permutation_shuffle_and_bounded_integers(seed: int) -> None:
-    ours = data._LegacyRandomState(seed)
+    ours = data.LegacyRandomState(seed)
     theirs = np.random.RandomState(seed)
     for n in [0, 1, 2, 3, 4, 5, 10, 64, 65, 100, 257, 1000]:
         assert ours.permutation(n) == theirs.permutation(n).tolist()
@@ -216,8 +216,8 @@ def test_linspace_is_numpys() -> None:
     for start, stop in [(0, math.pi), (0, 2 * math.pi), (0.05, 1.0), (-3.5, 1e-3), (1.0, 1.0)]:
         for num, endpoint in itertools.product([0, 1, 2, 3, 7, 50, 51, 1000], (True, False)):
             want = np.linspace(start, stop, num, endpoint=endpoint)
-            assert bits(data._linspace(start, stop, num, endpoint)) == bits(want)
-    assert bits(data._linspace(0.0, 5e-324, 3)) == bits(np.linspace(0.0, 5e-324, 3))
+            assert bits(data.linspace(start, stop, num, endpoint)) == bits(want)
+    assert bits(data.linspace(0.0, 5e-324, 3)) == bits(np.linspace(0.0, 5e-324, 3))
 
 
 @pytest.mark.parametrize("name", ["moons", "circles", "xor"])

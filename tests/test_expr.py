@@ -115,12 +115,12 @@ def test_precedence_and_numbers(text: str, expected: float) -> None:
 def test_number_exponent_is_the_engines_power_node() -> None:
     out, leaves = evaluate("x**2", {"x": -3.0})  # a negative base works with a number exponent
     assert out._op == "**"
-    assert out._arg == 2.0
+    assert out.arg == 2.0
     assert out._prev == (leaves["x"],)
     out, _ = evaluate("x**-2", {"x": 2.0})
-    assert out._arg == -2.0
+    assert out.arg == -2.0
     out, leaves = evaluate("x**y", {"x": 2.0, "y": 3.0})
-    assert out._arg is None
+    assert out.arg is None
     assert out._prev == (leaves["x"], leaves["y"])
 
 
@@ -131,7 +131,7 @@ def test_number_exponent_is_the_engines_power_node() -> None:
 def test_an_exponent_without_variables_is_folded_into_a_number(text: str, k: float) -> None:
     """`x**(1+1)` is the same node as `x**2`, so a negative base works for both."""
     out, leaves = evaluate(text, {"x": -3.0})
-    assert (out._op, out._arg, out._prev) == ("**", k, (leaves["x"],))
+    assert (out._op, out.arg, out._prev) == ("**", k, (leaves["x"],))
     out.backward()
     ref = Value(-3.0)
     (ref**k).backward()
@@ -144,7 +144,7 @@ def test_a_folded_exponent_raises_the_engines_errors() -> None:
     with pytest.raises(NumericOverflowError):
         evaluate("x**exp(1000)", {"x": 2.0})
     out, leaves = evaluate("x**(y+1)", {"x": 2.0, "y": 1.0})  # a variable: a Value exponent
-    assert out._arg is None and out._prev == (leaves["x"], out._prev[1])
+    assert out.arg is None and out._prev == (leaves["x"], out._prev[1])
 
 
 @pytest.mark.parametrize("terms", [MAX_DEPTH + 1, 2_000])

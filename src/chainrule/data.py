@@ -11,7 +11,7 @@ dataset exactly.
 
 The random stream is NumPy's legacy ``np.random.RandomState(seed)`` (the one
 scikit-learn draws from), reproduced bit for bit in pure Python by
-:class:`_LegacyRandomState`: this module needs only the standard library (it runs in
+:class:`LegacyRandomState`: this module needs only the standard library (it runs in
 Pyodide, in the browser), and every generator returns exactly the numbers the NumPy
 version of it did. Sines, cosines and logarithms come from :mod:`math`, that is from the
 platform's C library, as NumPy's do: on one platform the numbers are NumPy's bit for bit;
@@ -39,9 +39,11 @@ __all__ = [
     "MAX_SEED",
     "MULTICLASS",
     "DatasetDefaults",
+    "LegacyRandomState",
     "blobs",
     "circles",
     "lecture",
+    "linspace",
     "make",
     "moons",
     "names",
@@ -84,7 +86,7 @@ _MASK32 = 0xFFFFFFFF
 MAX_SEED = _MASK32
 
 
-class _LegacyRandomState:
+class LegacyRandomState:
     """NumPy's legacy ``RandomState(seed)`` stream, the draws the generators make.
 
     The generator is MT19937, the Mersenne Twister that Python's :class:`random.Random`
@@ -110,10 +112,10 @@ class _LegacyRandomState:
     values); an integer seed must be in ``[0, 2**32 - 1]``, as NumPy requires.
     """
 
-    __slots__ = ("_bits", "_gauss")
+    __slots__ = ("_gauss", "bits")
 
     def __init__(self, seed: int | None) -> None:
-        self._bits = random.Random()  # seeded from OS entropy; replaced for a given seed
+        self.bits = random.Random()  # seeded from OS entropy; replaced for a given seed
         self._gauss: float | None = None  # the polar method's second value, kept
         if seed is not None:
             try:
@@ -127,11 +129,11 @@ class _LegacyRandomState:
                 word = (1812433253 * (word ^ (word >> 30)) + i) & _MASK32
                 state.append(word)
             # position 624: the whole state is used up, so the next draw twists it first
-            self._bits.setstate((3, (*state, _MT_N), None))
+            self.bits.setstate((3, (*state, _MT_N), None))
 
     def random_sample(self) -> float:
         """A uniform float in ``[0, 1)`` with 53 random bits."""
-        return self._bits.random()
+        return self.bits.random()
 
     def gauss(self) -> float:
         """A standard normal draw (the polar method; see the class docstring)."""
@@ -139,7 +141,7 @@ class _LegacyRandomState:
         if kept is not None:
             self._gauss = None
             return kept
-        uniform = self._bits.random
+        uniform = self.bits.random
         while True:
             x1 = 2.0 * uniform() - 1.0
             x2 = 2.0 * uniform() - 1.0
@@ -160,7 +162,7 @@ class _LegacyRandomState:
         if high == 0:
             return 0
         mask = (1 << high.bit_length()) - 1
-        draw = self._bits.getrandbits
+        draw = self.bits.getrandbits
         if high <= _MASK32:
             while (value := draw(32) & mask) > high:
                 pass
@@ -183,7 +185,7 @@ class _LegacyRandomState:
         return order
 
 
-def _linspace(start: float, stop: float, num: int, endpoint: bool = True) -> list[float]:
+def linspace(start: float, stop: float, num: int, endpoint: bool = True) -> list[float]:
     """``num`` evenly spaced points from ``start`` to ``stop`` (excluded unless
     ``endpoint``), with ``np.linspace``'s arithmetic: ``i * step + start`` where
     ``step = (stop - start) / div`` and ``div = num - 1`` (``num`` without the endpoint),
@@ -224,10 +226,10 @@ def moons(
 ) -> Dataset:
     """Two interleaving half circles, shuffled, with Gaussian noise of std ``noise``."""
     _check(n_samples, noise)
-    rs = _LegacyRandomState(seed)
+    rs = LegacyRandomState(seed)
     n_out = n_samples // 2
     n_in = n_samples - n_out
-    t_out, t_in = _linspace(0.0, math.pi, n_out), _linspace(0.0, math.pi, n_in)
+    t_out, t_in = linspace(0.0, math.pi, n_out), linspace(0.0, math.pi, n_in)
     outer = [(math.cos(t), math.sin(t)) for t in t_out]
     inner = [(1 - math.cos(t), 1 - math.sin(t) - 0.5) for t in t_in]
     return _two_classes(rs, outer, inner, noise)
@@ -243,11 +245,11 @@ def circles(
     _check(n_samples, noise)
     if not 0 < factor < 1:
         raise ValueError(f"factor must be between 0 and 1, got {factor!r}")
-    rs = _LegacyRandomState(seed)
+    rs = LegacyRandomState(seed)
     n_out = n_samples // 2
     n_in = n_samples - n_out
-    t_out = _linspace(0.0, 2 * math.pi, n_out, endpoint=False)
-    t_in = _linspace(0.0, 2 * math.pi, n_in, endpoint=False)
+    t_out = linspace(0.0, 2 * math.pi, n_out, endpoint=False)
+    t_in = linspace(0.0, 2 * math.pi, n_in, endpoint=False)
     outer = [(math.cos(t), math.sin(t)) for t in t_out]
     scale = float(factor)
     inner = [(scale * math.cos(t), scale * math.sin(t)) for t in t_in]
@@ -255,7 +257,7 @@ def circles(
 
 
 def _two_classes(
-    rs: _LegacyRandomState,
+    rs: LegacyRandomState,
     outer: list[tuple[float, float]],
     inner: list[tuple[float, float]],
     noise: float,
@@ -279,7 +281,7 @@ def blobs(
     """``classes`` Gaussian clusters of std ``noise`` around centres on a circle of radius 2."""
     _check(n_samples, noise)
     _check_classes(classes)
-    rs = _LegacyRandomState(seed)
+    rs = LegacyRandomState(seed)
     y = [i % classes for i in range(n_samples)]
     angles = [2 * math.pi * k / classes for k in range(min(classes, n_samples))]
     centres = [(2 * math.cos(a), 2 * math.sin(a)) for a in angles]
@@ -301,10 +303,10 @@ def spiral(
     """
     _check(n_samples, noise, min_samples=classes if isinstance(classes, int) else 2)
     _check_classes(classes)
-    rs = _LegacyRandomState(seed)
+    rs = LegacyRandomState(seed)
     y = [i % classes for i in range(n_samples)]
     # point i is the (i // classes)-th of its arm; arm k has len(range(k, n, classes))
-    radii = [_linspace(0.05, 1.0, len(range(k, n_samples, classes))) for k in range(classes)]
+    radii = [linspace(0.05, 1.0, len(range(k, n_samples, classes))) for k in range(classes)]
     radius = [radii[k][i // classes] for i, k in enumerate(y)]
     turn = 2 * math.pi / classes
     e = rs.normal(float(noise), n_samples)
@@ -320,7 +322,7 @@ def xor(
 ) -> Dataset:
     """Four clusters at (±1, ±1); class 1 where the signs differ (exclusive or)."""
     _check(n_samples, noise)
-    rs = _LegacyRandomState(seed)
+    rs = LegacyRandomState(seed)
     corners = [(1.0 if c % 2 == 0 else -1.0, 1.0 if c < 2 else -1.0) for c in range(4)]
     signs = [corners[i % 4] for i in range(n_samples)]
     e = rs.normal(float(noise), 2 * n_samples)

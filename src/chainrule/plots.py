@@ -150,28 +150,7 @@ def draw_history(
     shown = list(loss)
     if held_out:
         assert evaluations is not None
-        at = evaluations.step
-        for values, name, color in (
-            (evaluations.train_loss, "train (whole set)", TRAIN_COLOR),
-            (evaluations.test_loss, "test", TEST_COLOR),
-        ):
-            ax_loss.plot(
-                at, values, color=color, linewidth=2.0, marker="o", markersize=3, label=name
-            )
-            shown += values
-        for values, name, color in (
-            (evaluations.train_accuracy, "train (whole set)", TRAIN_COLOR),
-            (evaluations.test_accuracy, "test", TEST_COLOR),
-        ):
-            ax_acc.plot(
-                at,
-                [100 * a for a in values],
-                color=color,
-                linewidth=2.0,
-                marker="o",
-                markersize=3,
-                label=name,
-            )
+        shown += _draw_evaluations(ax_loss, ax_acc, evaluations)
     positive = [v for v in shown if v > 0]
     if positive and max(positive) / min(positive) >= 10:
         ax_loss.set_yscale("log")
@@ -179,24 +158,44 @@ def draw_history(
     ax_acc.set(xlabel="step", ylabel="accuracy (%)", ylim=(0, 102))
     handles, labels = ax_loss.get_legend_handles_labels()
     if lr is not None:
-        ax_lr = ax_loss.twinx()
-        ax_lr.plot(
-            steps,
-            lr,
-            color=LR_COLOR,
-            linestyle="--",
-            linewidth=1.2,
-            label="learning rate",
-        )
-        ax_lr.set_ylabel("learning rate", color=LR_COLOR)
-        ax_lr.tick_params(axis="y", colors=LR_COLOR)
-        ax_lr.set_ylim(0, max(lr) * 1.1)
-        more, names = ax_lr.get_legend_handles_labels()
+        more, names = _draw_lr(ax_loss, steps, lr)
         handles, labels = handles + more, labels + names
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
     ax_loss.legend(handles, labels, fontsize=8, loc="upper right")
     ax_acc.legend(fontsize=8, loc="lower right")
+
+
+def _draw_evaluations(ax_loss: Axes, ax_acc: Axes, evaluations: Evaluations) -> list[float]:
+    """The whole training set's and the test set's loss and accuracy at each evaluated
+    step (thick curves with dots); returns the losses drawn, for the scale."""
+    at = evaluations.step
+    losses: list[float] = []
+    for values, name, color in (
+        (evaluations.train_loss, "train (whole set)", TRAIN_COLOR),
+        (evaluations.test_loss, "test", TEST_COLOR),
+    ):
+        ax_loss.plot(at, values, color=color, linewidth=2.0, marker="o", markersize=3, label=name)
+        losses += values
+    for values, name, color in (
+        (evaluations.train_accuracy, "train (whole set)", TRAIN_COLOR),
+        (evaluations.test_accuracy, "test", TEST_COLOR),
+    ):
+        percent = [100 * a for a in values]
+        ax_acc.plot(at, percent, color=color, linewidth=2.0, marker="o", markersize=3, label=name)
+    return losses
+
+
+def _draw_lr(ax_loss: Axes, steps: Any, lr: Sequence[float]) -> tuple[list[Any], list[str]]:
+    """Each step's learning rate, dashed, on a second y axis of the loss plot; returns
+    its legend entries."""
+    ax_lr = ax_loss.twinx()
+    ax_lr.plot(steps, lr, color=LR_COLOR, linestyle="--", linewidth=1.2, label="learning rate")
+    ax_lr.set_ylabel("learning rate", color=LR_COLOR)
+    ax_lr.tick_params(axis="y", colors=LR_COLOR)
+    ax_lr.set_ylim(0, max(lr) * 1.1)
+    handles, labels = ax_lr.get_legend_handles_labels()
+    return list(handles), list(labels)
 
 
 def moving_average(values: Sequence[float], window: int) -> np.ndarray:
