@@ -291,6 +291,36 @@ def test_idle_connections_are_closed_after_the_timeout() -> None:
         assert exchange(srv, request)[0] == 200  # and the server still serves
 
 
+def test_a_request_dripped_slowly_is_cut_off_at_the_deadline() -> None:
+    """A client that keeps sending part of a request is not idle, so the timeout never
+    fires; the deadline for the whole request ends it all the same."""
+    with serving(timeout=30.0, deadline=0.3) as srv:
+        with connect(srv) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: 1")
+            sock.settimeout(10.0)  # far below the 30 s timeout: only the deadline can end it
+            assert sock.recv(1024) == b""
+        host = f"127.0.0.1:{srv.server_address[1]}"
+        assert exchange(srv, f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())[0] == 200
+
+
+def test_a_client_that_goes_away_mid_answer_prints_nothing(capsys) -> None:
+    """A reset or closed connection is the client's business: no traceback in the
+    user's terminal; any other failure is one line."""
+    with serving() as srv:
+        for gone in (ConnectionResetError(104, "reset"), BrokenPipeError(32, "pipe")):
+            try:
+                raise gone
+            except OSError:
+                srv.handle_error(None, ("127.0.0.1", 1))
+        assert capsys.readouterr().err == ""
+        try:
+            raise RuntimeError("disk on fire")
+        except RuntimeError:
+            srv.handle_error(None, ("127.0.0.1", 1))
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "disk on fire" in err and "Traceback" not in err
+
+
 def test_connections_beyond_the_limit_are_refused_at_once() -> None:
     with serving(max_connections=2) as srv:
         host = f"127.0.0.1:{srv.server_address[1]}"

@@ -156,6 +156,23 @@ def test_sample_into_a_pipe_closed_early_exits_quietly(run_dir: Path, unbuffered
     assert err == b""  # no "Broken pipe", no "Exception ignored"
 
 
+def test_names_the_terminal_cannot_show_are_printed_escaped(tmp_path: Path) -> None:
+    """A vocabulary of characters an ASCII terminal has no code for: every name is
+    printed, escaped, rather than a crash part-way through the output."""
+    tokenizer = CharTokenizer.from_names(["\U0001f600\u00e9"])  # two letters, neither ASCII
+    model = GPT(tokenizer.vocab_size, 6, 4, 2, 1, rng=random.Random(0))
+    path = gpt.save(model, tokenizer, tmp_path / "model.json")
+    done = subprocess.run(
+        [sys.executable, "-m", "chainrule.cli", "gpt", "sample", "--model", str(path), "-n", "30"],
+        capture_output=True,
+        env={**os.environ, "PYTHONIOENCODING": "ascii"},
+    )
+    assert done.returncode == 0 and done.stderr == b"", done.stderr
+    text = done.stdout.decode("ascii")  # ASCII only: the letters came escaped
+    assert len(text.splitlines()) == 30
+    assert "\\U0001f600" in text or "\\xe9" in text
+
+
 def test_a_vocabulary_must_be_text(small, tmp_path: Path, capsys) -> None:
     with pytest.raises(ValueError, match="'\\\\udc00' is half of a UTF-16 pair"):
         CharTokenizer("ab\udc00")

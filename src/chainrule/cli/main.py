@@ -8,6 +8,7 @@ stderr and an exit code (see :func:`main`).
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from collections.abc import Sequence
@@ -59,6 +60,14 @@ def _describe(exc: BaseException) -> str:
     return message.splitlines()[0] if message else type(exc).__name__
 
 
+def _printable_output() -> None:
+    """Text the terminal's encoding cannot show (a GPT's names in an ASCII locale) is
+    printed escaped (``\\U0001f600``), never a crash part-way through the output."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code.
 
@@ -69,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     the output went away (``chainrule gpt sample | head``), quietly, as Unix tools do.
     """
     words = list(sys.argv[1:] if argv is None else argv)
+    _printable_output()
     parser = build_parser()
     args: argparse.Namespace | None = None
     try:

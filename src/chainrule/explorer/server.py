@@ -14,16 +14,20 @@ with a 400 before it is looked up. Nothing outside the site can be reached. A re
 whose ``Host`` is not this machine's own name and port gets a 421, so a page on another
 site cannot read the explorer through a name rebound to 127.0.0.1. Every answer, errors
 included, carries the same security headers; a silent connection is closed after
-:data:`TIMEOUT` seconds, and at most :data:`MAX_CONNECTIONS` are served at once.
+:data:`TIMEOUT` seconds, one whose request is not in after :data:`REQUEST_DEADLINE`
+seconds too (however slowly it drips), and at most :data:`MAX_CONNECTIONS` are served
+at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import io
 import math
 import os
 import shutil
+import socket
 import sys
 import threading
 import webbrowser
@@ -43,6 +47,7 @@ __all__ = [
     "HOST",
     "MAX_CONNECTIONS",
     "PACKAGE_DATA",
+    "REQUEST_DEADLINE",
     "STATIC",
     "TIMEOUT",
     "ExplorerNotInstalledError",
@@ -110,6 +115,10 @@ _SECURITY_HEADERS = (
 #: Seconds a connection may stay silent (no request yet, a request half sent, an answer
 #: not read) before it is closed: idle connections must not hold threads for ever.
 TIMEOUT = 20.0
+
+#: Seconds a client has to send its whole request (line and headers), however it drips
+#: them: a client sending a byte now and then must not hold a thread for ever either.
+REQUEST_DEADLINE = 30.0
 
 #: Connections served at once (a browser opens about six); more are answered 503.
 MAX_CONNECTIONS = 32
@@ -280,7 +289,7 @@ def _host_error(values: list[str], port: int) -> tuple[HTTPStatus, str] | None:
 
 
 def _handler(
-    files: Mapping[str, Path | bytes], quiet: bool, seconds: float
+    files: Mapping[str, Path | bytes], quiet: bool, seconds: float, deadline: float
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "chainrule-explorer"
@@ -291,6 +300,28 @@ def _handler(
         # a request line without a version gets an answer with headers too, not HTTP/0.9's
         default_request_version = "HTTP/1.0"
         timeout = seconds  # on the socket: a silent client is dropped
+
+        def setup(self) -> None:
+            super().setup()
+            self._deadline = threading.Timer(deadline, self._too_slow)
+            self._deadline.daemon = True
+            self._deadline.start()
+
+        def _too_slow(self) -> None:
+            """The request is not in after ``deadline`` seconds: end the connection (the
+            handler's read then sees its end)."""
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+
+        def parse_request(self) -> bool:
+            """Read the headers; once they are in, the deadline no longer applies."""
+            done = super().parse_request()
+            self._deadline.cancel()
+            return done
+
+        def finish(self) -> None:
+            self._deadline.cancel()
+            super().finish()
 
         def do_GET(self) -> None:
             self._send(body=True)
@@ -341,7 +372,8 @@ def _handler(
 class ExplorerServer(ThreadingHTTPServer):
     """The explorer's HTTP server on ``127.0.0.1:port`` (``port`` 0: a free one).
 
-    A connection that sends nothing for ``timeout`` seconds (:data:`TIMEOUT`) is
+    A connection that sends nothing for ``timeout`` seconds (:data:`TIMEOUT`), or has
+    not sent its whole request after ``deadline`` seconds (:data:`REQUEST_DEADLINE`), is
     closed, and at most ``max_connections`` (:data:`MAX_CONNECTIONS`) are served at once,
     each holding a thread; one more is answered 503 at once and closed.
     """
@@ -354,13 +386,16 @@ class ExplorerServer(ThreadingHTTPServer):
         quiet: bool = True,
         timeout: float | None = None,
         max_connections: int | None = None,
+        deadline: float | None = None,
     ) -> None:
         timeout = TIMEOUT if timeout is None else timeout
+        deadline = REQUEST_DEADLINE if deadline is None else deadline
         max_connections = MAX_CONNECTIONS if max_connections is None else max_connections
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be a whole number from 0 to 65535, got {port!r}")
-        if not (isinstance(timeout, (int, float)) and 0 < timeout < math.inf):
-            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        for name, seconds in (("timeout", timeout), ("deadline", deadline)):
+            if not (isinstance(seconds, (int, float)) and 0 < seconds < math.inf):
+                raise ValueError(f"{name} must be a positive number of seconds, got {seconds!r}")
         if isinstance(max_connections, bool) or not (
             isinstance(max_connections, int) and max_connections >= 1
         ):
@@ -369,7 +404,7 @@ class ExplorerServer(ThreadingHTTPServer):
             )
         files = site_files()
         self._slots = threading.BoundedSemaphore(max_connections)
-        super().__init__((HOST, port), _handler(files, quiet, float(timeout)))
+        super().__init__((HOST, port), _handler(files, quiet, float(timeout), float(deadline)))
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """Serve the connection in a thread of its own if a slot is free; else refuse it."""
@@ -382,6 +417,14 @@ class ExplorerServer(ThreadingHTTPServer):
         except OSError:
             pass  # the client is gone already
         self.shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-answer is its own business: nothing is printed. Any
+        other failure is one line on stderr, never a traceback in the user's terminal."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return
+        print(f"chainrule explore: error serving a request: {exc!r:.200}", file=sys.stderr)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         """Handle the connection; its slot is free again before the socket is closed."""
