@@ -176,10 +176,14 @@ def test_a_replaced_results_folder_keeps_its_permissions(tmp_path: Path, umask_0
     out = tmp_path / "run"
     out.mkdir()
     (out / "a.txt").write_text("old")
+    (out / "a.txt").chmod(0o600)
     out.chmod(0o700)
     with staged_folder(out, RUN) as staging:
         (staging / "a.txt").write_text("new")
+        (staging / "b.txt").write_text("new too")
     assert (out / "a.txt").read_text() == "new" and mode(out) == 0o700
+    assert mode(out / "a.txt") == 0o600  # each file keeps its own mode
+    assert mode(out / "b.txt") == 0o666 & ~0o027  # a new one: the umask's
     with staged_folder(tmp_path / "fresh", RUN):
         pass
     assert mode(tmp_path / "fresh") == 0o777 & ~0o027

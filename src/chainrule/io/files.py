@@ -254,10 +254,16 @@ def _swap_in(staging: Path, target: Path) -> None:
 
     Replacing a non-empty folder takes two renames (old out of the way, new in); a
     crash between them leaves the old folder in a hidden ``.NAME.*.old`` sibling. The
-    new folder gets the permissions of the one it replaces.
+    new folder gets the permissions of the one it replaces, and each new file those of
+    the file of its name that it replaces (a private ``model.json`` stays private).
     """
-    if target.is_dir():  # the results folder keeps its permissions
+    if target.is_dir():  # the results folder keeps its permissions, and so do its files
         _give_mode(staging, target.stat(), 0o777)
+        for new in staging.iterdir():
+            with contextlib.suppress(OSError):  # no such file before: the umask's mode
+                old = (target / new.name).stat()
+                if stat.S_ISREG(old.st_mode) and new.is_file():
+                    _give_mode(new, old, 0o666)
     if target.is_dir() and any(target.iterdir()):
         old = Path(
             tempfile.mkdtemp(prefix=_temporary_prefix(target), suffix=".old", dir=target.parent)
