@@ -261,9 +261,9 @@ def _swap_in(staging: Path, target: Path) -> None:
         _give_mode(staging, target.stat(), 0o777)
         for new in staging.iterdir():
             with contextlib.suppress(OSError):  # no such file before: the umask's mode
-                old = (target / new.name).stat()
-                if stat.S_ISREG(old.st_mode) and new.is_file():
-                    _give_mode(new, old, 0o666)
+                replaced = (target / new.name).stat()
+                if stat.S_ISREG(replaced.st_mode) and new.is_file():
+                    _give_mode(new, replaced, 0o666)
     if target.is_dir() and any(target.iterdir()):
         old = Path(
             tempfile.mkdtemp(prefix=_temporary_prefix(target), suffix=".old", dir=target.parent)
