@@ -785,10 +785,11 @@ def test_bad_inputs_are_refused() -> None:
 
 def test_captured_values_are_reported_as_constants() -> None:
     w, outside = Value(0.5), Value(3.0, label="outside")
-    with pytest.warns(CompileWarning, match=r"'outside'.*baked in as constants"):
+    with pytest.warns(CompileWarning, match=r"'outside'.*baked in as constants") as said:
         step = chainrule.compile(lambda: w * outside, [w], fallback=False)
         step()
     assert "baked in as constants: 1 Value" in step.explain()
+    assert said[0].filename == __file__  # the warning points at the user's own line
 
 
 def test_a_non_finite_replay_reruns_eagerly_for_the_engines_error() -> None:

@@ -33,6 +33,7 @@ from chainrule.compiler.tracing import (
 )
 from chainrule.core import Value
 from chainrule.core.custom import registry_version
+from chainrule.core.watch import user_stacklevel
 from chainrule.errors import CompileError, CompileWarning, DomainError
 
 __all__ = ["CompiledFunction", "CompiledLoss", "compile"]
@@ -293,6 +294,20 @@ def _as_arrays(inputs: Sequence[Any]) -> list[Array]:
     return out
 
 
+def _warn_captured(captured: list[Value], name: str, where: str) -> None:
+    """Say (once per compiled function) which outside Values were baked in as constants."""
+    shown = ", ".join(_show(v) for v in captured[:3])
+    more = f" and {len(captured) - 3} more" if len(captured) > 3 else ""
+    warnings.warn(
+        f"compile: {name} ({where}) uses {len(captured)} Value(s) made outside "
+        f"it that are not parameters: {shown}{more}. They are baked in as "
+        "constants: changing their .data later changes nothing. Pass parameters in "
+        "params and changing data as inputs.",
+        CompileWarning,
+        stacklevel=user_stacklevel(),
+    )
+
+
 class _Program:
     """The compiled program of one input structure: buffers, kernels, and how to run them."""
 
@@ -312,27 +327,8 @@ class _Program:
             first = record(self.fn, arrays, self.has_aux, name)
         graph = graph_of(first, self.params, name)
         check(first, tracer, graph, self.params, name)
-        known = owner.verified
-        first_program = known is None
-        if known is None:
-            # The function's first program traces it twice: a graph that differs between
-            # two calls (sampling inside, a counter) is refused, and the constant leaves
-            # that are the same objects both times come from outside the function. Later
-            # input shapes trust what the first check found, and trace once.
-            again = graph_of(record(self.fn, arrays, self.has_aux, name), self.params, name)
-            if fingerprint(graph) != fingerprint(again):
-                raise CompileError(
-                    f"compile: {name} ({where}) built a different graph on two calls with "
-                    "the same inputs (random sampling inside the function, a counter, or "
-                    "data that changes between calls?). Pass what changes as inputs, so "
-                    "that every call with the same input shapes builds the same graph."
-                )
-            seen_again = {id(v) for v in again.constant_leaves}
-            self.captured = [v for v in graph.constant_leaves if id(v) in seen_again]
-            owner.verified = {id(v) for v in self.captured}
-            del again
-        else:
-            self.captured = [v for v in graph.constant_leaves if id(v) in known]
+        first_program = owner.verified is None
+        self.captured = self._captured_constants(graph, arrays, name, where)
         self.trace_seconds = time.perf_counter() - started
         self.traced_nodes = len(graph.order)
         self.aux = first.aux
@@ -367,16 +363,33 @@ class _Program:
         ]
         self.compile_seconds = time.perf_counter() - started
         if self.captured and first_program:  # said once per compiled function
-            shown = ", ".join(_show(v) for v in self.captured[:3])
-            more = f" and {len(self.captured) - 3} more" if len(self.captured) > 3 else ""
-            warnings.warn(
-                f"compile: {name} ({where}) uses {len(self.captured)} Value(s) made outside "
-                f"it that are not parameters: {shown}{more}. They are baked in as "
-                "constants: changing their .data later changes nothing. Pass parameters in "
-                "params and changing data as inputs.",
-                CompileWarning,
-                stacklevel=5,
+            _warn_captured(self.captured, name, where)
+
+    def _captured_constants(
+        self, graph: Any, arrays: list[Array], name: str, where: str
+    ) -> list[Value]:
+        """The constant leaves of ``graph`` that come from outside the function.
+
+        The function's first program traces it twice: a graph that differs between two
+        calls (sampling inside, a counter) is refused, and the constant leaves that are
+        the same objects both times come from outside the function. Later input shapes
+        trust what the first check found, and trace once.
+        """
+        owner = self.owner
+        if owner.verified is not None:
+            return [v for v in graph.constant_leaves if id(v) in owner.verified]
+        again = graph_of(record(self.fn, arrays, self.has_aux, name), self.params, name)
+        if fingerprint(graph) != fingerprint(again):
+            raise CompileError(
+                f"compile: {name} ({where}) built a different graph on two calls with "
+                "the same inputs (random sampling inside the function, a counter, or "
+                "data that changes between calls?). Pass what changes as inputs, so "
+                "that every call with the same input shapes builds the same graph."
             )
+        seen_again = {id(v) for v in again.constant_leaves}
+        captured = [v for v in graph.constant_leaves if id(v) in seen_again]
+        owner.verified = {id(v) for v in captured}
+        return captured
 
     # -- running -------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ from typing import Any
 from chainrule.core import custom, rules, traverse, value
 from chainrule.core.value import Value, set_detached_hook
 
-__all__ = ["DATA_SLOT", "DataWatch", "Watch", "depends_on", "where"]
+__all__ = ["DATA_SLOT", "DataWatch", "Watch", "depends_on", "user_stacklevel", "where"]
 
 #: The folder of the chainrule package: frames inside it are not the user's code.
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -114,6 +114,17 @@ class DataWatch:
 
 
 _WATCH = DataWatch()
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning raised by the caller of this function
+    point at the user's line: the first caller outside chainrule."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(
+        _PACKAGE_DIR
+    ):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def where(frame: FrameType | None) -> str:
