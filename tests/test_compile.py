@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import collections
 import copy
-import inspect
 import math
 import pickle
 import random
@@ -21,6 +20,7 @@ import warnings
 
 import numpy as np
 import pytest
+import sources
 from hypothesis import given
 from hypothesis import strategies as st
 from optable import OPS, OpCase
@@ -50,11 +50,7 @@ HERE = __file__
 
 
 def line_of(marker: str) -> int:
-    """The line of this file holding ``marker`` (so tests can name the expected line)."""
-    for i, text in enumerate(inspect.getsource(sys.modules[__name__]).splitlines(), 1):
-        if marker in text and "line_of(" not in text:
-            return i
-    raise AssertionError(marker)
+    return sources.line_of(HERE, marker)
 
 
 def close(a: float, b: float, rel: float = 1e-12) -> bool:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import collections
-import inspect
 import math
-import sys
 import threading
 
 import pytest
+import sources
 import torch
 
 from chainrule import (
@@ -310,11 +309,7 @@ HERE = __file__
 
 
 def line_of(marker: str) -> int:
-    """The line of this file holding ``marker``."""
-    for i, text in enumerate(inspect.getsource(sys.modules[__name__]).splitlines(), 1):
-        if marker in text and "line_of(" not in text:
-            return i
-    raise AssertionError(marker)
+    return sources.line_of(HERE, marker)
 
 
 @pytest.mark.parametrize(

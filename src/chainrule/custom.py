@@ -3,26 +3,5 @@
 The code is in :mod:`chainrule.core.custom`; this module re-exports its public names.
 """
 
-from chainrule.core.custom import (
-    RESERVED_NAMES,
-    Op,
-    attach_array_tables,
-    no_numpy_form,
-    op,
-    register_op,
-    registered_ops,
-    registry_version,
-    unregister_op,
-)
-
-__all__ = [
-    "RESERVED_NAMES",
-    "Op",
-    "attach_array_tables",
-    "no_numpy_form",
-    "op",
-    "register_op",
-    "registered_ops",
-    "registry_version",
-    "unregister_op",
-]
+from chainrule.core.custom import *  # noqa: F403  (the public names, as listed there)
+from chainrule.core.custom import __all__ as __all__

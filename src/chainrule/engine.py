@@ -18,67 +18,10 @@ this one's alike.
 This module needs only the standard library.
 """
 
-from chainrule.core import (
-    BUILT_IN_OPS,
-    RULES,
-    BackwardStep,
-    BackwardTerm,
-    Operand,
-    Rule,
-    Value,
-    backward_steps,
-    clamp,
-    dot,
-    enable_grad,
-    fused_dot,
-    gradients,
-    is_grad_enabled,
-    is_real,
-    lift,
-    logsumexp,
-    make_node,
-    maximum,
-    minimum,
-    no_grad,
-    register_rule,
-    set_grad_enabled,
-    sum_values,
-    to_float,
-    topological_order,
-    unregister_rule,
-)
+from chainrule.core import *  # noqa: F403  (the engine's public names, as listed there)
+from chainrule.core import __all__ as __all__
 
 # Named by pickles (chainrule.engine._restore, ...): keep them importable here.
 from chainrule.core.value import _Constant as _Constant
 from chainrule.core.value import _restore as _restore
 from chainrule.core.value import _restore_graph as _restore_graph
-
-__all__ = [
-    "BUILT_IN_OPS",
-    "RULES",
-    "BackwardStep",
-    "BackwardTerm",
-    "Operand",
-    "Rule",
-    "Value",
-    "backward_steps",
-    "clamp",
-    "dot",
-    "enable_grad",
-    "fused_dot",
-    "gradients",
-    "is_grad_enabled",
-    "is_real",
-    "lift",
-    "logsumexp",
-    "make_node",
-    "maximum",
-    "minimum",
-    "no_grad",
-    "register_rule",
-    "set_grad_enabled",
-    "sum_values",
-    "to_float",
-    "topological_order",
-    "unregister_rule",
-]

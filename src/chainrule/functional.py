@@ -3,6 +3,5 @@
 The code is in :mod:`chainrule.core.functional`; this module re-exports its public names.
 """
 
-from chainrule.core.functional import grad, gradcheck, numerical_grad, value_and_grad
-
-__all__ = ["grad", "gradcheck", "numerical_grad", "value_and_grad"]
+from chainrule.core.functional import *  # noqa: F403  (the public names, as listed there)
+from chainrule.core.functional import __all__ as __all__

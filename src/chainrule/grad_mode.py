@@ -3,12 +3,5 @@
 The code is in :mod:`chainrule.core.grad_mode`; this module re-exports its public names.
 """
 
-from chainrule.core.grad_mode import (
-    GRAD_ENABLED,
-    enable_grad,
-    is_grad_enabled,
-    no_grad,
-    set_grad_enabled,
-)
-
-__all__ = ["GRAD_ENABLED", "enable_grad", "is_grad_enabled", "no_grad", "set_grad_enabled"]
+from chainrule.core.grad_mode import *  # noqa: F403  (the public names, as listed there)
+from chainrule.core.grad_mode import __all__ as __all__

@@ -3,6 +3,5 @@
 The code is in :mod:`chainrule.core.watch`; this module re-exports its public names.
 """
 
-from chainrule.core.watch import DATA_SLOT, DataWatch, Watch, depends_on, where
-
-__all__ = ["DATA_SLOT", "DataWatch", "Watch", "depends_on", "where"]
+from chainrule.core.watch import *  # noqa: F403  (the public names, as listed there)
+from chainrule.core.watch import __all__ as __all__

@@ -1,19 +1,8 @@
 """A character-level GPT in scalar code: the model, its tokenizer, sampling and training.
 
-The model of the small single-file scalar GPTs, built from ``chainrule.nn``'s blocks:
-token and position embeddings added and normalised, then per layer a pre-norm causal
-self-attention and a pre-norm ReLU MLP (4× wide), each with a residual connection,
-and a linear head to one logit per token::
-
-    x_t = rmsnorm(wte[token_t] + wpe[t])
-    x_t = x_t + attn(rmsnorm(x))_t              (per layer)
-    x_t = x_t + fc2(relu(fc1(rmsnorm(x_t))))
-    logits_t = lm_head(x_t)
-
-RMSNorms have no gain and linear layers no bias, and every weight starts from
-N(0, 0.08²) (:data:`chainrule.nn.INIT_STD`), as in those GPTs. A name is one
-sequence: token 0 (:data:`BOS`) marks both its start and its end, so the model learns
-where names stop; the loss is the mean cross-entropy of predicting each next token.
+The model (:mod:`~chainrule.gpt.model`'s docstring gives its equations) is that of the
+small single-file scalar GPTs, built from ``chainrule.nn``'s blocks; a name is one
+sequence, token 0 (:data:`BOS`) marking both its start and its end.
 
 **How tokens enter a compiled loss.** ``chainrule.compile`` traces the loss once and
 replays it with NumPy; its inputs arrive as Values, and a traced Value cannot index a
