@@ -1,10 +1,10 @@
 # chainrule: two commands set up everything.
 #   make demo   create .venv, install chainrule, train the reference demo (runs/demo/)
 #   make test   install the dev extras, run ruff, mypy and the whole test suite
-#   make docs   build the documentation site into site/ (mkdocs --strict), the explorer in site/explorer/
+#   make docs   build the documentation site into site/ (mkdocs --strict; the explorer too)
 #   make drawing  redraw docs/neuron.svg, the graph shown in the README and the guides
 #   make bench  measure speed and memory against micrograd and PyTorch (bench/RESULTS.md)
-#   make screenshots  the README's pictures of the explorer (docs/explorer-*.png)
+#   make screenshots  the explorer guide's pictures of the explorer (docs/explorer-*.png)
 #   make explorer  fetch the browser runtime of `chainrule explore` (npm ci; demo and test do it)
 PYTHON ?= python3
 VENV   := .venv
@@ -58,7 +58,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/run.py --rounds 3 --write bench/RESULTS.md
 	$(BIN)/python bench/explorer.py --rounds 5 --write bench/RESULTS.md
 
-# The README's pictures of the explorer, both views at 1280x800 (needs Chromium).
+# The explorer guide's pictures (docs/explorer.md), both views at 1280x800 (needs Chromium).
 screenshots: $(VENV)/.installed-dev
 	$(BIN)/python bench/explorer.py --rounds 1 --screenshots docs
 
