@@ -1,9 +1,11 @@
 """A Griffe extension for the API reference: chainrule's docstrings as Markdown.
 
 The docstrings are written for reading in the source and for ``--doctest-modules``:
-reStructuredText roles (:class:`Value`) and bare doctest examples (``>>> ...``). This
-turns each role into inline code and fences each run of doctest lines as a ``pycon``
-block, so mkdocstrings renders them as code instead of as running text.
+reStructuredText roles (:class:`Value`), literal-block markers (``::``) and bare doctest
+examples (``>>> ...``). This turns each role into inline code, each ``::`` into ``:``
+(the indented block after it is already code in Markdown) and fences each run of
+doctest lines as a ``pycon`` block, so mkdocstrings renders them as code instead of as
+running text.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import griffe
 
 ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|exc|obj):`~?([^`]+)`")
+LITERAL_MARK = re.compile(r"(?<=\S)::$", re.M)  # "as follows::" before an indented block
 
 
 def _fence_doctests(text: str) -> str:
@@ -47,4 +50,5 @@ class ChainruleDocstrings(griffe.Extension):
     def on_object(self, *, obj: griffe.Object, **kwargs: Any) -> None:
         """Fence the doctests and turn the roles into code, in place."""
         if obj.docstring is not None:
-            obj.docstring.value = _fence_doctests(ROLE.sub(_role_to_code, obj.docstring.value))
+            text = LITERAL_MARK.sub(":", ROLE.sub(_role_to_code, obj.docstring.value))
+            obj.docstring.value = _fence_doctests(text)
