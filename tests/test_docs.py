@@ -58,7 +58,12 @@ def test_guide_code_runs_and_prints_what_it_claims(
 
 
 def test_guides_show_only_runnable_or_shell_blocks() -> None:
-    """Every fenced block is Python (run above), a shell session or plain output."""
+    """Every fenced block is Python (run above), a shell session or plain output.
+
+    Shell sessions (```console) are shown, not run: they start a server (`chainrule
+    explore`), train for seconds, or need a run's files; the commands behind them are
+    tested in test_cli.py, test_gpt_cli.py and the other command-line tests.
+    """
     for page in GUIDES:
         fences = re.findall(r"^```(\S*)", page.read_text(encoding="utf-8"), re.M)
         languages = set(fences[::2])  # opening fences only
