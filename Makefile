@@ -1,16 +1,17 @@
 # chainrule: two commands set up everything.
 #   make demo   create .venv, install chainrule, train the reference demo (runs/demo/)
 #   make test   install the dev extras, run ruff, mypy and the whole test suite
-#   make docs   redraw docs/neuron.svg, the graph shown in the README
+#   make docs   build the documentation site into site/ (mkdocs --strict; the explorer too)
+#   make drawing  redraw docs/neuron.svg, the graph shown in the README and the guides
 #   make bench  measure speed and memory against micrograd and PyTorch (bench/RESULTS.md)
-#   make screenshots  the README's pictures of the explorer (docs/explorer-*.png)
+#   make screenshots  the explorer guide's pictures of the explorer (docs/explorer-*.png)
 #   make explorer  fetch the browser runtime of `chainrule explore` (npm ci; demo and test do it)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: demo test lint typecheck pytest bench docs explorer screenshots clean
+.PHONY: demo test lint typecheck pytest bench docs drawing explorer screenshots clean
 
 # The explorer's browser runtime: Pyodide and Viz.js from npm, at the versions pinned in
 # explorer/package-lock.json, copied beside the page (src/chainrule/explorer/static/vendor).
@@ -57,14 +58,25 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/run.py --rounds 3 --write bench/RESULTS.md
 	$(BIN)/python bench/explorer.py --rounds 5 --write bench/RESULTS.md
 
-# The README's pictures of the explorer, both views at 1280x800 (needs Chromium).
+# The explorer guide's pictures (docs/explorer.md), both views at 1280x800 (needs Chromium).
 screenshots: $(VENV)/.installed-dev
 	$(BIN)/python bench/explorer.py --rounds 1 --screenshots docs
 
-# The drawing in the README: the lecture's tanh neuron after backward().
-docs: $(VENV)/.installed
+# The drawing in the README and the guides: the lecture's tanh neuron after backward().
+drawing: $(VENV)/.installed
 	$(BIN)/chainrule graph "tanh(x1*w1 + x2*w2 + b)" \
 		--at x1=2,x2=0,w1=-3,w2=1,b=6.8813735870195432 -o docs/neuron.svg
 
+$(VENV)/.installed-docs: pyproject.toml | $(BIN)/python $(VENDOR)/.installed
+	$(PIP) install -e '.[docs]'
+	@touch $@ $(VENV)/.installed
+
+# The documentation site (mkdocs.yml, docs/): guides and the API reference from the
+# docstrings, built with --strict into site/, and the explorer as a static page beside
+# them (site/explorer/), so the whole folder can be published on any static host.
+docs: $(VENV)/.installed-docs
+	$(BIN)/mkdocs build --strict --site-dir site
+	$(BIN)/chainrule explore --site site/explorer
+
 clean:
-	rm -rf $(VENV) $(VENDOR) explorer/node_modules build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(VENDOR) explorer/node_modules build dist site src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -13,7 +13,7 @@ Drives Debian's Chromium (``/usr/bin/chromium``) with Playwright against
 - for scale, the same 100 steps of the same session in this CPython.
 
 ``python bench/explorer.py --rounds 5 --write bench/RESULTS.md`` records the medians;
-``--screenshots docs`` also takes the README's pictures of both views at 1280×800.
+``--screenshots docs`` also takes the explorer guide's pictures of both views at 1280×800.
 """
 
 from __future__ import annotations

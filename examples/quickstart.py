@@ -1,6 +1,7 @@
 """chainrule's quick start: build an expression, backpropagate, read every gradient.
 
-Run it with ``make demo`` or ``python examples/quickstart.py``.
+Run it with ``python examples/quickstart.py`` (after ``make demo``, which creates .venv:
+``.venv/bin/python examples/quickstart.py``).
 """
 
 from chainrule import Value, grad, gradcheck

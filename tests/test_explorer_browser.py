@@ -8,10 +8,13 @@ fail, saying how to install it.
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -293,3 +296,51 @@ def test_phone_viewport_keyboard_and_an_expression_link(shared, explorer_url) ->
         page.check_clean(explorer_url)
     finally:
         page.page.set_viewport_size({"width": 1280, "height": 800})
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def static_site_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The documentation site as `make docs` builds it, served by a plain static server
+    (Python's http.server: no Content-Security-Policy, no headers of chainrule's own)."""
+    from test_docs import build_site
+
+    site = build_site(tmp_path_factory.mktemp("docs") / "site")
+    handler = functools.partial(_QuietHandler, directory=str(site))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+        finally:
+            httpd.shutdown()
+            thread.join(timeout=10)
+
+
+def test_the_explorer_in_the_built_site_works_from_a_static_server(
+    browser, static_site_url
+) -> None:
+    """The guide's link opens the explorer, whose engine becomes ready, and an expression
+    evaluates with CPython's value and gradients; nothing is fetched from elsewhere."""
+    guide = browser.new_page()
+    try:
+        guide.goto(static_site_url + "explorer.html")
+        guide.get_by_role("link", name="Open the explorer").click()
+        guide.wait_for_url(static_site_url + "explorer/index.html")
+    finally:
+        guide.close()
+    base = static_site_url + "explorer/index.html"
+    page = Page(browser, base + "#expr=x*y%2By&at=x=3,y=-2")
+    try:
+        page.by("graph").locator("svg").wait_for()
+        out, leaves = cpython("x*y+y", "x=3,y=-2")
+        assert page.text("value") == f"{out.data:.4f}"
+        assert page.text("grad-x") == f"{leaves['x'].grad:.4f}"
+        assert page.text("grad-y") == f"{leaves['y'].grad:.4f}"
+        page.check_clean(static_site_url + "explorer/")
+    finally:
+        page.page.close()

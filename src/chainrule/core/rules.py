@@ -33,7 +33,8 @@ so is every user-defined op of :func:`chainrule.register_op`.
    the helpers at the bottom, so that it works on floats, Values and arrays;
 3. its tests: one row of ``tests/optable.py`` (its PyTorch twin and sample points). Every
    check -- values, first and second derivatives against PyTorch, finite differences,
-   compile, pickling -- then runs on it; and name it in the README's list of functions.
+   compile, pickling -- then runs on it; and name it in the list of functions in
+   docs/getting-started.md.
 
 Nothing else: the expression language (``chainrule.expr.FUNCTIONS``) offers every
 one-input built-in op that is a Value method of its name, and the compiler's array
