@@ -309,8 +309,9 @@ def test_the_reference_implementations_neuron_spelling_nonlin() -> None:
     n = Neuron(3, nonlin=False, rng=random.Random(0))
     expected = sum(w.data * xi for w, xi in zip(n.w, x, strict=True)) + n.b.data
     assert n(x).data == pytest.approx(expected, rel=1e-15)
-    with pytest.raises(ValueError, match="not both"):
-        Neuron(3, "sigmoid", nonlin=True)
+    for activation in ("sigmoid", "tanh"):
+        with pytest.raises(ValueError, match="not both"):
+            Neuron(3, activation, nonlin=True)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="nonlin must be True or False"):
         Neuron(3, nonlin="yes")  # type: ignore[arg-type]
 

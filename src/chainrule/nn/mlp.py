@@ -72,7 +72,7 @@ class Neuron(Module):
     def __init__(
         self,
         nin: int,
-        activation: Activation = DEFAULT_ACTIVATION,
+        activation: Activation | None = None,
         *,
         init: Init = "uniform",
         rng: random.Random | None = None,
@@ -101,13 +101,14 @@ class Neuron(Module):
         return f"Neuron({len(self.w)}, activation={self.activation!r})"
 
 
-def _with_nonlin(activation: Activation, nonlin: bool | None) -> Activation:
-    """The activation that micrograd's ``nonlin=`` names (True: ReLU, False: linear)."""
+def _with_nonlin(activation: Activation | None, nonlin: bool | None) -> Activation:
+    """The activation given, or the one micrograd's ``nonlin=`` names (True: ReLU, False:
+    linear), or :data:`DEFAULT_ACTIVATION`."""
     if nonlin is None:
-        return activation
+        return DEFAULT_ACTIVATION if activation is None else activation
     if not isinstance(nonlin, bool):
         raise TypeError(f"nonlin must be True or False, got {nonlin!r:.40}")
-    if activation != DEFAULT_ACTIVATION:
+    if activation is not None:
         raise ValueError(
             f"give activation={activation!r} or nonlin={nonlin!r} (micrograd's spelling of "
             "relu or linear), not both"
@@ -133,7 +134,7 @@ class Layer(Module):
         self,
         nin: int,
         nout: int,
-        activation: Activation = DEFAULT_ACTIVATION,
+        activation: Activation | None = None,
         *,
         init: Init = "uniform",
         rng: random.Random | None = None,
