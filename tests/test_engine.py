@@ -166,6 +166,93 @@ def test_label_must_be_a_string() -> None:
         Value(1.0, label=3)  # type: ignore[arg-type]
 
 
+def test_a_second_positional_string_is_still_the_label() -> None:
+    a = Value(2.0, "a")
+    assert a.label == "a" and a._prev == () and a._op == ""
+
+
+def test_micrographs_positional_form_makes_a_real_node() -> None:
+    a, b = Value(2.0, label="a"), Value(-3.0, label="b")
+    c = Value(a.data * b.data, (a, b), "*", label="c")
+    d = Value(c.data + a.data, _children=(c, a), _op="+")
+    assert c._prev == (a, b) and c._op == "*" and c.label == "c" and d._prev == (c, a)
+    d.backward()
+    assert (a.grad, b.grad) == (b.data + 1.0, a.data)  # d = a*b + a
+
+
+def test_micrographs_positional_form_records_nothing_under_no_grad() -> None:
+    a = Value(2.0)
+    with no_grad():
+        c = Value(4.0, (a, a), "+")
+    assert c._prev == () and c._op == ""
+
+
+def _inputs(n: int) -> tuple[Value, ...]:
+    return tuple(Value(float(i)) for i in range(n))
+
+
+@pytest.mark.parametrize(
+    ("children", "op", "error", "message"),
+    [
+        ("ab", "+", TypeError, "_children must be a tuple of Values"),
+        ({Value(1.0), Value(2.0)}, "+", TypeError, "_children must be a tuple of Values"),
+        ((1.0, 2.0), "+", TypeError, "_children must be a tuple of Values"),
+        ((), "+", ChainruleError, "needs its inputs"),
+        (_inputs(2), "mystery", ChainruleError, r"no derivative rule.*register_op"),
+        (_inputs(2), "", ChainruleError, r"is not a name of chainrule\.RULES"),
+        (_inputs(3), "*", ChainruleError, "not made from 3 input"),
+        (_inputs(1), "**", ChainruleError, "not made from 1 input"),  # ** keeps its exponent
+    ],
+)
+def test_micrographs_form_refuses_a_node_without_a_rule(children, op, error, message) -> None:
+    with pytest.raises(error, match=message):
+        Value(1.0, children, op)
+
+
+def test_backward_step_of_one_node_is_the_lectures_manual_step() -> None:
+    x1, w1, x2, w2 = Value(2.0), Value(-3.0), Value(0.0), Value(1.0)
+    b = Value(6.8813735870195432)
+    x1w1, x2w2 = x1 * w1, x2 * w2
+    s = x1w1 + x2w2
+    n = s + b
+    o = n.tanh()
+    o.grad = 1.0
+    for node in (o, n, s, x2w2, x1w1):
+        node._backward()
+    manual = [v.grad for v in (x1, w1, x2, w2, b, n)]
+    for v in (x1, w1, x2, w2, b, n, s, x1w1, x2w2, o):
+        v.grad = 0.0
+    o.backward()
+    assert manual == [v.grad for v in (x1, w1, x2, w2, b, n)]
+    assert n.grad == pytest.approx(1.0 - o.data**2)
+
+
+def test_backward_step_accumulates_into_inputs_and_leaves_them_unreset() -> None:
+    a = Value(3.0)
+    b = a + a
+    a.grad, b.grad = 10.0, 2.0
+    b._backward()
+    b._backward()
+    assert a.grad == 10.0 + 4 * 2.0 and b.grad == 2.0
+    a._backward()  # a leaf: nothing to do
+    assert a.grad == 18.0
+
+
+def test_backward_step_of_a_non_finite_gradient_is_an_error_and_changes_nothing() -> None:
+    a = Value(1e-200)
+    y = a.sqrt()
+    y.grad = 1e300
+    with pytest.raises(DomainError, match="_backward: the gradient is not finite at sqrt"):
+        y._backward()
+    assert a.grad == 0.0
+
+
+def test_assigning_a_backward_closure_is_refused_naming_the_rule_table() -> None:
+    a = Value(1.0)
+    with pytest.raises(AttributeError, match=r"store no closures.*register_op"):
+        a._backward = lambda: None
+
+
 @pytest.mark.parametrize(
     ("make", "error", "message"),
     [
@@ -398,6 +485,15 @@ def test_ordering_comparisons_are_refused_with_the_reason(compare, op: str) -> N
     message = str(info.value)
     assert "1.5" in message and "branch on their data" in message
     assert f"a.data {op} b.data" in message and "relu()" in message
+
+
+@pytest.mark.parametrize(("pick", "op", "name"), [(max, ">", "maximum"), (min, "<", "minimum")])
+def test_max_of_values_is_refused_with_a_hint_naming_chainrule_maximum(pick, op, name) -> None:
+    a, b = Value(1.5), Value(-2.0)
+    with pytest.raises(TypeError, match="Values cannot be compared") as info:
+        pick(a, b)
+    assert f"chainrule.{name}(a, b)" in str(info.value)
+    assert f"a.data {op} b.data" in str(info.value)
 
 
 def test_equality_and_hashing_stay_by_identity() -> None:

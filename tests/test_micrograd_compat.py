@@ -14,6 +14,7 @@ import micrograd.nn
 import pytest
 
 import chainrule
+from chainrule.nn import Neuron
 
 IMPORT_LINE = "from micrograd.engine import Value"
 
@@ -53,3 +54,39 @@ def test_micrograd_nn_runs_unchanged_on_chainrule() -> None:
     result = train(ours)
     assert result == pytest.approx(reference, rel=1e-12)
     assert result[-1] < result[0]  # and it learns
+
+
+def test_micrograd_style_nodes_made_by_hand_backpropagate_from_the_rule_table() -> None:
+    """micrograd's ops write ``Value(data, (self, other), '+')``: with an op of the rule
+    table that is a real node, and ``_backward()`` is its local step."""
+    a, b = chainrule.Value(2.0), chainrule.Value(-3.0)
+    out = chainrule.Value(a.data * b.data, (a, b), "*")
+    out.grad = 1.0
+    out._backward()
+    assert (a.grad, b.grad) == (-3.0, 2.0)
+    a.grad = b.grad = 0.0
+    total = chainrule.Value(out.data + a.data, (out, a), "+")
+    total.backward()
+    assert (a.grad, b.grad) == (b.data + 1.0, a.data)
+    with pytest.raises(AttributeError, match="register_op"):
+        out._backward = lambda: None  # micrograd's closure: chainrule stores none
+
+
+def test_micrograd_neuron_signature_nonlin() -> None:
+    """``Neuron(nin, nonlin=False)`` means what it means in micrograd: same weights from
+    the same seed, same output (linear), and ReLU for ``nonlin=True``."""
+    x = [0.5, -1.5, 2.0]
+    for nonlin in (False, True):
+        random.seed(7)
+        theirs = micrograd.nn.Neuron(3, nonlin=nonlin)
+        random.seed(7)
+        ours = Neuron(3, nonlin=nonlin)
+        assert [p.data for p in ours.parameters()] == [p.data for p in theirs.parameters()]
+        assert ours(x).data == pytest.approx(theirs(x).data, rel=1e-12)
+
+
+def test_max_of_two_values_points_to_chainrule_maximum() -> None:
+    a, b = chainrule.Value(1.0), chainrule.Value(2.0)
+    with pytest.raises(TypeError, match=r"chainrule\.maximum\(a, b\)"):
+        max(a, b)
+    assert chainrule.maximum(a, b).data == 2.0

@@ -71,7 +71,7 @@ def test_outputs_are_the_activations_of_the_weighted_sums() -> None:
     assert [v.data for v in layer.forward([Value(1.0), Value(2.0)])] == [layer([1.0, 2.0]).data]  # type: ignore[union-attr]
     assert len(Layer(2, 3)([1.0, 2.0])) == 3  # type: ignore[arg-type]
     assert [layer.activation for layer in model.layers] == ["tanh", "sigmoid"]
-    assert [layer.activation for layer in MLP(2, [3, 3, 1]).layers] == ["relu", "relu", "linear"]
+    assert [layer.activation for layer in MLP(2, [3, 3, 1]).layers] == ["tanh", "tanh", "linear"]
 
 
 def test_wrong_input_size_names_both_sizes() -> None:
@@ -271,7 +271,49 @@ def test_default_activation_is_one_constant_for_every_building_block() -> None:
         DEFAULT_ACTIVATION,
         "linear",
     ]
-    assert TrainConfig().activation == DEFAULT_ACTIVATION  # the command line's default too
+    assert DEFAULT_ACTIVATION == "tanh"  # the lecture's neuron
+    assert TrainConfig().activation == "relu"  # the command line's: the reference demo's
+
+
+LECTURE_XS = [[2.0, 3.0, -1.0], [3.0, -1.0, 0.5], [0.5, 1.0, 1.0], [1.0, 1.0, -1.0]]
+LECTURE_YS = [1.0, -1.0, -1.0, 1.0]
+
+
+def lecture_loop(n: MLP, steps: int = 20) -> list[float]:
+    """The training loop of the lecture's second notebook, as written there."""
+    losses = []
+    for _ in range(steps):
+        ypred = [n(x) for x in LECTURE_XS]
+        loss = sum((yout - ygt) ** 2 for ygt, yout in zip(LECTURE_YS, ypred, strict=True))
+        for p in n.parameters():
+            p.grad = 0.0
+        loss.backward()
+        for p in n.parameters():
+            p.data += -0.1 * p.grad
+        losses.append(loss.data)
+    return losses
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_lectures_loop_trains_the_default_mlp_on_every_seed(seed: int) -> None:
+    random.seed(seed)
+    losses = lecture_loop(MLP(3, [4, 4, 1]))
+    assert losses[-1] < 0.1 and losses[-1] < losses[0] / 10
+
+
+def test_the_reference_implementations_neuron_spelling_nonlin() -> None:
+    assert Neuron(3, nonlin=False).activation == "linear"
+    assert Neuron(3, nonlin=True).activation == "relu"
+    assert Layer(3, 2, nonlin=False).activation == "linear"
+    x = [1.0, -2.0, 0.5]
+    n = Neuron(3, nonlin=False, rng=random.Random(0))
+    expected = sum(w.data * xi for w, xi in zip(n.w, x, strict=True)) + n.b.data
+    assert n(x).data == pytest.approx(expected, rel=1e-15)
+    for activation in ("sigmoid", "tanh"):
+        with pytest.raises(ValueError, match="not both"):
+            Neuron(3, activation, nonlin=True)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="nonlin must be True or False"):
+        Neuron(3, nonlin="yes")  # type: ignore[arg-type]
 
 
 class SameName(Module):
@@ -405,7 +447,7 @@ def test_load_state_dict_strict_and_not() -> None:
 
 
 def test_repr_is_readable() -> None:
-    text = repr(MLP(2, [3, 1]))
+    text = repr(MLP(2, [3, 1], activation="relu"))
     assert "Layer(2, 3, activation='relu')" in text and "13 parameters" in text
     assert repr(Neuron(2, "tanh")) == "Neuron(2, activation='tanh')"
 

@@ -178,7 +178,8 @@ def test_fused_engine_matches_the_reference_implementation_on_the_demo() -> None
                 p.data -= (1.0 - 0.9 * k / 100) * p.grad
         return history
 
-    ours = run(Value, MLP)
+    # micrograd's network is ReLU (nn's default is the lecture's tanh)
+    ours = run(Value, lambda nin, nouts: MLP(nin, nouts, activation="relu"))
     theirs = run(micrograd.engine.Value, micrograd.nn.MLP)
     for (loss, grads), (ref_loss, ref_grads) in zip(ours, theirs, strict=True):
         assert math.isclose(loss, ref_loss, rel_tol=1e-12)

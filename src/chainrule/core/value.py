@@ -84,6 +84,16 @@ class Value:
     ``p.data -= lr * p.grad`` and ``p.grad = 0.0``). ``label`` names the node in
     drawings. ``_op`` is the operation that made the node (``""`` for a leaf) and
     ``_prev`` its inputs in order, duplicates kept.
+
+    micrograd's and the lecture's forms work too. ``Value(data, (a, b), "+")`` (or
+    ``_children=``, ``_op=``) makes a node of the op ``"+"`` with those inputs, in
+    order: the op must be a row of the rule table (``chainrule.RULES``), whose local
+    derivatives ``backward()`` uses. ``Value(2.0, "a")``, an older form, is
+    ``Value(2.0, label="a")``. ``v._backward()`` is the lecture's manual step of
+    backpropagation: it adds this node's local derivatives times ``v.grad`` to the
+    ``grad`` of each input (``+=``, inputs not reset), from the rule table, and does
+    nothing on a leaf. Nodes store no closure, so ``out._backward = ...`` is refused:
+    a new op is made with ``chainrule.register_op`` (or ``@chainrule.op``).
     """
 
     __slots__ = ("_arg", "_op", "_prev", "data", "grad", "label")
@@ -97,7 +107,16 @@ class Value:
     _arg: float | None  # the number in ``x ** number`` and ``number ** x``; else None
     _data: float  # the slot ``data`` under a second name (set below the class)
 
-    def __init__(self, data: float, label: str = "") -> None:
+    def __init__(
+        self,
+        data: float,
+        _children: Sequence[Value] | str = (),
+        _op: str = "",
+        label: str = "",
+    ) -> None:
+        children: object = _children
+        if isinstance(_children, str) and not _op and not label:  # Value(2.0, "a")
+            children, label = (), _children
         if not isinstance(label, str):
             raise TypeError(f"Value: label must be a str, got {type(label).__name__}")
         self.data = to_float(data)
@@ -106,6 +125,42 @@ class Value:
         self._op = ""
         self._prev = ()
         self._arg = None
+        if children or _op:
+            prev = _checked_inputs(self.data, children, _op)
+            if _grad_enabled():
+                self._op, self._prev = _op, prev
+            elif _on_detached is not None:  # as make_node: chainrule.compile checks it
+                _on_detached(prev, "no_grad")
+
+    @property
+    def _backward(self) -> Callable[[], None]:
+        """The lecture's manual step (``o._backward()``): see the class docs."""
+        return self._local_step
+
+    @_backward.setter
+    def _backward(self, closure: object) -> None:
+        raise AttributeError(
+            "Value._backward cannot be assigned: chainrule's nodes store no closures; "
+            "backward() takes each node's local derivatives from the rule table "
+            "(chainrule.RULES) by its _op. Build the node from existing operations, or "
+            "make a new op with chainrule.register_op (or @chainrule.op)"
+        )
+
+    def _local_step(self) -> None:
+        """Add this node's local derivatives times ``self.grad`` to its inputs' grads."""
+        prev = self._prev
+        if not prev:
+            return
+        try:
+            local = rule_of(self._op)([p.data for p in prev], self.data, self._arg)
+            steps = [d * self.grad for d in local]
+        except ArithmeticError:
+            steps = [math.nan]
+        if not all(map(_isfinite, steps)):
+            at = _describe(self._op, [p.data for p in prev], self._arg)
+            raise DomainError(f"_backward: the gradient is not finite at {self._op} ({at})")
+        for p, step in zip(prev, steps, strict=True):
+            p.grad += step
 
     def __repr__(self) -> str:
         label = f", label={self.label!r}" if self.label else ""
@@ -544,6 +599,46 @@ def to_float(x: object, where: str = "Value") -> float:
     return x
 
 
+def _checked_inputs(data: float, children: object, op: object) -> tuple[Value, ...]:
+    """The inputs of ``Value(data, children, op)`` (micrograd's form), checked: a tuple
+    or list of Values, in order, and an op of the rule table that takes that many."""
+    if not isinstance(children, (tuple, list)) or not all(isinstance(c, Value) for c in children):
+        raise TypeError(
+            "Value: _children must be a tuple of Values (the op's inputs, in order), "
+            f"got {children!r:.60}"
+        )
+    if not isinstance(op, str) or op not in _TABLE or not children:
+        raise _node_form_error(op, children)
+    try:
+        local = _TABLE[op]([c.data for c in children], data, None)
+        fits = len(local) == len(children)
+    except ArithmeticError:  # a derivative infinite here: backward() says so
+        fits = True
+    except (TypeError, IndexError, ValueError):  # another arity, or a kept number
+        fits = False
+    if not fits:
+        raise _node_form_error(op, children)
+    return tuple(children)
+
+
+def _node_form_error(op: object, children: Sequence[Value]) -> ChainruleError:
+    """Why ``Value(data, children, op)`` cannot be a node: no rule, or not of that form."""
+    if not isinstance(op, str) or not op:
+        why = f"the op {op!r} is not a name of chainrule.RULES"
+    elif op not in _TABLE:
+        why = f"the op {op!r} has no derivative rule in chainrule.RULES"
+    elif not children:
+        why = f"the op {op!r} needs its inputs (_children)"
+    else:
+        why = f"the op {op!r} is not made from {len(children)} input(s) alone"
+    return ChainruleError(
+        f"Value: cannot make a node this way: {why}. chainrule takes local derivatives "
+        "from its rule table by _op, not from a _backward closure: write the operation "
+        "itself (a + b, a.tanh(), ...), or make a new op with chainrule.register_op "
+        "(or @chainrule.op)"
+    )
+
+
 def _ordering_error(op: str, a: Value, b: object) -> TypeError:
     """Why ``a < b`` is refused, and what to write instead."""
     shown = f"{b.data!r}" if isinstance(b, Value) else f"{b!r:.40}"
@@ -551,8 +646,9 @@ def _ordering_error(op: str, a: Value, b: object) -> TypeError:
         f"{op}: Values cannot be compared ({a.data!r} {op} {shown}): a comparison would "
         "branch on their data, which the graph does not record, so backward(), grad() and "
         "compile() could not see the choice. Compare the numbers explicitly "
-        f"(a.data {op} b.data) if that is what you mean, or express it with Value operations "
-        "such as relu() or abs()."
+        f"(a.data {op} b.data) if that is what you mean; for the larger or smaller of two "
+        "Values (max(a, b), min(a, b)) write chainrule.maximum(a, b) or "
+        "chainrule.minimum(a, b), which the graph records; or use relu() or abs()."
     )
 
 

@@ -39,9 +39,13 @@ ACTIVATIONS: tuple[str, ...] = ("tanh", "relu", "sigmoid", "linear")
 INITS: tuple[str, ...] = ("uniform", "xavier", "he")
 
 #: The activation of ``Neuron``, ``Layer`` and ``MLP``'s hidden layers unless one is given:
-#: ReLU, as in the reference implementation's ``nn`` (whose ``Neuron`` is ReLU unless told
-#: otherwise) and its moons demo. The lecture's tanh neuron is ``Neuron(n, "tanh")``.
-DEFAULT_ACTIVATION: Activation = "relu"
+#: tanh, the lecture's neuron. The lecture trains ``MLP(3, [4, 4, 1])`` on its four examples
+#: with the summed squared error and a step of 0.1; with ReLU hidden layers (the reference
+#: implementation's ``nn``), most seeds kill every hidden unit in the first steps and stay at
+#: loss 4.0, while with tanh every seed trains. The reference's ReLU network is
+#: ``MLP(2, [16, 16, 1], activation="relu")`` (or ``nonlin=True`` on a ``Neuron``), and
+#: ``chainrule train`` keeps ReLU as its own default (``TrainConfig.activation``).
+DEFAULT_ACTIVATION: Activation = "tanh"
 
 
 def _draw_weight(init: str, nin: int, nout: int, rng: Any) -> float:
@@ -57,22 +61,26 @@ def _draw_weight(init: str, nin: int, nout: int, rng: Any) -> float:
 class Neuron(Module):
     """``act(w · x + b)`` with ``nin`` weights ``w`` and a bias ``b``.
 
-    ``act`` is :data:`DEFAULT_ACTIVATION` (ReLU) unless ``activation`` names another;
-    the lecture's neuron is ``Neuron(2, "tanh")``. Weights start as the ``init``
-    scheme draws them from ``rng`` (the ``random`` module by default, so
-    ``random.seed`` reproduces them); the bias starts at 0.
+    ``act`` is :data:`DEFAULT_ACTIVATION` (tanh, the lecture's) unless ``activation``
+    names another. ``nonlin=True`` / ``nonlin=False`` is the reference implementation's
+    spelling, ReLU / linear as there (``Neuron(nin, nonlin=False)``); give it or
+    ``activation``, not both. Weights start as the ``init`` scheme draws them from
+    ``rng`` (the ``random`` module by default, so ``random.seed`` reproduces them); the
+    bias starts at 0.
     """
 
     def __init__(
         self,
         nin: int,
-        activation: Activation = DEFAULT_ACTIVATION,
+        activation: Activation | None = None,
         *,
         init: Init = "uniform",
         rng: random.Random | None = None,
         fan_out: int = 1,
+        nonlin: bool | None = None,
     ) -> None:
         check_size("nin", nin)
+        activation = _with_nonlin(activation, nonlin)
         check_choice("activation", activation, ACTIVATIONS)
         check_choice("init", init, INITS)
         draw: Any = rng if rng is not None else random  # the module's functions share one state
@@ -93,6 +101,21 @@ class Neuron(Module):
         return f"Neuron({len(self.w)}, activation={self.activation!r})"
 
 
+def _with_nonlin(activation: Activation | None, nonlin: bool | None) -> Activation:
+    """The activation given, or the one micrograd's ``nonlin=`` names (True: ReLU, False:
+    linear), or :data:`DEFAULT_ACTIVATION`."""
+    if nonlin is None:
+        return DEFAULT_ACTIVATION if activation is None else activation
+    if not isinstance(nonlin, bool):
+        raise TypeError(f"nonlin must be True or False, got {nonlin!r:.40}")
+    if activation is not None:
+        raise ValueError(
+            f"give activation={activation!r} or nonlin={nonlin!r} (micrograd's spelling of "
+            "relu or linear), not both"
+        )
+    return "relu" if nonlin else "linear"
+
+
 def _activate(v: Value, activation: str) -> Value:
     if activation == "tanh":
         return v.tanh()
@@ -104,18 +127,21 @@ def _activate(v: Value, activation: str) -> Value:
 
 
 class Layer(Module):
-    """``nout`` neurons that all see the same ``nin`` inputs (ReLU unless told otherwise)."""
+    """``nout`` neurons that all see the same ``nin`` inputs (tanh unless told otherwise;
+    ``nonlin=`` as on :class:`Neuron`)."""
 
     def __init__(
         self,
         nin: int,
         nout: int,
-        activation: Activation = DEFAULT_ACTIVATION,
+        activation: Activation | None = None,
         *,
         init: Init = "uniform",
         rng: random.Random | None = None,
+        nonlin: bool | None = None,
     ) -> None:
         check_size("nout", nout)
+        activation = _with_nonlin(activation, nonlin)
         self.neurons = [
             Neuron(nin, activation, init=init, rng=rng, fan_out=nout) for _ in range(nout)
         ]
@@ -147,10 +173,11 @@ class Layer(Module):
 class MLP(Module):
     """A multi-layer perceptron: ``nin`` inputs, then one layer per entry of ``nouts``.
 
-    ``activation`` (:data:`DEFAULT_ACTIVATION`, ReLU, unless given) applies to the hidden
+    ``activation`` (:data:`DEFAULT_ACTIVATION`, tanh, unless given) applies to the hidden
     layers, ``output_activation`` to the last (``None`` or ``"linear"``: none).
-    ``MLP(3, [4, 4, 1], activation="tanh", output_activation="tanh")`` is the
-    lecture's network (41 parameters); ``MLP(2, [16, 16, 1])`` is the reference demo's.
+    ``MLP(3, [4, 4, 1])`` trains as the lecture's network does (41 parameters; the
+    lecture's own has a tanh output too: ``output_activation="tanh"``);
+    ``MLP(2, [16, 16, 1], activation="relu")`` is the reference demo's.
     """
 
     def __init__(
