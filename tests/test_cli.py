@@ -145,6 +145,12 @@ def test_help_and_version() -> None:
         assert flag in train_help
 
 
+def test_plain_chainrule_prints_the_help() -> None:
+    done = run()
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout == run("--help").stdout and "usage: chainrule" in done.stdout
+
+
 def test_train_defaults_per_dataset_and_optimizer_shown_in_help() -> None:
     from chainrule.cli import build_parser, train_config
 

@@ -49,3 +49,17 @@ def test_the_console_script_is_the_cli_main_function() -> None:
     with pytest.raises(SystemExit) as exited:
         main(["--version"])
     assert exited.value.code == 0
+
+
+def test_star_import_leaves_the_builtin_compile_alone() -> None:
+    import builtins
+
+    import chainrule
+
+    names: dict[str, object] = {}
+    exec("from chainrule import *", names)
+    assert "compile" not in names and "Value" in names and "grad" in names
+    assert names.get("compile", builtins.compile) is builtins.compile
+    from chainrule.compiler import compile as chainrule_compile
+
+    assert chainrule.compile is chainrule_compile  # still there by its full name
