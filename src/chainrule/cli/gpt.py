@@ -132,6 +132,7 @@ def run_train(args: argparse.Namespace) -> int:
         plot_smoothed_loss(
             result.loss,
             staging / "loss.png",
+            window=metrics["loss_window"],  # the same mean as the line printed below
             reference=metrics["uniform_loss"],
             reference_label=f"log(vocab) = {metrics['uniform_loss']:.2f}: a uniform guess",
             title=f"GPT on names: {metrics['parameters']:,} parameters, "
