@@ -458,6 +458,21 @@ def test_the_expression_session_is_chainrules_own_computation() -> None:
     assert {n: s.leaves[n].grad for n in s.names} == state["grads"]  # ends where backward ends
 
 
+def test_the_graph_names_each_node_as_the_step_text_does() -> None:
+    s = ExpressionSession("x*y + 2*x", "x=3,y=-1")
+    s.begin_steps()
+    named = {}
+    while not (step := s.step())["done"]:
+        named[step["id"]] = step["name"]
+        dot = step["dot"]
+    assert "v5 (+)" in named.values() and any("the constant 2" in n for n in named.values())
+    for nid, name in named.items():
+        shown = re.search(rf"^\s*{nid} \[label=\"\{{ ([^|]*) \|", dot, re.M)
+        assert shown is not None, nid
+        # "v6 (+)" in the text, "v6" on the drawing; a variable by its name in both
+        assert name.split(" (")[0] == shown.group(1), (name, shown.group(1))
+
+
 def test_the_graph_can_run_top_to_bottom_for_narrow_screens() -> None:
     assert "rankdir=TB" in ExpressionSession("x*y", "x=1,y=2", "TB").dot()
     assert "rankdir=LR" in ExpressionSession("x*y", "x=1,y=2").dot()
