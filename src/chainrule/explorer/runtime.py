@@ -220,6 +220,8 @@ def _download(package: Package, url: str, say: Callable[[str], None] | None) -> 
         reason = (
             getattr(exc, "reason", None) if not isinstance(exc, urllib.error.HTTPError) else exc
         )
+        if isinstance(reason, OSError) and reason.strerror:  # "Connection refused"
+            reason = reason.strerror
         raise _cannot_fetch(package, reason or exc) from None
 
 
