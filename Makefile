@@ -1,16 +1,20 @@
 # chainrule: two commands set up everything.
-#   make demo   create .venv, install chainrule, train the reference demo (runs/demo/)
-#   make test   install the dev extras, run ruff, mypy and the whole test suite
+#   make demo   create .venv, install chainrule, train the reference demo (runs/demo/);
+#               needs only Python 3.10+ and make
+#   make test   check the prerequisites (tools/preflight.py: Graphviz, Chromium), install
+#               the dev extras and the explorer's runtime, run ruff, mypy and the tests
 #   make docs   redraw docs/neuron.svg, the graph shown in the README
 #   make bench  measure speed and memory against micrograd and PyTorch (bench/RESULTS.md)
 #   make screenshots  the README's pictures of the explorer (docs/explorer-*.png)
-#   make explorer  fetch the browser runtime of `chainrule explore` (npm ci; demo and test do it)
+#   make explorer  put the explorer's browser runtime into the package with npm ci (for a
+#               wheel or a site that ships it; without it, `chainrule explore` fetches the
+#               runtime itself, with Python, into a per-user cache)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: demo test lint typecheck pytest bench docs explorer screenshots clean
+.PHONY: demo test preflight runtime lint typecheck pytest bench docs explorer screenshots clean
 
 # The explorer's browser runtime: Pyodide and Viz.js from npm, at the versions pinned in
 # explorer/package-lock.json, copied beside the page (src/chainrule/explorer/static/vendor).
@@ -30,35 +34,45 @@ $(VENDOR)/.installed: explorer/package.json explorer/package-lock.json
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python $(VENDOR)/.installed
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(PIP) install -e .
 	@touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python $(VENDOR)/.installed
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(PIP) install -e '.[dev]'
 	@touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed
 	$(BIN)/chainrule demo
 
-test: lint typecheck pytest
+# The prerequisites first, before anything is installed or run.
+test: preflight
+	@$(MAKE) --no-print-directory lint typecheck pytest
+
+preflight:
+	@$(PYTHON) tools/preflight.py
+
+# The browser tests need the explorer's runtime: from static/vendor if `make explorer`
+# put it there, else fetched by Python from the npm registry into the per-user cache.
+runtime: $(VENV)/.installed-dev
+	$(BIN)/chainrule explore --fetch
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests examples bench
-	$(BIN)/ruff format --check src tests examples bench
+	$(BIN)/ruff check src tests examples bench tools
+	$(BIN)/ruff format --check src tests examples bench tools
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
-pytest: $(VENV)/.installed-dev
+pytest: $(VENV)/.installed-dev runtime
 	$(BIN)/python -m pytest -n auto
 
-bench: $(VENV)/.installed-dev
+bench: $(VENV)/.installed-dev runtime
 	$(BIN)/python bench/run.py --rounds 3 --write bench/RESULTS.md
 	$(BIN)/python bench/explorer.py --rounds 5 --write bench/RESULTS.md
 
 # The README's pictures of the explorer, both views at 1280x800 (needs Chromium).
-screenshots: $(VENV)/.installed-dev
+screenshots: $(VENV)/.installed-dev runtime
 	$(BIN)/python bench/explorer.py --rounds 1 --screenshots docs
 
 # The drawing in the README: the lecture's tanh neuron after backward().
