@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import io
 import os
 import sys
@@ -214,15 +215,21 @@ def _download(package: Package, url: str, say: Callable[[str], None] | None) -> 
                 shown = f" ({size / 1e6:.1f} MB)" if size else ""
                 say(f"fetching the explorer's runtime: {package.label} from {url}{shown}")
             return _read_all(package, url, answer, size, bar=say is not None)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         if isinstance(exc, RuntimeFetchError):
             raise
-        reason = (
-            getattr(exc, "reason", None) if not isinstance(exc, urllib.error.HTTPError) else exc
-        )
-        if isinstance(reason, OSError) and reason.strerror:  # "Connection refused"
-            reason = reason.strerror
-        raise _cannot_fetch(package, reason or exc) from None
+        raise _cannot_fetch(package, _reason(exc)) from None
+
+
+def _reason(exc: BaseException) -> str:
+    """The words for a failed download: "HTTP Error 404: Not Found", "Connection
+    refused", "Name or service not known", "timed out"."""
+    reason: object = exc
+    if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError):
+        reason = exc.reason
+    if isinstance(reason, OSError) and reason.strerror:
+        return reason.strerror
+    return str(reason) or type(reason).__name__
 
 
 def _read_all(package: Package, url: str, answer: Any, size: int | None, bar: bool) -> bytes:
