@@ -107,7 +107,6 @@ def test_lr_find_writes_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         (["predict", "--model", "m.json", "--input", "1,abc"], "comma-separated numbers"),
         (["lr-find", "--min-lr", "10", "--max-lr", "1"], "--min-lr must be below --max-lr"),
         (["fly"], "invalid choice: 'fly'"),
-        ([], "required: COMMAND"),
     ],
 )
 def test_bad_arguments_get_one_line_and_exit_2(args, message, capsys) -> None:
