@@ -1,17 +1,21 @@
 # chainrule: two commands set up everything.
-#   make demo   create .venv, install chainrule, train the reference demo (runs/demo/)
-#   make test   install the dev extras, run ruff, mypy and the whole test suite
+#   make demo   create .venv, install chainrule, train the reference demo (runs/demo/);
+#               needs only Python 3.10+ and make
+#   make test   check the prerequisites (tools/preflight.py: Graphviz, Chromium), install
+#               the dev extras and the explorer's runtime, run ruff, mypy and the tests
 #   make docs   build the documentation site into site/ (mkdocs --strict; the explorer too)
 #   make drawing  redraw docs/neuron.svg, the graph shown in the README and the guides
 #   make bench  measure speed and memory against micrograd and PyTorch (bench/RESULTS.md)
 #   make screenshots  the explorer guide's pictures of the explorer (docs/explorer-*.png)
-#   make explorer  fetch the browser runtime of `chainrule explore` (npm ci; demo and test do it)
+#   make explorer  put the explorer's browser runtime into the package with npm ci (for a
+#               wheel or a site that ships it; without it, `chainrule explore` fetches the
+#               runtime itself, with Python, into a per-user cache)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: demo test lint typecheck pytest bench docs drawing explorer screenshots clean
+.PHONY: demo test preflight runtime lint typecheck pytest bench docs drawing explorer screenshots clean
 
 # The explorer's browser runtime: Pyodide and Viz.js from npm, at the versions pinned in
 # explorer/package-lock.json, copied beside the page (src/chainrule/explorer/static/vendor).
@@ -31,35 +35,45 @@ $(VENDOR)/.installed: explorer/package.json explorer/package-lock.json
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python $(VENDOR)/.installed
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(PIP) install -e .
 	@touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python $(VENDOR)/.installed
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(PIP) install -e '.[dev]'
 	@touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed
 	$(BIN)/chainrule demo
 
-test: lint typecheck pytest
+# The prerequisites first, before anything is installed or run.
+test: preflight
+	@$(MAKE) --no-print-directory lint typecheck pytest
+
+preflight:
+	@$(PYTHON) tools/preflight.py
+
+# The browser tests need the explorer's runtime: from static/vendor if `make explorer`
+# put it there, else fetched by Python from the npm registry into the per-user cache.
+runtime: $(VENV)/.installed-dev
+	$(BIN)/chainrule explore --fetch
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests examples bench
-	$(BIN)/ruff format --check src tests examples bench
+	$(BIN)/ruff check src tests examples bench tools
+	$(BIN)/ruff format --check src tests examples bench tools
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
-pytest: $(VENV)/.installed-dev
+pytest: $(VENV)/.installed-dev runtime
 	$(BIN)/python -m pytest -n auto
 
-bench: $(VENV)/.installed-dev
+bench: $(VENV)/.installed-dev runtime
 	$(BIN)/python bench/run.py --rounds 3 --write bench/RESULTS.md
 	$(BIN)/python bench/explorer.py --rounds 5 --write bench/RESULTS.md
 
 # The explorer guide's pictures (docs/explorer.md), both views at 1280x800 (needs Chromium).
-screenshots: $(VENV)/.installed-dev
+screenshots: $(VENV)/.installed-dev runtime
 	$(BIN)/python bench/explorer.py --rounds 1 --screenshots docs
 
 # The drawing in the README and the guides: the lecture's tanh neuron after backward().
@@ -67,7 +81,7 @@ drawing: $(VENV)/.installed
 	$(BIN)/chainrule graph "tanh(x1*w1 + x2*w2 + b)" \
 		--at x1=2,x2=0,w1=-3,w2=1,b=6.8813735870195432 -o docs/neuron.svg
 
-$(VENV)/.installed-docs: pyproject.toml | $(BIN)/python $(VENDOR)/.installed
+$(VENV)/.installed-docs: pyproject.toml | $(BIN)/python
 	$(PIP) install -e '.[docs]'
 	@touch $@ $(VENV)/.installed
 
@@ -76,6 +90,7 @@ $(VENV)/.installed-docs: pyproject.toml | $(BIN)/python $(VENDOR)/.installed
 # them (site/explorer/), so the whole folder can be published on any static host.
 docs: $(VENV)/.installed-docs
 	$(BIN)/mkdocs build --strict --site-dir site
+	$(BIN)/chainrule explore --fetch
 	$(BIN)/chainrule explore --site site/explorer
 
 clean:

@@ -107,7 +107,6 @@ def test_lr_find_writes_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         (["predict", "--model", "m.json", "--input", "1,abc"], "comma-separated numbers"),
         (["lr-find", "--min-lr", "10", "--max-lr", "1"], "--min-lr must be below --max-lr"),
         (["fly"], "invalid choice: 'fly'"),
-        ([], "required: COMMAND"),
     ],
 )
 def test_bad_arguments_get_one_line_and_exit_2(args, message, capsys) -> None:
@@ -143,6 +142,12 @@ def test_help_and_version() -> None:
     train_help = run("train", "--help").stdout
     for flag in ("--dataset", "--layers", "--optimizer", "--schedule", "--batch-size", "--seed"):
         assert flag in train_help
+
+
+def test_plain_chainrule_prints_the_help() -> None:
+    done = run()
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout == run("--help").stdout and "usage: chainrule" in done.stdout
 
 
 def test_train_defaults_per_dataset_and_optimizer_shown_in_help() -> None:

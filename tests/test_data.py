@@ -8,6 +8,7 @@ import math
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import zipfile
@@ -98,25 +99,31 @@ def test_names_file_states_its_source_and_licence() -> None:
 
 def test_names_load_from_a_built_wheel(tmp_path: Path) -> None:
     """Build the wheel from a copy of the project (no network, no build isolation),
-    unpack it and read the names there: the list is package data, not a source-tree file."""
+    unpack it and read the names there: the list is package data, not a source-tree file.
+    The explorer's page ships, and so does its runtime when `make explorer` put it in
+    static/vendor (a stand-in file here); without it the installed package fetches the
+    runtime itself (no network here: the one-line error saying so)."""
     project = tmp_path / "project"
-    shutil.copytree(ROOT / "src", project / "src", ignore=shutil.ignore_patterns("*.egg-info"))
+    ignored = shutil.ignore_patterns("*.egg-info", "vendor", "__pycache__")
+    shutil.copytree(ROOT / "src", project / "src", ignore=ignored)
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy2(ROOT / name, project / name)
+    vendored = project / "src/chainrule/explorer/static/vendor/viz/viz.js"
+    vendored.parent.mkdir(parents=True)
+    vendored.write_text("// a stand-in for Viz.js")
     build = "from setuptools import build_meta; print(build_meta.build_wheel('dist'))"
     built = subprocess.run(
         [sys.executable, "-c", build], cwd=project, capture_output=True, text=True, check=True
     )
     wheel = project / "dist" / built.stdout.strip().splitlines()[-1]
+    assert wheel.stat().st_size < 2_000_000  # without the runtime's 8 MB
     site = tmp_path / "site"
     with zipfile.ZipFile(wheel) as archive:
         assert {
             "chainrule/datasets/names.txt",
             "chainrule/datasets/NAMES-SOURCE.md",
-            # the explorer's page and its runtime (fetched by `make explorer`) ship too
             "chainrule/explorer/static/index.html",
             "chainrule/explorer/static/worker.js",
-            "chainrule/explorer/static/vendor/pyodide/pyodide.asm.wasm",
             "chainrule/explorer/static/vendor/viz/viz.js",
         } <= set(archive.namelist())
         archive.extractall(site)
@@ -132,6 +139,17 @@ def test_names_load_from_a_built_wheel(tmp_path: Path) -> None:
     where, count, first = out.stdout.split()
     assert Path(where).is_relative_to(site)
     assert int(count) == len(data.names()) and first == "james"
+    with socket.socket() as probe_port:  # a registry nothing answers for
+        probe_port.bind(("127.0.0.1", 0))
+        closed = probe_port.getsockname()[1]
+    env |= {
+        "CHAINRULE_CACHE": str(tmp_path / "cache"),
+        "CHAINRULE_NPM_REGISTRY": f"http://127.0.0.1:{closed}",
+    }
+    fetch = [sys.executable, "-m", "chainrule.cli", "explore", "--fetch"]
+    out = subprocess.run(fetch, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1
+    assert "cannot fetch the explorer's runtime (pyodide 314.0.7)" in out.stderr
 
 
 # --- The pure-Python stream is NumPy's legacy RandomState, bit for bit -----------------

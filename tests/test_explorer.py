@@ -3,7 +3,10 @@ files, no path traversal), the source archive, and the session the page runs."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
+import http.server
 import io
 import json
 import math
@@ -13,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -26,7 +30,7 @@ from setuptools.config.pyprojecttoml import read_configuration
 import chainrule
 from chainrule import data, plots, topological_order
 from chainrule.cli import build_parser, main, train_config
-from chainrule.explorer import server
+from chainrule.explorer import runtime, server
 from chainrule.explorer.session import ExpressionSession, TrainingSession, call
 from chainrule.expr import ExpressionError, evaluate
 from chainrule.training import Run, TrainConfig, build, train
@@ -384,10 +388,149 @@ def test_a_site_that_fails_part_way_leaves_nothing_and_a_retry_works(tmp_path, m
         shutil.rmtree(target)
 
 
-def test_a_missing_runtime_says_how_to_fetch_it(tmp_path) -> None:
+def test_a_missing_runtime_says_how_to_fetch_it(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("CHAINRULE_CACHE", str(tmp_path / "cache"))
     (tmp_path / "index.html").write_text("<!doctype html>")
     with pytest.raises(server.ExplorerNotInstalledError, match="make explorer"):
         server.site_files(tmp_path)
+
+
+# -- the runtime fetched from the npm registry, without Node ------------------------------
+
+
+def tarball(files: dict[str, bytes]) -> bytes:
+    """A gzipped tarball holding ``files`` (member name -> content), as npm packs one."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, content in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def integrity(data: bytes) -> str:
+    return "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode()
+
+
+@contextlib.contextmanager
+def fake_registry(tarballs: dict[str, bytes]) -> Iterator[tuple[str, list[str]]]:
+    """An npm registry on 127.0.0.1 serving ``tarballs`` (URL path -> bytes); yields its
+    address and the list of paths asked for."""
+    asked: list[str] = []
+
+    class Registry(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            body = tarballs.get(self.path)
+            self.send_response(200 if body is not None else 404)
+            self.send_header("Content-Length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Registry)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}", asked
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def fake_package(content: bytes, members: dict[str, bytes] | None = None) -> tuple[Any, bytes]:
+    """A one-file runtime package and its tarball (``members``: the tarball's own)."""
+    data = tarball(members if members is not None else {"package/dist/x.js": content})
+    package = runtime.Package(
+        name="@fake/x", version="1.2.3", integrity=integrity(data), folder="x",
+        files={"package/dist/x.js": "x.js"},
+    )  # fmt: skip
+    return package, data
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("CHAINRULE_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "explorer"
+
+
+def test_the_runtime_is_fetched_checked_and_cached_and_then_served(
+    cache, tmp_path, monkeypatch
+) -> None:
+    package, data = fake_package(b"export const x = 1;")
+    static = tmp_path / "static"
+    static.mkdir()
+    (static / "index.html").write_text("<!doctype html>")
+    said: list[str] = []
+    monkeypatch.setattr(runtime, "PACKAGES", (package,))
+    with fake_registry({"/@fake/x/-/x-1.2.3.tgz": data}) as (base, asked):
+        monkeypatch.setenv("CHAINRULE_NPM_REGISTRY", base)
+        assert runtime.find(static) is None
+        folders = runtime.ensure(static, say=said.append)
+        assert folders == {"x": cache / "fake-x-1.2.3"}
+        assert (cache / "fake-x-1.2.3" / "x.js").read_bytes() == b"export const x = 1;"
+        assert runtime.ensure(static, say=said.append) == folders  # from the cache
+        table = server.site_files(static)
+    assert asked == ["/@fake/x/-/x-1.2.3.tgz"]  # once: the second call fetched nothing
+    assert len(said) == 1 and "@fake/x 1.2.3" in said[0] and "MB" in said[0]
+    assert table["/vendor/x/x.js"] == cache / "fake-x-1.2.3" / "x.js"
+    assert sorted(p.name for p in cache.iterdir()) == ["fake-x-1.2.3"]  # no staging left
+
+
+@pytest.mark.parametrize(
+    ("members", "why"),
+    [
+        (None, "does not match the sha512 integrity"),  # bytes changed after locking
+        ({"package/dist/x.js": b"x", "package/../../evil.js": b"y"}, "outside its folder"),
+        ({"/etc/evil": b"y", "package/dist/x.js": b"x"}, "outside its folder"),
+        ({"package/dist/y.js": b"x"}, "has no file 'package/dist/x.js'"),
+    ],
+    ids=["integrity", "dot-dot", "absolute", "missing"],
+)
+def test_a_bad_tarball_is_refused_and_nothing_is_cached(cache, members, why) -> None:
+    package, data = fake_package(b"good", members)
+    served = data if members is not None else tarball({"package/dist/x.js": b"evil"})
+    refused = pytest.raises(runtime.RuntimeFetchError, match=re.escape(why))
+    with fake_registry({"/@fake/x/-/x-1.2.3.tgz": served}) as (base, _), refused:
+        runtime.fetch(package, base, say=None)
+    assert not cache.exists() or list(cache.iterdir()) == []
+    assert not (cache.parent.parent / "evil.js").exists()
+
+
+def test_offline_explore_fails_in_one_line_saying_what_to_do(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("CHAINRULE_CACHE", str(tmp_path / "cache"))
+    with socket.socket() as probe:  # a port nothing listens on: connection refused
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    monkeypatch.setenv("CHAINRULE_NPM_REGISTRY", f"http://127.0.0.1:{closed}")
+    static = tmp_path / "static"  # a package installed without the runtime
+    static.mkdir()
+    monkeypatch.setattr(server, "STATIC", static)
+    assert main(["explore", "--no-browser"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(
+        "chainrule explore: error: cannot fetch the explorer's runtime (pyodide 314.0.7) "
+        "from the npm registry: "
+    )
+    assert "connect to the internet once, or run `make explorer` in a checkout" in err
+    assert not (tmp_path / "cache" / "explorer").exists() or not any(
+        (tmp_path / "cache" / "explorer").iterdir()
+    )
+
+
+def test_the_runtime_pinned_in_the_package_is_the_lock_files() -> None:
+    lock = json.loads((ROOT / "explorer" / "package-lock.json").read_text())["packages"]
+    wanted = lock[""]["dependencies"]
+    assert {p.name: p.version for p in runtime.PACKAGES} == wanted
+    for package in runtime.PACKAGES:
+        assert lock[f"node_modules/{package.name}"]["version"] == package.version
+        assert lock[f"node_modules/{package.name}"]["integrity"] == package.integrity
+    makefile = (ROOT / "Makefile").read_text()  # `make explorer` copies the same files
+    for name in runtime.PACKAGES[0].files.values():
+        assert name in makefile
 
 
 def test_bad_ports_are_refused() -> None:
@@ -456,6 +599,21 @@ def test_the_expression_session_is_chainrules_own_computation() -> None:
     assert "∂v9/∂v8 = 1 − v9² = 0.5000 × upstream 1.0000 = 0.5000; grad of v8 = 0.5000" in lines
     assert "∂v6/∂x1 = w1 = -3.0000 × upstream 0.5000 = -1.5000; grad of x1 = -1.5000" in lines
     assert {n: s.leaves[n].grad for n in s.names} == state["grads"]  # ends where backward ends
+
+
+def test_the_graph_names_each_node_as_the_step_text_does() -> None:
+    s = ExpressionSession("x*y + 2*x", "x=3,y=-1")
+    s.begin_steps()
+    named = {}
+    while not (step := s.step())["done"]:
+        named[step["id"]] = step["name"]
+        dot = step["dot"]
+    assert "v5 (+)" in named.values() and any("the constant 2" in n for n in named.values())
+    for nid, name in named.items():
+        shown = re.search(rf"^\s*{nid} \[label=\"\{{ ([^|]*) \|", dot, re.M)
+        assert shown is not None, nid
+        # "v6 (+)" in the text, "v6" on the drawing; a variable by its name in both
+        assert name.split(" (")[0] == shown.group(1), (name, shown.group(1))
 
 
 def test_the_graph_can_run_top_to_bottom_for_narrow_screens() -> None:

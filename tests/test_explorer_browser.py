@@ -181,6 +181,14 @@ def test_the_lecture_neuron_and_its_backward_pass_step_by_step(shared, explorer_
         lines.append(page.text("step-explain"))
     assert "the output: its gradient starts at 1" in lines[0]
     assert "∂v6/∂x1 = w1 = -3.0000 × upstream 0.5000 = -1.5000" in lines[3]
+    # the node the text calls v6 is labelled v6 on the drawing too
+    first_words = page.page.evaluate(
+        """id => [...document.querySelectorAll('[data-testid=graph] g.node')]
+            .filter(g => g.querySelector('title')?.textContent === id)
+            .map(g => g.querySelector('text')?.textContent)""",
+        "v6",
+    )
+    assert first_words == ["v6"]
 
     # The nudge: the finite difference agrees with backward().
     page.by("nudge-variable").select_option("w1")

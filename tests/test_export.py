@@ -127,6 +127,25 @@ def test_default_output_is_next_to_the_model(tmp_path: Path) -> None:
     onnx.checker.check_model(onnx.load(str(tmp_path / "model.onnx")))
 
 
+def test_a_runs_model_is_exported_beside_the_run_folder_which_the_next_run_replaces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    train = ["train", "--steps", "3", "--layers", "4", "--out", "runs/demo", "--no-progress"]
+    assert main(train) == 0
+    assert main(["export", "runs/demo/model.json"]) == 0
+    assert main(["export", "runs/demo/model.json", "--format", "onnx"]) == 0
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
+        "demo", "demo.onnx", "demo.safetensors",
+    ]  # fmt: skip
+    assert from_safetensors(tmp_path / "runs" / "demo.safetensors")[0].num_parameters() > 0
+    assert main(train) == 0  # the run's folder holds only its results: replaced again
+    monkeypatch.chdir(tmp_path / "runs" / "demo")  # `export model.json` inside the run
+    (tmp_path / "runs" / "demo.onnx").unlink()
+    assert main(["export", "model.json", "--format", "onnx"]) == 0
+    assert (tmp_path / "runs" / "demo.onnx").is_file() and not Path("model.onnx").exists()
+
+
 def test_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = make_model(tmp_path, "relu", None, [3, 1])
     st = tmp_path / "m.safetensors"

@@ -91,6 +91,24 @@ def test_sample_prints_n_names_reproducibly(run_dir: Path, capsys) -> None:
     assert greedy[0] == tokenizer.decode(loaded.sample(random.Random(0), temperature=0.0))
 
 
+def test_sample_defaults_to_the_model_gpt_train_writes_by_default(
+    run_dir: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["gpt", "sample", "-n", "2"]) == 2  # nothing trained here yet
+    err = one_error_line(capsys.readouterr().err, "gpt sample")
+    assert "runs/gpt/model.json" in err and "chainrule gpt train" in err
+    (tmp_path / "runs" / "gpt").mkdir(parents=True)
+    (tmp_path / "runs" / "gpt" / "model.json").write_bytes((run_dir / "model.json").read_bytes())
+    assert main(["gpt", "sample", "-n", "4", "--seed", "5"]) == 0
+    by_default = capsys.readouterr().out
+    assert (
+        main(["gpt", "sample", "--model", str(run_dir / "model.json"), "-n", "4", "--seed", "5"])
+        == 0
+    )
+    assert capsys.readouterr().out == by_default and len(by_default.splitlines()) == 4
+
+
 def test_eager_and_compiled_runs_give_the_same_losses(run_dir: Path, tmp_path: Path) -> None:
     assert main(["gpt", "train", *TINY, "--eager", "--out", str(tmp_path)]) == 0
     eager = json.loads((tmp_path / "metrics.json").read_text())
@@ -354,7 +372,6 @@ def test_bad_model_files_and_arguments_get_one_line_and_exit_2(small, tmp_path, 
          "'-1' must be 0 or more"),
         (["gpt", "sample", "--model", str(gpt_file), "-n", "0"], "gpt sample",
          "'0' must be at least 1"),
-        (["gpt", "sample"], "gpt sample", "required: --model"),
         (["gpt", "train", "--heads", "3"], "gpt train", "dim 16 is not divisible by heads 3"),
         (["gpt", "train", "--steps", "0"], "gpt train", "'0' must be at least 1"),
         (["gpt", "train", "--lr", "nan"], "gpt train", "not a finite number"),

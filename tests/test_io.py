@@ -137,6 +137,21 @@ def test_ensure_writable_folder(tmp_path: Path) -> None:
         ensure_writable_folder(tmp_path / "f" / "sub")
 
 
+@pytest.mark.parametrize("out", ["/proc/x", "/proc/x/y"])
+def test_a_folder_that_refuses_new_entries_is_not_called_missing(out: str) -> None:
+    # /proc exists, but refuses new entries with ENOENT: "No such file or directory"
+    # would be untrue, so the message names /proc and says what it does not allow
+    for attempt in (
+        lambda: ensure_writable_folder(out),
+        lambda: staged_folder(out, ()).__enter__(),
+    ):
+        with pytest.raises(OSError) as caught:
+            attempt()
+        message = str(caught.value.strerror)  # what the CLI prints
+        assert message.startswith("cannot write into the folder '/proc' (it exists, ")
+        assert "does not allow new files" in message and "No such file" not in message
+
+
 # -- permissions ------------------------------------------------------------------------
 
 

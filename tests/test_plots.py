@@ -166,3 +166,28 @@ def test_one_palette_for_every_plot_and_notebook() -> None:
             for alias in n.names
         } & names
     assert {"draw_decision_boundary", "draw_points"} <= drawers["demo.ipynb"]
+
+
+def test_the_gpt_plot_averages_the_same_steps_as_the_printed_loss(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import chainrule.plots
+    from chainrule.cli import main
+    from chainrule.plots import moving_average
+
+    drawn: list[tuple[list[float], int]] = []
+    real = chainrule.plots.plot_smoothed_loss
+
+    def recording(loss: list[float], path: Path, **kwargs: object) -> Path:
+        drawn.append((list(loss), kwargs["window"]))  # type: ignore[arg-type]
+        return real(loss, path, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(chainrule.plots, "plot_smoothed_loss", recording)
+    tiny = ["--steps", "400", "--dim", "4", "--heads", "1", "--block-size", "4", "--no-progress"]
+    assert main(["gpt", "train", *tiny, "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    ((loss, window),) = drawn
+    assert window == metrics["loss_window"] == 100 and "the last 100 steps" in printed
+    assert moving_average(loss, window)[-1] == pytest.approx(metrics["loss"])  # the line's end
+    assert f"{metrics['loss']:.4f}" in printed

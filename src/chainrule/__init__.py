@@ -64,6 +64,8 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'chainrule' has no attribute {name!r}")
 
 
+#: ``compile`` is left out on purpose: ``from chainrule import *`` must not hide Python's
+#: built-in ``compile``. Use it as ``chainrule.compile`` (or ``from chainrule import compile``).
 __all__ = [
     "BackwardStep",
     "BackwardTerm",
@@ -80,7 +82,6 @@ __all__ = [
     "__version__",
     "backward_steps",
     "clamp",
-    "compile",
     "dot",
     "draw_dot",
     "enable_grad",

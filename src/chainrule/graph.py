@@ -171,6 +171,7 @@ def draw_dot(
     max_nodes: int | None = 500,
     show_grad: bool = True,
     precision: int = 4,
+    show_ids: bool = False,
 ) -> graphviz.Digraph:
     """Draw the graph of everything ``root`` depends on, as a :class:`graphviz.Digraph`.
 
@@ -182,7 +183,10 @@ def draw_dot(
     on top); ``format`` is the output format used when the Digraph is rendered.
 
     The node names in the DOT source follow the topological order (``v0``, ``v1``, ...),
-    so the same graph always gives the same source.
+    so the same graph always gives the same source. With ``show_ids``, an unlabelled
+    Value shows that name in its box (``v6 | data ... | grad ...``), so that text
+    naming the nodes by id (the explorer's backward steps) can be followed on the
+    drawing.
 
     Raises :class:`GraphTooLargeError` (a ``ValueError``) before drawing anything when
     the graph has more than ``max_nodes`` Values (``None`` means no limit), and
@@ -210,6 +214,8 @@ def draw_dot(
             fields.append(f"grad {_format_number(node.grad, precision)}")
         if node.label:
             fields.insert(0, _escape_record(node.label))
+        elif show_ids:
+            fields.insert(0, nid)
         record = " | ".join(fields)
         # In a left-to-right layout a record's top-level fields stack vertically;
         # braces turn them back into one row, so both layouts read the same way.

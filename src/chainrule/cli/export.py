@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from chainrule.cli.args import (
+    CHECKPOINT_FILE,
     UsageError,
     check_output_file,
     debug_flag,
@@ -14,7 +15,25 @@ from chainrule.cli.args import (
     refuse_overwriting_inputs,
 )
 
-__all__ = ["add_parser", "run_export", "run_import"]
+__all__ = ["RUN_MARKS", "add_parser", "default_export_path", "run_export", "run_import"]
+
+#: A folder holding one of these is a run's folder (demo, train, gpt train).
+RUN_MARKS = ("metrics.json", CHECKPOINT_FILE)
+
+
+def default_export_path(model: Path, suffix: str) -> Path:
+    """Where `chainrule export MODEL` writes without -o: MODEL with the format's suffix,
+    but beside a run's folder, not into it (``runs/demo/model.json`` gives
+    ``runs/demo.safetensors``): a file in a run's folder that is not a result of a
+    run stops the next run (`make demo`) from replacing that folder."""
+    folder = model.parent
+    if not any((folder / name).is_file() for name in RUN_MARKS):
+        return model.with_suffix(suffix)
+    named = folder if folder.name not in ("", "..") else folder.resolve()  # `export model.json`
+    if not named.name:  # the root folder: there is nothing to write beside
+        return model.with_suffix(suffix)
+    stem = named.name if model.stem == "model" else f"{named.name}-{model.stem}"
+    return named.with_name(stem + suffix)
 
 
 def add_parser(subparsers: Any) -> None:
@@ -32,7 +51,11 @@ def add_parser(subparsers: Any) -> None:
         "and other runtimes. No pickle. Needs pip install 'chainrule[export]'.",
     )
     p.add_argument("model", type=Path, metavar="MODEL", help="a model.json written by train/demo")
-    output_flag(p, "file to write, atomically (MODEL with the format's suffix)")
+    output_flag(
+        p,
+        "file to write, atomically (MODEL with the format's suffix; for the model of a "
+        "run, beside the run's folder: runs/demo/model.json gives runs/demo.safetensors)",
+    )
     p.add_argument(
         "--format",
         choices=tuple(EXPORT_FORMATS),
@@ -81,7 +104,7 @@ def run_export(args: argparse.Namespace) -> int:
     from chainrule.nn import load_with_metadata
 
     fmt = _export_format(args)
-    path: Path = args.output or args.model.with_suffix(EXPORT_FORMATS[fmt])
+    path: Path = args.output or default_export_path(args.model, EXPORT_FORMATS[fmt])
     check_output_file(path, example=f"model{EXPORT_FORMATS[fmt]}")
     model, metadata = load_with_metadata(args.model)  # size, shapes, numbers checked
     flag = "-o" if args.output else None

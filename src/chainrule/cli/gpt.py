@@ -12,6 +12,7 @@ from chainrule.cli.args import (
     GPT_RUN_FILES,
     RUN_FILES,
     Parser,
+    UsageError,
     atomic_write_text,
     count,
     debug_flag,
@@ -22,7 +23,11 @@ from chainrule.cli.args import (
     staged_folder,
 )
 
-__all__ = ["add_parser", "run_sample", "run_train"]
+__all__ = ["DEFAULT_MODEL", "DEFAULT_OUT", "add_parser", "run_sample", "run_train"]
+
+#: Where `gpt train` writes by default, and so where `gpt sample` looks by default.
+DEFAULT_OUT = Path("runs/gpt")
+DEFAULT_MODEL = DEFAULT_OUT / "model.json"
 
 
 def add_parser(subparsers: Any) -> None:
@@ -65,7 +70,7 @@ def _add_train_parser(gpt_sub: Any) -> None:
     p.add_argument(
         "--seed", type=seed, default=d.seed, help="random seed, 0 to 2**32 - 1 (%(default)s)"
     )
-    run_flags(p, "runs/gpt")
+    run_flags(p, str(DEFAULT_OUT))
     p.set_defaults(func=run_train)
 
 
@@ -78,7 +83,12 @@ def _add_sample_parser(gpt_sub: Any) -> None:
         "names, one per line, each drawn a character at a time from softmax(logits / "
         "temperature); --temperature 0 takes the most likely character every time.",
     )
-    p.add_argument("--model", type=Path, required=True, help="a model.json of `gpt train`")
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=DEFAULT_MODEL,
+        help="a model.json of `gpt train` (%(default)s, where `gpt train` writes by default)",
+    )
     p.add_argument("-n", type=count(1), default=20, help="how many names (%(default)s)")
     p.add_argument(
         "--temperature",
@@ -122,6 +132,7 @@ def run_train(args: argparse.Namespace) -> int:
         plot_smoothed_loss(
             result.loss,
             staging / "loss.png",
+            window=metrics["loss_window"],  # the same mean as the line printed below
             reference=metrics["uniform_loss"],
             reference_label=f"log(vocab) = {metrics['uniform_loss']:.2f}: a uniform guess",
             title=f"GPT on names: {metrics['parameters']:,} parameters, "
@@ -141,6 +152,11 @@ def run_sample(args: argparse.Namespace) -> int:
     """Print ``-n`` names sampled from a GPT model file, one per line."""
     from chainrule import gpt
 
+    if args.model == DEFAULT_MODEL and not DEFAULT_MODEL.exists():
+        raise UsageError(
+            f"no model at {DEFAULT_MODEL}: train one with `chainrule gpt train`, "
+            "or name one with --model"
+        )
     model, tokenizer = gpt.load(args.model)  # size, shapes, numbers checked
     rng = random.Random(args.seed)
     for name in gpt.sample_names(model, tokenizer, args.n, rng, args.temperature):

@@ -71,15 +71,19 @@ def _printable_output() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code.
 
-    0: done. 2: a bad argument, input file or output path, or a training run that
-    diverged -- one line on stderr saying what is wrong. 1: an unexpected error, which
-    is a bug in chainrule -- one line saying so (``--debug`` shows the traceback).
+    0: done (plain ``chainrule`` prints the help). 2: a bad argument, input file or
+    output path, or a training run that diverged -- one line on stderr saying what is
+    wrong. 1: an unexpected error, which is a bug in chainrule -- one line saying so
+    (``--debug`` shows the traceback).
     130: interrupted; 143: terminated (SIGTERM) during training. 141: the reader of
     the output went away (``chainrule gpt sample | head``), quietly, as Unix tools do.
     """
     words = list(sys.argv[1:] if argv is None else argv)
     _printable_output()
     parser = build_parser()
+    if not words:  # plain `chainrule`: the help, not an error about a missing command
+        parser.print_help()
+        return 0
     args: argparse.Namespace | None = None
     try:
         args = parser.parse_args(graph.move_leading_minus_expression(words))

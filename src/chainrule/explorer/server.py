@@ -1,8 +1,10 @@
 """Serve the explorer on this machine (``chainrule explore``), or write it out as a static site.
 
 The explorer is a static page: HTML, CSS and JavaScript in ``static/``, the browser
-runtime beside it in ``static/vendor/`` (Pyodide and Viz.js, fetched from npm by
-``make explorer`` at the versions pinned in ``explorer/package-lock.json``), and
+runtime served beside it as ``vendor/`` (Pyodide and Viz.js at the versions pinned in
+``explorer/package-lock.json``: from ``static/vendor/``, filled by ``make explorer``,
+or from the per-user cache that ``chainrule explore`` fetches them into, see
+:mod:`chainrule.explorer.runtime`), and
 ``chainrule.zip``: chainrule's own source, the very files of the installed package,
 zipped when the server starts (with the pure-Python ``graphviz`` package that
 :func:`chainrule.graph.draw_dot` builds its DOT source with).
@@ -41,6 +43,7 @@ from urllib.parse import unquote, urlsplit
 
 import chainrule
 from chainrule.errors import ChainruleError
+from chainrule.explorer import runtime
 from chainrule.io.files import staged_folder
 
 __all__ = [
@@ -61,20 +64,10 @@ __all__ = [
 #: The only address the server listens on: this machine, never the network.
 HOST = "127.0.0.1"
 
-#: The page's own files; ``vendor/`` in it holds the runtime that ``make explorer`` fetches.
+#: The page's own files; ``vendor/`` in it may hold the runtime that ``make explorer`` fetches.
 STATIC = Path(__file__).resolve().parent / "static"
 
 _STATIC_IN_PACKAGE = STATIC.relative_to(Path(__file__).resolve().parents[1]).as_posix()
-
-#: Files the page cannot start without, from the npm packages.
-RUNTIME = (
-    "vendor/pyodide/pyodide.mjs",
-    "vendor/pyodide/pyodide.asm.mjs",
-    "vendor/pyodide/pyodide.asm.wasm",
-    "vendor/pyodide/python_stdlib.zip",
-    "vendor/pyodide/pyodide-lock.json",
-    "vendor/viz/viz.js",
-)
 
 #: What chainrule.zip carries of the package besides its modules (``*.py``): the data
 #: files that pyproject.toml's package-data declares, less the explorer's own page.
@@ -140,14 +133,17 @@ class ExplorerNotInstalledError(ChainruleError, FileNotFoundError):
     """The explorer's browser runtime (Pyodide, Viz.js) has not been fetched."""
 
 
-def _check_runtime(static: Path) -> None:
-    missing = [name for name in RUNTIME if not (static / name).is_file()]
-    if missing:
+def _runtime(static: Path) -> dict[str, Path]:
+    """The runtime's folders (see :func:`chainrule.explorer.runtime.find`), or
+    :class:`ExplorerNotInstalledError` saying how to fetch it."""
+    found = runtime.find(static)
+    if found is None:
         raise ExplorerNotInstalledError(
-            f"the explorer's browser runtime is missing ({missing[0]}): run `make explorer` "
-            "in the chainrule checkout (it fetches Pyodide and Viz.js with npm ci; "
-            "`make demo` and `make test` do it too)"
+            "the explorer's browser runtime (Pyodide, Viz.js) is missing: run "
+            "`chainrule explore` once with an internet connection (it fetches it into "
+            f"{runtime.cache_root()}), or `make explorer` in the chainrule checkout"
         )
+    return found
 
 
 def _visible_files(root: Path) -> list[Path]:
@@ -218,13 +214,19 @@ def site_files(static: Path = STATIC) -> dict[str, Path | bytes]:
     """The site, as a table from URL path to a file on disk or to bytes.
 
     Every file under ``static`` (names starting with a dot left out), ``/`` for the
-    page itself, and ``/chainrule.zip`` (:func:`source_archive`). Raises
-    :class:`ExplorerNotInstalledError` when the runtime has not been fetched.
+    page itself, ``/chainrule.zip`` (:func:`source_archive`), and the runtime's files
+    as ``/vendor/<package>/<name>``, from ``static/vendor`` or the per-user cache
+    (:mod:`chainrule.explorer.runtime`). Raises :class:`ExplorerNotInstalledError`
+    when the runtime is in neither.
     """
-    _check_runtime(static)
+    vendor = _runtime(static)
     table: dict[str, Path | bytes] = {}
     for rel in _visible_files(static):
-        table["/" + rel.as_posix()] = static / rel
+        if rel.parts[0] != "vendor":  # the runtime's files, found where they are, below
+            table["/" + rel.as_posix()] = static / rel
+    for package in runtime.PACKAGES:
+        for name in package.files.values():
+            table[f"/vendor/{package.folder}/{name}"] = vendor[package.folder] / name
     table["/"] = table["/index.html"]
     table["/chainrule.zip"] = source_archive()
     return table

@@ -135,10 +135,13 @@ class ExpressionSession:
 
     def dot(self) -> str:
         """The graph as DOT source, by :func:`chainrule.graph.draw_dot`: node ``v<i>``
-        is the ``i``-th Value in topological order (``<id>_op`` its operation)."""
+        is the ``i``-th Value in topological order (``<id>_op`` its operation), and an
+        unlabelled one shows ``v<i>`` in its box, the name the step text gives it."""
         from chainrule.graph import draw_dot
 
-        drawing = draw_dot(self.root, rankdir=self.rankdir, max_nodes=300, precision=PRECISION)
+        drawing = draw_dot(
+            self.root, rankdir=self.rankdir, max_nodes=300, precision=PRECISION, show_ids=True
+        )
         return str(drawing.source)
 
     def state(self) -> dict[str, Any]:

@@ -298,6 +298,14 @@ def _cannot_write(folder: Path, exc: OSError) -> OSError:
     reason = exc.strerror or str(exc)
     if isinstance(exc, (FileExistsError, NotADirectoryError)):
         reason = "a part of that path is a file"
+    elif isinstance(exc, FileNotFoundError):
+        # /proc, /sys: the folder (or the nearest one above it that exists) is there,
+        # but its file system refuses new entries with ENOENT, "No such file or
+        # directory", which would be untrue: name that folder and say what happened
+        existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if existing is not None and existing.is_dir():
+            folder = existing
+            reason = "it exists, but its file system does not allow new files or folders"
     return type(exc)(exc.errno, f"cannot write into the folder {str(folder)!r} ({reason})")
 
 
