@@ -48,7 +48,7 @@ def demo_problem() -> tuple[Any, Any]:
     """The reference demo's model and loss, exactly as ``workloads.demo_step`` runs them."""
     X, y = workloads.moons()
     random.seed(1337)
-    model = MLP(2, [16, 16, 1])
+    model = MLP(2, [16, 16, 1], activation="relu")  # the reference demo's network
     return model, workloads.demo_loss(Value, model, X, y)
 
 
@@ -100,7 +100,7 @@ def compile_time(engine: str, steps: int) -> dict[str, Any]:
 def mlp_problem(points: int, width: int) -> tuple[Any, Any, Any]:
     X, y = moons(points, noise=0.1, seed=1)
     ys = np.array([2.0 * c - 1.0 for c in y])
-    return np.array(X), ys, MLP(2, [width, width, 1], rng=random.Random(0))
+    return np.array(X), ys, MLP(2, [width, width, 1], activation="relu", rng=random.Random(0))
 
 
 def mlp(engine: str, steps: int, points: int, width: int) -> dict[str, Any]:

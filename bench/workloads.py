@@ -69,7 +69,7 @@ def demo_step(engine: str, steps: int) -> dict[str, Any]:
         from chainrule import Value
         from chainrule.nn import MLP
 
-        model = MLP(2, [16, 16, 1])
+        model = MLP(2, [16, 16, 1], activation="relu")  # the reference demo's network
 
     loss = demo_loss(Value, model, X, y)
     times, values = [], []
@@ -201,7 +201,7 @@ def inference(engine: str, reps: int) -> dict[str, Any]:
     from chainrule.nn import MLP
 
     X, _ = moons()
-    model = MLP(2, [16, 16, 1], rng=random.Random(1337))
+    model = MLP(2, [16, 16, 1], activation="relu", rng=random.Random(1337))
     rows = [[Value(v) for v in row] for row in X]
     recorded, bare = [], []
     for _ in range(reps):
