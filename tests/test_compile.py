@@ -779,6 +779,31 @@ def test_bad_inputs_are_refused() -> None:
         step([math.nan])
 
 
+def test_a_softmax_that_subtracts_a_maximum_read_from_values_names_the_rewrite() -> None:
+    """The small scalar GPTs' softmax (microgpt's among them) subtracts
+    ``max(val.data for val in logits)``: refused with its line and the exact rewrite,
+    which then compiles and equals eager."""
+    w = [Value(0.3 * i - 0.2) for i in range(4)]
+
+    def scalar_gpt_softmax(logits):
+        max_val = max(val.data for val in logits)  # marker: max-read
+        exps = [(val - max_val).exp() for val in logits]
+        total = sum(exps)
+        return [e / total for e in exps]
+
+    def loss(softmax):
+        return lambda: -softmax([wi * 2.0 + wi * wi for wi in w])[2].log()
+
+    at = rf"{HERE}:{line_of('marker: max-read')}"
+    with pytest.raises(CompileError, match=rf"{at}.*chainrule\.losses\.softmax.*maximum"):
+        chainrule.compile(loss(scalar_gpt_softmax), w, fallback=False)()
+    step = chainrule.compile(loss(L.softmax), w, fallback=False)
+    for shift in (0.0, 1.5, -3.0):
+        for p in w:
+            p.data += shift
+        assert step().data == pytest.approx(loss(scalar_gpt_softmax)().data, abs=1e-12)
+
+
 def test_captured_values_are_reported_as_constants() -> None:
     w, outside = Value(0.5), Value(3.0, label="outside")
     with pytest.warns(CompileWarning, match=r"'outside'.*baked in as constants") as said:

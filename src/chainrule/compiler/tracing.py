@@ -10,6 +10,7 @@ Each is refused only if what was read or detached depends on the parameters or i
 
 from __future__ import annotations
 
+import linecache
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -192,11 +193,27 @@ def check(trace: Trace, tracer: Watch, graph: Graph, params: list[Value], name: 
                 "inputs). The compiled program replays the graph of the first call, so "
                 "Python code that branches on a traced number would be silently wrong at "
                 "other values. Write it with Value operations (relu, softplus, logsumexp, "
-                "...) or run this loss eagerly."
+                f"...) or run this loss eagerly.{_rewrite_hint(at)}"
             )
     for prev, how, at in tracer.detached:
         if any(_depends(p, index, fixed, sources) for p in prev):
             raise CompileError(f"compile: {at}: {name} {_DETACHED[how]}")
+
+
+def _rewrite_hint(at: str) -> str:
+    """The exact rewrite for a known pattern on the line ``at`` ("file:line ..."): the
+    maximum subtracted from logits for a stable softmax, as small scalar GPTs write it."""
+    where = at.split(" (in ", 1)[0]
+    path, _, line = where.rpartition(":")
+    text = linecache.getline(path, int(line)) if line.isdigit() else ""
+    if "max(" not in text or ".data" not in text:
+        return ""
+    return (
+        " This line takes a maximum of numbers read from Values, as a stable softmax "
+        "subtracts it: write the softmax as chainrule.losses.softmax(logits) (or "
+        "log_softmax, built on logsumexp: stable with no maximum read), or take the "
+        "maximum on the graph with chainrule.maximum(a, b)."
+    )
 
 
 #: Why each kind of detached number is refused (see :func:`chainrule.core.value.set_detached_hook`).
