@@ -601,6 +601,21 @@ def test_predict_never_writes_over_its_model_or_its_points(small_model: Path, ca
     assert (folder / "out.csv").read_text().startswith("class,score\n")
 
 
+def test_a_private_run_stays_private_when_trained_again(tmp_path: Path) -> None:
+    """A run folder and its files made private (0700, 0600) stay so when a new run
+    replaces them, though the first checkpoint leaves the folder holding itself alone."""
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--out", str(out)]) == 0
+    out.chmod(0o700)
+    for path in out.iterdir():
+        path.chmod(0o600)
+    assert main(["train", *TINY, "--out", str(out)]) == 0
+    assert out.stat().st_mode & 0o777 == 0o700
+    assert {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()} == {
+        name: 0o600 for name in os.listdir(out)
+    }
+
+
 # -- seeds --------------------------------------------------------------------------------
 
 

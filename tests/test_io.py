@@ -198,7 +198,14 @@ def test_a_replaced_results_folder_keeps_its_permissions(tmp_path: Path, umask_0
         (staging / "b.txt").write_text("new too")
     assert (out / "a.txt").read_text() == "new" and mode(out) == 0o700
     assert mode(out / "a.txt") == 0o600  # each file keeps its own mode
-    assert mode(out / "b.txt") == 0o666 & ~0o027  # a new one: the umask's
+    assert mode(out / "b.txt") == 0o600  # a new one: no more open than its 0700 folder
+    out.chmod(0o750)
+    with staged_folder(out, RUN) as staging:
+        (staging / "b.txt").write_text("again")  # a.txt goes: the folder holds b.txt alone
+    assert sorted(p.name for p in out.iterdir()) == ["b.txt"] and mode(out / "b.txt") == 0o600
+    with staged_folder(out, RUN) as staging:
+        (staging / "a.txt").write_text("back")
+    assert mode(out / "a.txt") == 0o640  # the umask's (027), within the 0750 folder
     with staged_folder(tmp_path / "fresh", RUN):
         pass
     assert mode(tmp_path / "fresh") == 0o777 & ~0o027

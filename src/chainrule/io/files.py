@@ -113,6 +113,14 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def _within(folder_mode: int) -> int:
+    """The permission bits a file may have in a folder of ``folder_mode``: the owner's,
+    and the group's or others' only where the folder lets them in at all."""
+    group = 0o070 if folder_mode & 0o070 else 0
+    other = 0o007 if folder_mode & 0o007 else 0
+    return 0o700 | group | other
+
+
 def _give_mode(path: Path, replaced: os.stat_result | None, new_mode: int) -> None:
     """Give the temporary ``path`` the mode (and, where allowed, the owner and group) of
     the file or folder ``replaced`` it is about to replace, or for a new one
@@ -255,15 +263,24 @@ def _swap_in(staging: Path, target: Path) -> None:
     Replacing a non-empty folder takes two renames (old out of the way, new in); a
     crash between them leaves the old folder in a hidden ``.NAME.*.old`` sibling. The
     new folder gets the permissions of the one it replaces, and each new file those of
-    the file of its name that it replaces (a private ``model.json`` stays private).
+    the file of its name that it replaces (a private ``model.json`` stays private); a
+    file with no namesake there is made no more open than the folder (a file in a 0700
+    folder is 0600), so a private run folder's results stay private from run to run.
     """
     if target.is_dir():  # the results folder keeps its permissions, and so do its files
-        _give_mode(staging, target.stat(), 0o777)
+        folder = target.stat()
+        _give_mode(staging, folder, 0o777)
         for new in staging.iterdir():
-            with contextlib.suppress(OSError):  # no such file before: the umask's mode
-                replaced = (target / new.name).stat()
-                if stat.S_ISREG(replaced.st_mode) and new.is_file():
-                    _give_mode(new, replaced, 0o666)
+            if not new.is_file():
+                continue
+            try:
+                replaced: os.stat_result | None = (target / new.name).stat()
+            except OSError:
+                replaced = None
+            if replaced is not None and stat.S_ISREG(replaced.st_mode):
+                _give_mode(new, replaced, 0o666)
+            else:
+                os.chmod(new, stat.S_IMODE(new.stat().st_mode) & _within(folder.st_mode))
     if target.is_dir() and any(target.iterdir()):
         old = Path(
             tempfile.mkdtemp(prefix=_temporary_prefix(target), suffix=".old", dir=target.parent)
