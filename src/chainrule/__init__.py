@@ -35,6 +35,7 @@ from chainrule.core import (
 )
 from chainrule.core.custom import op, register_op, unregister_op
 from chainrule.core.functional import grad, gradcheck, numerical_grad, value_and_grad
+from chainrule.core.vmap import vmap
 from chainrule.errors import (
     ChainruleError,
     CompileError,
@@ -102,4 +103,5 @@ __all__ = [
     "trace",
     "unregister_op",
     "value_and_grad",
+    "vmap",
 ]

@@ -8,6 +8,7 @@ clauses keep working, and every message names the operation and its operands.
 from __future__ import annotations
 
 __all__ = [
+    "BatchTooLargeError",
     "ChainruleError",
     "CompileError",
     "CompileWarning",
@@ -34,6 +35,11 @@ class DivisionByZeroError(ChainruleError, ZeroDivisionError):
 
 class NumericOverflowError(ChainruleError, OverflowError):
     """A result too large for a float (it would be ``inf``)."""
+
+
+class BatchTooLargeError(ChainruleError, MemoryError):
+    """A batch that a compiled program could not hold in memory: refused before anything
+    is allocated, with the memory it needs and the memory available."""
 
 
 class GradcheckError(ChainruleError, RuntimeError):

@@ -23,6 +23,16 @@ product. Chains of ``+``/``-`` (Python's ``sum()`` over Values) are folded into 
 n-ary sum first. Each operation's local derivative comes from the engine's own rule
 table, called with arrays instead of floats.
 
+A loss written for one example and mapped with :func:`chainrule.vmap` is traced on
+*one* example, whatever the batch size: each per-example node becomes a row of N
+numbers, a layer applied to the example becomes one matrix product over the batch, and
+``reduce="mean"`` collapses the rows. One program then serves every batch size
+(``batching.py``, ``batch_kernels.py``)::
+
+    per_example = chainrule.vmap(lambda x, t: (1 - t * model(x)).relu(), reduce="mean")
+    step = chainrule.compile(lambda X, y: per_example(X, y) + 1e-4 * l2, params)
+    loss = step(X, y)              # X: (N, 2), y: (N,) -- any N, one trace
+
 It refuses, with :class:`~chainrule.errors.CompileError` naming the file and line
 responsible, what it cannot replay faithfully: Python control flow on traced numbers
 (reading ``.data`` inside the loss), results of ``no_grad()`` computed from

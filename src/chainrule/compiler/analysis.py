@@ -14,6 +14,7 @@ from itertools import chain, filterfalse
 from operator import attrgetter
 from typing import Any
 
+from chainrule.compiler.batching import BATCH_REDUCE
 from chainrule.compiler.ops import FORWARD, LINEAR, NARY
 from chainrule.compiler.tracing import Graph
 from chainrule.core import Value
@@ -32,16 +33,18 @@ class Node:
     arg: Any = None  # k of x ** k; (coefs, offset) of "lin"
     needs_grad: bool = False
     level: int = 0
-    pos: int = -1
+    pos: int = -1  # in the flat buffer; a batched node's: its row in the batch buffer
+    batched: bool = False  # a row of N numbers, one per example (see batching.py)
 
 
 @dataclass(eq=False, slots=True)
 class Leaf:
-    kind: str  # "param" or "input"
+    kind: str  # "param", "input" or "batch" (a number of each example of a vmapped input)
     index: int
     needs_grad: bool
     level: int = 0
     pos: int = -1
+    batched: bool = False
 
 
 @dataclass(eq=False, slots=True)
@@ -52,6 +55,7 @@ class Const:
     pos: int = -1
     needs_grad = False
     level = 0
+    batched = False
 
 
 @dataclass
@@ -59,6 +63,8 @@ class Analysis:
     nodes: list[Node]  # the program's nodes, each after its inputs
     outputs: list[Any]  # loss, then aux: Node, Leaf or Const
     constants: list[Const]
+    batch_leaves: list[Leaf]  # rows 0.. of the batch buffer, input by input
+    batch_columns: list[tuple[int, int]]  # per batch leaf: (input, position in a row)
 
 
 def param_leaves(n_params: int) -> list[Leaf]:
@@ -88,6 +94,15 @@ def analyse(graph: Graph, params: list[Leaf], n_inputs: int, name: str, where: s
     made.update(
         (v, Leaf("input", k, False, pos=n_params + k)) for v, k in graph.input_index.items()
     )
+    # batch leaves: the first rows of the batch buffer, by input then position in a row
+    in_graph = [v for v in graph.batch_index if v in graph.index]
+    in_graph.sort(key=graph.batch_index.__getitem__)
+    columns = [graph.batch_index[v] for v in in_graph]
+    batch_leaves = [
+        Leaf("batch", k, False, pos=row, batched=True) for row, (k, _) in enumerate(columns)
+    ]
+    made.update(zip(in_graph, batch_leaves, strict=True))
+    batched = graph.batched
     start = n_params + n_inputs
     fixed_nodes = list(filter(fixed.__contains__, order))
     constants = [Const(v.data, pos=p) for p, v in enumerate(fixed_nodes, start)]
@@ -115,7 +130,7 @@ def analyse(graph: Graph, params: list[Leaf], n_inputs: int, name: str, where: s
                     coefs.append(c)
             node = Node("lin", terms, (coefs, offset), v not in frozen, 1 + max(map(level, terms)))
         else:
-            if op not in FORWARD and op not in NARY:
+            if op not in FORWARD and op not in NARY and op not in BATCH_REDUCE:
                 if op in registered_ops():
                     raise CompileError(f"compile: {name} ({where}): {no_numpy_form(op)}")
                 raise CompileError(
@@ -124,9 +139,11 @@ def analyse(graph: Graph, params: list[Leaf], n_inputs: int, name: str, where: s
                 )
             inputs = list(map(made.__getitem__, prev))
             node = Node(op, inputs, v.arg, v not in frozen, 1 + max(map(level, inputs)))
+        node.batched = v in batched
         made[v] = node
         nodes.append(node)
-    return Analysis(nodes, [made[order[k]] for k in graph.outputs], constants)
+    outputs = [made[order[k]] for k in graph.outputs]
+    return Analysis(nodes, outputs, constants, batch_leaves, columns)
 
 
 _prev = attrgetter("_prev")

@@ -117,6 +117,7 @@ class Layout:
         self.const_start = start
         self.next = self.const_end = start + len(constants)
         self.size = self.next + n_nodes
+        self.batch_rows = 0  # rows of the batch buffer, set by plan()
 
     def place(self, nodes: Sequence[Node]) -> None:
         for pos, node in enumerate(nodes, self.next):
@@ -155,12 +156,16 @@ class Kernel:
     needs_grad = False
     size = 0
     start = 0
+    batched = False  # reads or writes the batch buffer (batch_kernels.py)
 
     def bind(self, vals: Array, grads: Array) -> None:
         for slot in self.slots():
             slot.bind(vals, grads)
         self.out = vals[self.start : self.start + self.size]
         self.gout = grads[self.start : self.start + self.size]
+
+    def bind_batch(self, bvals: Array, bgrads: Array) -> None:
+        """Bind to the batch buffer (one row per batched node, one column per example)."""
 
     def slots(self) -> list[_Slot]:
         return []
@@ -436,7 +441,11 @@ def _group_key(node: Node) -> tuple[Any, ...]:
         extra = node.arg
     else:
         extra = None
-    return (node.level, node.op, repr(extra), node.needs_grad)
+    # batched nodes apart; an elementwise op's inputs batched alike in a group
+    pattern = "".join("b" if x.batched else "f" for x in node.inputs) if node.batched else ""
+    if node.op in ("lin", "dot", "logsumexp"):
+        pattern = ""
+    return (node.level, node.op, repr(extra), node.needs_grad, node.batched, pattern)
 
 
 def groups_of(analysis: Analysis) -> dict[tuple[Any, ...], list[Node]]:
@@ -453,10 +462,17 @@ def plan(
     """Lay the values out in one buffer and make the kernels, level by level."""
     layout = Layout(start, analysis.constants, len(analysis.nodes))
     kernels: list[Kernel] = []
-    for key in sorted(groups, key=lambda k: (k[0], k[1], k[2], k[3])):
+    batch_layout: Any = None
+    for key in sorted(groups):
         nodes = groups[key]
         op = nodes[0].op
-        if op == "lin":
+        if key[4] or op in ("batch_sum", "batch_mean"):  # batched, or reducing a batch
+            from chainrule.compiler.batch_kernels import BatchLayout, batch_kernels
+
+            if batch_layout is None:
+                batch_layout = BatchLayout(len(analysis.batch_leaves))
+            kernels.extend(batch_kernels(op, nodes[0].arg, nodes, batch_layout, layout))
+        elif op == "lin":
             kernels.append(_Sum(nodes, layout))
         elif op == "logsumexp":
             kernels.append(_LogSumExp(nodes, layout))
@@ -464,4 +480,7 @@ def plan(
             kernels.extend(_dot_kernels(nodes, layout))
         else:
             kernels.append(_Elementwise(op, nodes[0].arg, nodes, layout))
+    layout.batch_rows = (
+        batch_layout.next if batch_layout is not None else len(analysis.batch_leaves)
+    )
     return kernels, layout

@@ -19,7 +19,9 @@ from typing import Any
 import numpy as np
 
 from chainrule.compiler.analysis import Const, Leaf, analyse, param_leaves
-from chainrule.compiler.kernels import Kernel, MatMul, groups_of, plan
+from chainrule.compiler.batch_kernels import plan_gradients
+from chainrule.compiler.batching import Batched, batch_array
+from chainrule.compiler.kernels import Kernel, groups_of, plan
 from chainrule.compiler.ops import Array
 from chainrule.compiler.tracing import (
     Tracer,
@@ -34,7 +36,7 @@ from chainrule.compiler.tracing import (
 from chainrule.core import Value
 from chainrule.core.custom import registry_version
 from chainrule.core.watch import user_stacklevel
-from chainrule.errors import CompileError, CompileWarning, DomainError
+from chainrule.errors import BatchTooLargeError, CompileError, CompileWarning, DomainError
 
 __all__ = ["CompiledFunction", "CompiledLoss", "compile"]
 
@@ -221,15 +223,22 @@ class CompiledFunction:
             with self._lock:
                 self._programs.clear()
                 self._ops_version = registry_version()
-        program = self._programs.get(key)
+        program = self._programs.get(key) or self._batched_program(arrays)
         if program is None:
             with self._lock:
-                program = self._programs.get(key)
+                program = self._programs.get(key) or self._batched_program(arrays)
                 if program is None:
                     program = _Program(self, arrays)
                     self._programs[key] = program
                     self._warn_if_retracing()
         return program
+
+    def _batched_program(self, arrays: list[Array]) -> _Program | None:
+        """A program traced with vmapped inputs that serves these arrays' batch size."""
+        for program in self._programs.values():
+            if program.batch_inputs and program.accepts(arrays):
+                return program
+        return None
 
     def _warn_if_retracing(self) -> None:
         n = len(self._programs)
@@ -332,10 +341,23 @@ class _Program:
         self.trace_seconds = time.perf_counter() - started
         self.traced_nodes = len(graph.order)
         self.aux = first.aux
+        self.forward_only = graph.n_loss == 0
+        self.in_batch = graph.in_batch
+        self.result_shape = first.loss.shape if isinstance(first.loss, Batched) else ()
+        self.shapes = [a.shape for a in arrays]
+        # The inputs mapped by a vmapped call and used in no other way: their batch size
+        # may change from call to call without tracing again.
+        whole = set(first.batch.used_whole)
+        read = [k for v, k in graph.input_index.items() if v in graph.index]
+        whole.update(k for k, n in enumerate(_input_counts(read, arrays)) if n)
+        self.mapped = sorted(first.batch.rows)
+        self.batch_inputs = [k for k in self.mapped if k not in whole]
+        self.batched_nodes = len(graph.batched)
         self.n_inputs = sum(a.size for a in arrays)
         if owner.param_leaves is None:
             owner.param_leaves = param_leaves(len(self.params))
         analysis = analyse(graph, owner.param_leaves, self.n_inputs, name, where)
+        self.batch_columns = analysis.batch_columns
         del graph, first
         self.program_nodes = len(analysis.nodes)
         self.levels = max((node.level for node in analysis.nodes), default=0)
@@ -345,7 +367,7 @@ class _Program:
         elements = sum(len(n.inputs) for n in analysis.nodes)
         replay = 2 * len(groups) * _REPLAY_PER_KERNEL + elements * _REPLAY_PER_ELEMENT
         eager = self.traced_nodes * _EAGER_PER_NODE
-        if replay > eager and owner.allow_fallback:
+        if replay > eager and owner.allow_fallback and not self.mapped:
             self.fallback = (
                 f"runs eagerly: {len(groups)} kernels for {self.traced_nodes} nodes "
                 f"(a narrow graph; replay would take ~{replay * 1e3:.2f} ms against "
@@ -358,8 +380,17 @@ class _Program:
         self.vals[layout.const_start : layout.const_end] = [c.value for c in layout.constants]
         for kernel in self.kernels:
             kernel.bind(self.vals, self.grads)
+        self.batch_rows = layout.batch_rows
+        self.bvals = self.bgrads = np.zeros((0, 0))
+        self.zero_rows = plan_gradients(self.kernels, self.batch_rows) if self.mapped else []
         self.outputs = [
-            (x.value, -1) if isinstance(x, Const) else (0.0, x.pos) for x in analysis.outputs
+            (x.value, -1, x.batched, b) if isinstance(x, Const) else (0.0, x.pos, x.batched, b)
+            for x, b in zip(analysis.outputs, self.in_batch, strict=True)
+        ]
+        # where each input goes: the flat buffer (if read whole) and the batch buffer
+        offsets = np.cumsum([0, *(a.size for a in arrays)])[:-1] + len(self.params)
+        self.flat_inputs = [
+            (k, int(offsets[k])) for k in range(len(arrays)) if k not in self.batch_inputs
         ]
         self.compile_seconds = time.perf_counter() - started
         if self.captured and first_program:  # said once per compiled function
@@ -393,25 +424,81 @@ class _Program:
 
     # -- running -------------------------------------------------------------------
 
-    def _forward(self, params_data: list[float], arrays: list[Array]) -> list[float]:
+    def _forward(self, params_data: list[float], arrays: list[Array]) -> list[Any]:
         vals = self.vals
         P = len(params_data)
         vals[:P] = params_data
-        at = P
-        for a in arrays:
+        for k, at in self.flat_inputs:
+            a = arrays[k]
             vals[at : at + a.size] = a.ravel()
-            at += a.size
+        if self.mapped:
+            self._fill_batch(arrays)
         with np.errstate(over="raise", divide="raise", invalid="raise", under="ignore"):
             for kernel in self.kernels:
                 kernel.forward()
-        out = [value if pos < 0 else float(vals[pos]) for value, pos in self.outputs]
-        if not math.isfinite(out[0]):
+        out = [self._output(*entry) for entry in self.outputs]
+        if not self.forward_only and not math.isfinite(out[0]):
             raise FloatingPointError("non-finite loss")
+        if self.forward_only and not all(np.isfinite(x).all() for x in out):
+            raise FloatingPointError("non-finite result")
         return out
+
+    def _output(self, value: float, pos: int, batched: bool, in_batch: bool) -> Any:
+        """An output: a float, or N numbers (a batched node's row, or the same number for
+        every example) for one of a Batched's Values."""
+        if batched:
+            return self.bvals[pos].copy()
+        x = value if pos < 0 else float(self.vals[pos])
+        return np.full(self.bvals.shape[1], x) if in_batch else x
+
+    def _fill_batch(self, arrays: list[Array]) -> None:
+        """Put the mapped inputs' examples into the batch buffer's first rows (allocating
+        it, and binding the kernels to it, for a new batch size)."""
+        n = arrays[self.mapped[0]].shape[0]
+        if self.bvals.shape[1:] != (n,):
+            self._bind_batch(n)
+        bvals = self.bvals
+        for row, (k, j) in enumerate(self.batch_columns):
+            a = arrays[k]
+            bvals[row] = a.reshape(n, -1)[:, j]
+
+    def _bind_batch(self, n: int) -> None:
+        need = 2 * 8 * self.batch_rows * n  # values and gradients, one row per batched node
+        available = _available_memory()
+        if available is not None and need > available:
+            raise BatchTooLargeError(
+                f"compile: a batch of {n:,} examples needs {need / 1e9:.1f} GB for the "
+                f"{self.batch_rows:,} per-example values of {self.owner.__name__} (values "
+                f"and gradients), more than the {available / 1e9:.1f} GB of memory "
+                "available; use smaller batches"
+            )
+        self.bvals = self.bgrads = np.zeros((0, 0))  # the old ones go first
+        self.bvals = np.zeros((self.batch_rows, n))
+        self.bgrads = np.empty((self.batch_rows, n))
+        for kernel in self.kernels:
+            if kernel.batched:
+                kernel.bind_batch(self.bvals, self.bgrads)
+
+    def accepts(self, arrays: list[Array]) -> bool:
+        """Whether these input arrays fit this program: the traced shapes, but for the
+        leading axis of the inputs mapped by a vmapped call (equal among them)."""
+        if len(arrays) != len(self.shapes):
+            return False
+        sizes = {arrays[k].shape[0] if arrays[k].ndim else -1 for k in self.batch_inputs}
+        if len(sizes) != 1 or -1 in sizes or 0 in sizes:
+            return False
+        batch = self.batch_inputs
+        return all(
+            a.shape[1:] == s[1:] and a.ndim == len(s) if k in batch else a.shape == s
+            for k, (a, s) in enumerate(zip(arrays, self.shapes, strict=True))
+        )
 
     def _backward(self) -> Array:
         grads = self.grads
         grads.fill(0.0)
+        bgrads = self.bgrads
+        for start, stop in self.zero_rows:  # the rest are assigned before they are read
+            bgrads[start:stop] = 0.0
         pos = self.outputs[0][1]
         if pos >= 0:
             grads[pos] = 1.0
@@ -438,6 +525,8 @@ class _Program:
                 outs = self._forward(params_data, arrays)
             except FloatingPointError:
                 return self._eager(arrays)  # the engine raises its own precise error
+            if self.forward_only:
+                return batch_array(outs, self.result_shape)
             self.generation += 1
             call = _Call(self, self.generation, params_data, arrays)
         return self._with_aux(CompiledLoss(outs[0], call), outs)
@@ -455,6 +544,11 @@ class _Program:
         return self._eager_gradients(call.params_data, call.inputs)
 
     def value_and_grad(self, arrays: list[Array], values: Array | None) -> tuple[Any, Array]:
+        if self.forward_only:
+            raise TypeError(
+                f"compile: {self.owner.__name__} returns a batch, not a loss: it has no "
+                "gradient (call it for its values)"
+            )
         params_data = list(map(_data, self.params)) if values is None else values
         if not self.fallback:
             with self.lock:
@@ -474,6 +568,8 @@ class _Program:
     def _eager(self, arrays: list[Array]) -> Any:
         """Run the function on Values, as if it had not been compiled."""
         out = self.fn(*[values_from(a, []) for a in arrays])
+        if self.forward_only:  # a vmapped call's list of per-example results
+            return np.array(_nested_data(out), dtype=np.float64)
         if self.has_aux:
             loss, aux = out
             floats = iter(v.data for v in aux_values(aux, self.owner.__name__))
@@ -504,8 +600,15 @@ class _Program:
     # -- reporting -------------------------------------------------------------------
 
     def report(self) -> list[str]:
-        matmuls = sum(isinstance(k, MatMul) for k in self.kernels)
-        lines = [
+        matmuls = sum(k.kind == "matmul" for k in self.kernels)
+        lines = []
+        if self.mapped:
+            over = "N, any batch size" if self.batch_inputs else "the traced batch size only"
+            lines.append(
+                f"traced 1 example: {self.batched_nodes:,} per-example nodes; replayed over "
+                f"{over} (inputs {', '.join(map(str, self.mapped))} mapped by vmap)"
+            )
+        lines += [
             f"traced {self.traced_nodes} nodes and checked in "
             f"{self.trace_seconds * 1e3:.1f} ms; "
             f"compiled in {self.compile_seconds * 1e3:.1f} ms in all",
@@ -521,6 +624,35 @@ class _Program:
                 f"function, e.g. {', '.join(_show(v) for v in self.captured[:3])}"
             )
         return lines
+
+
+def _input_counts(read: list[int], arrays: list[Array]) -> list[int]:
+    """How many of each input's numbers are among ``read`` (indices into all the inputs'
+    numbers, flattened one input after another)."""
+    ends = np.cumsum([a.size for a in arrays])
+    counts = [0] * len(arrays)
+    for k in np.searchsorted(ends, read, side="right").tolist():
+        counts[k] += 1
+    return counts
+
+
+def _nested_data(x: Any) -> Any:
+    """Values (in nested lists) as floats."""
+    if isinstance(x, (list, tuple)):
+        return [_nested_data(v) for v in x]
+    return x.data if isinstance(x, Value) else float(x)
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux's MemAvailable), or None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def _flat_aux(aux: Any) -> list[float]:

@@ -15,6 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from chainrule.compiler.batching import (
+    BATCH_REDUCE,
+    Batched,
+    BatchTrace,
+    InputRows,
+    batch_array,
+    values_from,
+)
 from chainrule.compiler.ops import Array
 from chainrule.core import Value, enable_grad, topological_order
 from chainrule.core.watch import DATA_SLOT, Watch
@@ -40,38 +48,44 @@ class Tracer(Watch):
 
 @dataclass
 class Trace:
-    loss: Value
+    loss: Value | Batched  # a Batched: a forward over a batch, no loss
     aux: Any
-    leaves: list[Value]  # the input Values, flattened in C order
+    inputs: list[Any]  # per input: a Value (a number) or its InputRows
+    sizes: list[int]  # per input: how many numbers it holds
+    batch: BatchTrace  # the batch leaves of vmapped calls on the inputs
 
-
-def values_from(a: Array, leaves: list[Value]) -> Any:
-    """An array as (nested lists of) fresh Values; each Value is appended to ``leaves``."""
-    if a.ndim == 0:
-        v = Value(float(a))
-        leaves.append(v)
-        return v
-    flat = [Value(x) for x in a.ravel().tolist()]
-    leaves.extend(flat)
-    rows: list[Any] = flat
-    for n in reversed(a.shape[1:]):
-        rows = [rows[i : i + n] for i in range(0, len(rows), n)]
-    return rows
+    def input_index(self) -> dict[Value, int]:
+        """The Values made of the inputs' numbers, each with its position among all the
+        inputs' numbers (flattened in C order, one input after another)."""
+        index: dict[Value, int] = {}
+        at = 0
+        for x, size in zip(self.inputs, self.sizes, strict=True):
+            leaves = [x] if isinstance(x, Value) else x.leaves
+            index.update(zip(leaves, range(at, at + len(leaves)), strict=True))
+            at += size
+        return index
 
 
 def record(fn: Callable[..., Any], arrays: list[Array], has_aux: bool, name: str) -> Trace:
-    leaves: list[Value] = []
-    args = [values_from(a, leaves) for a in arrays]
-    with enable_grad():
+    """Run ``fn`` on the ``arrays`` as Values; a vmapped call on them is traced on one
+    example (:class:`~chainrule.compiler.batching.BatchTrace`)."""
+    batch = BatchTrace(arrays)
+    args = [
+        Value(float(a)) if a.ndim == 0 else InputRows(a, k, batch) for k, a in enumerate(arrays)
+    ]
+    with enable_grad(), batch:
         out = fn(*args)
     aux = None
     if has_aux:
         if not (isinstance(out, tuple) and len(out) == 2):
             raise TypeError(f"compile: with has_aux=True, {name} must return (loss, aux)")
         out, aux = out
-    if not isinstance(out, Value):
-        raise TypeError(f"compile: {name} must return a Value (the loss), got {type(out).__name__}")
-    return Trace(out, aux, leaves)
+    if not isinstance(out, Value) and not (isinstance(out, Batched) and not has_aux):
+        raise TypeError(
+            f"compile: {name} must return a Value (the loss) or the batch of a vmapped "
+            f"call (a forward over a batch), got {type(out).__name__}"
+        )
+    return Trace(out, aux, args, [a.size for a in arrays], batch)
 
 
 def aux_values(aux: Any, name: str) -> list[Value]:
@@ -82,6 +96,8 @@ def aux_values(aux: Any, name: str) -> list[Value]:
         x = stack.pop()
         if isinstance(x, Value):
             out.append(x)
+        elif isinstance(x, Batched):
+            out.extend(x.values)
         elif isinstance(x, (list, tuple)):
             stack.extend(reversed(x))
         else:
@@ -97,6 +113,8 @@ def rebuild_aux(aux: Any, it: Any) -> Any:
     rebuilt as its own type (a namedtuple as that namedtuple)."""
     if isinstance(aux, Value):
         return next(it)
+    if isinstance(aux, Batched):
+        return batch_array([next(it) for _ in aux.values], aux.shape)
     items = [rebuild_aux(x, it) for x in aux]
     if isinstance(aux, tuple) and hasattr(aux, "_fields"):  # a namedtuple: fields by position
         return type(aux)(*items)
@@ -119,51 +137,106 @@ class Graph:
     input_index: dict[Value, int]
     outputs: list[int]  # the loss, then the aux Values
     constant_leaves: list[Value]
+    batch_index: dict[Value, tuple[int, int]]  # batch leaf -> (input, position in a row)
+    batched: set[Value]  # holds a row of N numbers in the replay (see batching.py)
+    n_loss: int  # how many of the outputs are the loss: 1, or 0 for a forward
+    in_batch: list[bool]  # per output: one of a Batched's Values (comes back as N numbers)
 
 
 def graph_of(trace: Trace, params: list[Value], name: str) -> Graph:
     auxes = aux_values(trace.aux, name) if trace.aux is not None else []
-    order = topological_order(trace.loss)
-    index = dict(zip(order, range(len(order)), strict=True))
-    for a in auxes:  # aux outside the loss's graph: add their own graphs
+    roots = trace.loss.values if isinstance(trace.loss, Batched) else [trace.loss]
+    order: list[Value] = []
+    index: dict[Value, int] = {}
+    for a in [*roots, *auxes]:  # each output's graph, after the loss's
         if a not in index:
             for v in topological_order(a):
                 if v not in index:
                     index[v] = len(order)
                     order.append(v)
     param_index = dict(zip(params, range(len(params)), strict=True))
-    input_index = dict(zip(trace.leaves, range(len(trace.leaves)), strict=True))
+    input_index = trace.input_index()
+    batch_index = trace.batch.leaf_index
     # One pass in topological order. A node is fixed if all its inputs are, frozen if
-    # all its inputs are; nearly every node fails both tests at its first input.
+    # all its inputs are; nearly every node fails both tests at its first input. A node
+    # is batched if one of its inputs is, unless it reduces the batch axis (whose
+    # result, depending on N, is never fixed).
     fixed: set[Value] = set()
     frozen: set[Value] = set()
+    batched: set[Value] = set()
     constant_leaves = []
-    is_fixed, is_frozen = fixed.__contains__, frozen.__contains__
+    is_fixed, is_frozen, is_batched = fixed.__contains__, frozen.__contains__, batched.__contains__
     fix, freeze = fixed.add, frozen.add
     for v in order:
         prev = v._prev
         if prev:
             if all(map(is_frozen, prev)):
                 freeze(v)
-                if all(map(is_fixed, prev)):
+                if all(map(is_fixed, prev)) and v._op not in BATCH_REDUCE:
                     fix(v)
+            if batched and v._op not in BATCH_REDUCE and any(map(is_batched, prev)):
+                batched.add(v)
         elif v in param_index:
             pass
         elif v in input_index:
             freeze(v)
+        elif v in batch_index:
+            freeze(v)
+            batched.add(v)
         else:
             fix(v)
             freeze(v)
             constant_leaves.append(v)
-    outputs = [index[r] for r in [trace.loss, *auxes]]
-    return Graph(order, index, fixed, frozen, param_index, input_index, outputs, constant_leaves)
+    outputs = [index[r] for r in [*roots, *auxes]]
+    n_loss = 0 if isinstance(trace.loss, Batched) else 1
+    if n_loss and trace.loss in batched:
+        raise _escaped("loss", name)
+    in_batch = [not n_loss] * len(roots) + [_in_batch(a, trace.aux) for a in auxes]
+    if any(v in batched and not b for v, b in zip(auxes, in_batch[len(roots) :], strict=True)):
+        raise _escaped("aux", name)
+    return Graph(
+        order,
+        index,
+        fixed,
+        frozen,
+        param_index,
+        input_index,
+        outputs,
+        constant_leaves,
+        batch_index,
+        batched,
+        n_loss,
+        in_batch,
+    )
+
+
+def _in_batch(v: Value, aux: Any) -> bool:
+    """Whether ``v`` is one of the Values of a :class:`Batched` inside ``aux``."""
+    stack = [aux]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, Batched):
+            if any(u is v for u in x.values):
+                return True
+        elif isinstance(x, (list, tuple)):
+            stack.extend(x)
+    return False
+
+
+def _escaped(what: str, name: str) -> CompileError:
+    """The error for per-example values used outside their vmapped call unreduced."""
+    return CompileError(
+        f"compile: {name}'s {what} depends on per-example values of a vmapped call that "
+        "were not reduced: give the vmapped call reduce='sum' or 'mean', or return its "
+        "batch (reduce=None) as the result, or in the aux, to get one row per example"
+    )
 
 
 def fingerprint(graph: Graph) -> list[Any]:
     """The graph's structure, compared between two traces: per node its op, argument
     and inputs' positions, or what leaf it is (a constant with its value)."""
     at = graph.index.__getitem__
-    params, inputs = graph.param_index, graph.input_index
+    params, inputs, batch = graph.param_index, graph.input_index, graph.batch_index
     out: list[Any] = []
     for v in graph.order:
         if v._prev:
@@ -172,6 +245,8 @@ def fingerprint(graph: Graph) -> list[Any]:
             out.append(("param", params[v]))
         elif v in inputs:
             out.append(("input", inputs[v]))
+        elif v in batch:
+            out.append(("batch", batch[v]))
         else:
             out.append(("constant", DATA_SLOT.__get__(v, Value)))
     out.append(("outputs", graph.outputs))
@@ -183,7 +258,8 @@ def check(trace: Trace, tracer: Watch, graph: Graph, params: list[Value], name: 
     the parameters or inputs: the replay would silently get them wrong."""
     if not tracer.reads and not tracer.detached:
         return
-    sources = {id(p) for p in params} | {id(v) for v in trace.leaves}
+    sources = {id(p) for p in params} | set(map(id, trace.input_index()))
+    sources.update(map(id, trace.batch.leaf_index))
     index, fixed = graph.index, graph.fixed
     for v, at in tracer.reads:
         if _depends(v, index, fixed, sources):
