@@ -472,6 +472,9 @@ def judge(
         met = "not measured"
     else:
         met = "PASS"
+    errors = {mlp[p]["chainrule"].get("error") for p in sizes if p in mlp}
+    if len(errors) == 1 and None not in errors and None not in verdicts:  # one reason for all
+        return f"failed at every size ({errors.pop()})", met
     return "; ".join(parts), met
 
 
