@@ -5,7 +5,9 @@
 #               the dev extras and the explorer's runtime, run ruff, mypy and the tests
 #   make docs   build the documentation site into site/ (mkdocs --strict; the explorer too)
 #   make drawing  redraw docs/neuron.svg, the graph shown in the README and the guides
-#   make bench  measure speed and memory against micrograd and PyTorch (bench/RESULTS.md)
+#   make bench  measure speed and memory against micrograd and PyTorch (bench/RESULTS.md);
+#               installs the bench extras first (JAX among them: ~600 MB, not needed by tests)
+#   make bench-vmap  only issue 19's section (chainrule.vmap against NumPy, PyTorch, JAX)
 #   make screenshots  the explorer guide's pictures of the explorer (docs/explorer-*.png)
 #   make explorer  put the explorer's browser runtime into the package with npm ci (for a
 #               wheel or a site that ships it; without it, `chainrule explore` fetches the
@@ -15,7 +17,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: demo test preflight runtime lint typecheck pytest bench docs drawing explorer screenshots clean
+.PHONY: demo test preflight runtime lint typecheck pytest bench bench-vmap docs drawing explorer \
+	screenshots clean
 
 # The explorer's browser runtime: Pyodide and Viz.js from npm, at the versions pinned in
 # explorer/package-lock.json, copied beside the page (src/chainrule/explorer/static/vendor).
@@ -68,9 +71,19 @@ typecheck: $(VENV)/.installed-dev
 pytest: $(VENV)/.installed-dev runtime
 	$(BIN)/python -m pytest -n auto
 
-bench: $(VENV)/.installed-dev runtime
+# The benchmarks' extras too (bench in pyproject.toml: JAX for issue 19's anchor), never
+# the dev extras' business: `make test` does not need them.
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(PIP) install -e '.[dev,bench]'
+	@touch $@ $(VENV)/.installed-dev $(VENV)/.installed
+
+bench: $(VENV)/.installed-bench runtime
 	$(BIN)/python bench/run.py --rounds 3 --write bench/RESULTS.md
 	$(BIN)/python bench/explorer.py --rounds 5 --write bench/RESULTS.md
+
+# Issue 19's section of bench/RESULTS.md alone, in a few minutes.
+bench-vmap: $(VENV)/.installed-bench
+	$(BIN)/python bench/run.py --rounds 3 --only vmap --write bench/RESULTS.md
 
 # The explorer guide's pictures (docs/explorer.md), both views at 1280x800 (needs Chromium).
 screenshots: $(VENV)/.installed-dev runtime

@@ -129,34 +129,54 @@ def mlp(engine: str, steps: int, points: int, width: int) -> dict[str, Any]:
     }
 
 
-def numpy_mlp(X: Any, ys: Any, model: MLP, steps: int) -> dict[str, Any]:
-    """The same loss and gradients written by hand with NumPy arrays."""
+def numpy_weights(model: MLP) -> tuple[list[Any], list[Any]]:
+    """The MLP's weights as NumPy arrays: per layer, a (nout, nin) matrix and a bias vector."""
     Ws = [np.array([[w.data for w in n.w] for n in layer.neurons]) for layer in model.layers]
     bs = [np.array([n.b.data for n in layer.neurons]) for layer in model.layers]
+    return Ws, bs
+
+
+def numpy_step(X: Any, ys: Any, Ws: list[Any], bs: list[Any]) -> tuple[float, list[Any]]:
+    """One full-batch step of MLP 2-W-W-1 ReLU, hinge + 1e-4·L2, forward and backward
+    written by hand: the loss and the gradients ``[gW1, gb1, gW2, gb2, gW3, gb3]``."""
     n = len(X)
+    h1 = X @ Ws[0].T + bs[0]
+    a1 = np.maximum(h1, 0.0)
+    h2 = a1 @ Ws[1].T + bs[1]
+    a2 = np.maximum(h2, 0.0)
+    s = (a2 @ Ws[2].T + bs[2])[:, 0]
+    margin = 1.0 - ys * s
+    value = np.maximum(margin, 0.0).mean() + 1e-4 * sum(
+        (W * W).sum() + (b * b).sum() for W, b in zip(Ws, bs, strict=True)
+    )
+    ds = np.where(margin > 0.0, -ys / n, 0.0)[:, None]
+    gW3, gb3 = ds.T @ a2, ds.sum(0)
+    d2 = (ds @ Ws[2]) * (h2 > 0.0)
+    gW2, gb2 = d2.T @ a1, d2.sum(0)
+    d1 = (d2 @ Ws[1]) * (h1 > 0.0)
+    gW1, gb1 = d1.T @ X, d1.sum(0)
+    params = [Ws[0], bs[0], Ws[1], bs[1], Ws[2], bs[2]]
+    grads = [g + 2e-4 * p for g, p in zip([gW1, gb1, gW2, gb2, gW3, gb3], params, strict=True)]
+    return float(value), grads
+
+
+def in_params_order(grads: list[Any]) -> Any:
+    """``[gW1, gb1, ...]`` as one vector in ``model.parameters()``'s order: layer by layer,
+    each neuron's weights, then its bias."""
+    pairs = zip(grads[::2], grads[1::2], strict=True)
+    return np.concatenate([np.hstack([gW, gb[:, None]]).ravel() for gW, gb in pairs])
+
+
+def numpy_mlp(X: Any, ys: Any, model: MLP, steps: int) -> dict[str, Any]:
+    """The same loss and gradients written by hand with NumPy arrays."""
+    Ws, bs = numpy_weights(model)
     times = []
     for _ in range(steps):
         start = time.perf_counter()
-        h1 = X @ Ws[0].T + bs[0]
-        a1 = np.maximum(h1, 0.0)
-        h2 = a1 @ Ws[1].T + bs[1]
-        a2 = np.maximum(h2, 0.0)
-        s = (a2 @ Ws[2].T + bs[2])[:, 0]
-        margin = 1.0 - ys * s
-        value = np.maximum(margin, 0.0).mean() + 1e-4 * sum(
-            (W * W).sum() + (b * b).sum() for W, b in zip(Ws, bs, strict=True)
-        )
-        ds = np.where(margin > 0.0, -ys / n, 0.0)[:, None]
-        gW3, gb3 = ds.T @ a2, ds.sum(0)
-        d2 = (ds @ Ws[2]) * (h2 > 0.0)
-        gW2, gb2 = d2.T @ a1, d2.sum(0)
-        d1 = (d2 @ Ws[1]) * (h1 > 0.0)
-        gW1, gb1 = d1.T @ X, d1.sum(0)
-        params = [Ws[0], bs[0], Ws[1], bs[1], Ws[2], bs[2]]
-        grads = [g + 2e-4 * p for g, p in zip([gW1, gb1, gW2, gb2, gW3, gb3], params, strict=True)]
+        value, grads = numpy_step(X, ys, Ws, bs)
         times.append(time.perf_counter() - start)
     norm = float(np.sqrt(sum((g * g).sum() for g in grads)))
-    return {"seconds": times, "loss": float(value), "grad_norm": norm}
+    return {"seconds": times, "loss": value, "grad_norm": norm}
 
 
 def chain(engine: str, steps: int, depth: int, collector: bool = True) -> dict[str, Any]:

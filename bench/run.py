@@ -3,7 +3,8 @@
 Each figure comes from separate processes, one engine each, the engines alternating
 round by round so that a slow spell of the machine hits them all alike; medians are
 reported. ``--write bench/RESULTS.md`` also records the table with the machine, the
-commit and the command.
+commit and the command. ``--only vmap`` measures issue 19's section alone (``make
+bench-vmap``, a few minutes).
 """
 
 from __future__ import annotations
@@ -31,6 +32,25 @@ def work(workload: str, *extra: str, script: str = "workloads.py") -> dict[str, 
         text=True,
         check=True,
     )
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def try_work(workload: str, *extra: str, script: str, timeout: float) -> dict[str, Any]:
+    """:func:`work`, but a process that fails, crashes or outlives ``timeout`` seconds gives
+    ``{"error": "<one line>"}`` instead of stopping the run (it is killed on a timeout)."""
+    try:
+        done = subprocess.run(
+            [sys.executable, str(HERE / script), workload, *extra],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        return {"error": f"exit code {done.returncode}: {last[:200]}"}
     result: dict[str, Any] = json.loads(done.stdout)
     return result
 
@@ -287,11 +307,282 @@ def gpt(rounds: int) -> tuple[list[str], list[str]]:
     return table, targets
 
 
+# -- issue 19: chainrule.vmap against NumPy, PyTorch and JAX; GPT on batches of names ----
+
+VMAP_ENGINES = {
+    "chainrule": "chainrule (`vmap` + `compile`)",
+    "numpy": "NumPy, written by hand (the floor)",
+    "torch": "PyTorch float64, 1 thread",
+    "jax": "JAX float64 `jit(value_and_grad)`, 1 thread",
+}
+VMAP_TOL = 1e-9  # absolute for figures up to 1, relative above
+VMAP_POINTS = [1000, 10_000, 100_000]  # issue 19's sizes
+
+
+def vmap_steps(points: int) -> int:
+    """Calls per process, the first included: ~0.5-2 s of NumPy steps, at least 10."""
+    return max(10, min(50, 3_000_000 // points))
+
+
+def vmap_mlp(rounds: int, sizes: list[int], timeout: float) -> dict[int, dict[str, Any]]:
+    """Per size, per engine: medians of the step and the first call, the largest memory
+    growth of the rounds, and the largest difference from the NumPy step's loss and
+    gradient; or ``{"error": ...}`` for an engine that failed (not run again)."""
+    out: dict[int, dict[str, Any]] = {}
+    for points in sizes:
+        runs: dict[str, list[dict[str, Any]]] = {e: [] for e in VMAP_ENGINES}
+        extra = ("--points", str(points), "--steps", str(vmap_steps(points)))
+        for r in range(rounds):
+            for engine in rotate(list(runs), r):
+                if runs[engine] and "error" in runs[engine][0]:
+                    continue  # it fails the same way every time
+                runs[engine].append(try_work(engine, *extra, script="vmap.py", timeout=timeout))
+        reference = runs["numpy"][0]
+        out[points] = {e: summarize(results, reference) for e, results in runs.items()}
+    return out
+
+
+def summarize(results: list[dict[str, Any]], reference: dict[str, Any]) -> dict[str, Any]:
+    if "error" in results[0]:
+        return {"error": results[0]["error"]}
+    memory = [x["memory"] for x in results]
+    diffs = [abs(results[0]["loss"] - reference["loss"])]
+    within = diffs[0] <= VMAP_TOL * max(1.0, abs(reference["loss"]))
+    for a, b in zip(results[0]["grad"], reference["grad"], strict=True):
+        diffs.append(abs(a - b))
+        within = within and diffs[-1] <= VMAP_TOL * max(1.0, abs(b))
+    return {
+        "step": median([t for x in results for t in x["seconds"]]),
+        "first": median([x["first"] for x in results]),
+        "memory": None if None in memory else max(memory),
+        "cpu": median([x["cpu_per_wall"] for x in results]),
+        "diff": max(diffs),
+        "equal": within,
+    }
+
+
+def vmap_gpt(rounds: int, names: int, timeout: float) -> dict[str, dict[str, Any]]:
+    """Names per second on the first ``names`` shuffled names: per engine, the median
+    rate, or ``{"error"|"unavailable": ...}``; and the chainrule batch engine's largest
+    loss difference from PyTorch's on the same batches."""
+    runs: dict[str, list[dict[str, Any]]] = {"one_name": [], "batch": [], "torch_batch": []}
+    for r in range(rounds):
+        for engine in rotate(list(runs), r):
+            if runs[engine] and not {"error", "unavailable"}.isdisjoint(runs[engine][0]):
+                continue
+            extra = ("--names", str(names), "--batch-size", "32")
+            runs[engine].append(try_work(engine, *extra, script="gpt_model.py", timeout=timeout))
+    out: dict[str, dict[str, Any]] = {}
+    for engine, results in runs.items():
+        first = results[0]
+        if "error" in first or "unavailable" in first:
+            out[engine] = first
+            continue
+        out[engine] = {"rate": median([x["names"] / x["total"] for x in results])}
+    if "rate" in out["batch"] and "rate" in out["torch_batch"]:
+        ours, theirs = runs["batch"][0]["loss"], runs["torch_batch"][0]["loss"]
+        n = min(len(ours), len(theirs))
+        out["batch"]["loss_diff"] = max(
+            abs(a - b) for a, b in zip(ours[:n], theirs[:n], strict=True)
+        )
+    return out
+
+
+def ms(x: float) -> str:
+    return f"{x * 1e3:.2f} ms"
+
+
+def ratio(a: dict[str, Any], b: dict[str, Any]) -> str:
+    return f"{a['step'] / b['step']:.2f}×" if "step" in a and "step" in b else "—"
+
+
+def vmap_table(mlp: dict[int, dict[str, Any]], gpt: dict[str, dict[str, Any]], names: int) -> str:
+    rows = [
+        "| moons, MLP 2-64-64-1 ReLU, hinge + 1e-4·L2, full batch | engine | step (median) | "
+        "÷ NumPy | ÷ PyTorch | ÷ JAX | first call + backward (compiling) | "
+        "peak memory growth | CPU ÷ wall | max \\|diff\\| vs NumPy |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for points, engines in mlp.items():
+        for k, (engine, r) in enumerate(engines.items()):
+            where = f"{points:,} points" if k == 0 else ""
+            name = VMAP_ENGINES[engine]
+            if "error" in r:
+                rows.append(
+                    f"| {where} | {name} | failed: {r['error']} | — | — | — | — | — | — | — |"
+                )
+                continue
+            mem = "—" if r["memory"] is None else f"{r['memory'] / 1e6:.0f} MB"
+            rows.append(
+                f"| {where} | {name} | {ms(r['step'])} | {ratio(r, engines['numpy'])} | "
+                f"{ratio(r, engines['torch'])} | {ratio(r, engines['jax'])} | "
+                f"{r['first']:.3f} s | {mem} | {r['cpu']:.2f} | {r['diff']:.1e} |"
+            )
+    rows += [
+        "",
+        f"| GPT on names (`chainrule gpt train`'s model), the first {names:,} shuffled names | "
+        "names per step | names per second (end to end, compiling included) | "
+        "÷ one name per step | ÷ PyTorch on the same batches |",
+        "|---|---|---|---|---|",
+    ]
+    labels = {
+        "one_name": ("chainrule, compiled, one name per step (today's trainer: the baseline)", 1),
+        "batch": ("chainrule, `batch_size=32` (issue 19)", 32),
+        "torch_batch": ("PyTorch float64, 1 thread, batches of 32", 32),
+    }
+    base, torch = gpt["one_name"].get("rate"), gpt["torch_batch"].get("rate")
+    for engine, (label, per_step) in labels.items():
+        r = gpt[engine]
+        if "rate" not in r:
+            reason = r.get("unavailable") or f"failed: {r['error']}"
+            rows.append(f"| {label} | {per_step} | {reason} | — | — |")
+            continue
+        over_base = f"{r['rate'] / base:.1f}×" if base else "—"
+        over_torch = f"{r['rate'] / torch:.2f}×" if torch else "—"
+        rows.append(f"| {label} | {per_step} | {r['rate']:,.0f} | {over_base} | {over_torch} |")
+    if "loss_diff" in gpt["batch"]:
+        rows += [
+            "",
+            f"chainrule's batch losses vs PyTorch's: max |diff| {gpt['batch']['loss_diff']:.1e}.",
+        ]
+    return "\n".join(rows)
+
+
+def judge(
+    mlp: dict[int, dict[str, Any]], sizes: list[int], figure: Any, fmt: Any, ok: Any
+) -> tuple[str, str]:
+    """A target over ``sizes`` on the chainrule engine: the measured text and PASS / MISS
+    (or "not measured" when a size was not run and none run missed)."""
+    parts, verdicts = [], []
+    for points in sizes:
+        r = mlp.get(points, {}).get("chainrule")
+        if r is None:
+            parts.append(f"{points:,}: not run")
+            verdicts.append(None)
+        elif "error" in r:
+            parts.append(f"{points:,}: failed ({r['error']})")
+            verdicts.append(False)
+        else:
+            value = figure(r, mlp[points])
+            parts.append(f"{points:,}: {fmt(value, mlp[points])}")
+            verdicts.append(value is not None and ok(value))
+    if False in verdicts:
+        met = "MISS"
+    elif None in verdicts:
+        met = "not measured"
+    else:
+        met = "PASS"
+    errors = {mlp[p]["chainrule"].get("error") for p in sizes if p in mlp}
+    if len(errors) == 1 and None not in errors and None not in verdicts:  # one reason for all
+        return f"failed at every size ({errors.pop()})", met
+    return "; ".join(parts), met
+
+
+def vmap_targets(mlp: dict[int, dict[str, Any]], gpt: dict[str, dict[str, Any]]) -> list[str]:
+    """Issue 19's targets, each measured on the chainrule engine, PASS or MISS."""
+
+    def others(value: float, engines: dict[str, Any]) -> str:
+        ours = engines["chainrule"]["step"]
+        text = [f"**{value:.2f}×**"]
+        text += [
+            f"{label} {ours / engines[e]['step']:.2f}×"
+            for e, label in (("torch", "÷ PyTorch"), ("jax", "÷ JAX"))
+            if "step" in engines[e]
+        ]
+        return ", ".join(text)
+
+    compiling = judge(
+        mlp,
+        VMAP_POINTS,
+        lambda r, _: r["first"],
+        lambda v, _: f"{v:.2f} s",
+        lambda v: v <= 3.0,
+    )
+    step = judge(
+        mlp,
+        [10_000, 100_000],
+        lambda r, e: r["step"] / e["numpy"]["step"] if "step" in e["numpy"] else None,
+        lambda v, e: "no NumPy figure" if v is None else others(v, e),
+        lambda v: v <= 1.3,
+    )
+    memory = judge(
+        mlp,
+        [100_000],
+        lambda r, _: r["memory"],
+        lambda v, _: "not measurable here" if v is None else f"{v / 1e6:.0f} MB",
+        lambda v: v <= 800e6,
+    )
+    equal = judge(
+        mlp,
+        sorted(mlp),
+        lambda r, _: (r["diff"], r["equal"]),
+        lambda v, _: f"max \\|diff\\| {v[0]:.1e}",
+        lambda v: v[1],
+    )
+    base, ours, torch = gpt["one_name"], gpt["batch"], gpt["torch_batch"]
+    if "rate" in ours and "rate" in base:
+        gain = ours["rate"] / base["rate"]
+        vs_torch = (
+            f" (÷ PyTorch on the same batches {ours['rate'] / torch['rate']:.2f}×)"
+            if "rate" in torch
+            else ""
+        )
+        batch = (f"**{gain:.1f}×**{vs_torch}", "PASS" if gain >= 10 else "MISS")
+    else:
+        why = ours.get("unavailable") or ours.get("error") or base.get("error")
+        batch = (f"— ({why})", "MISS")
+    return [
+        "| target (issue 19, chainrule's figures) | required | measured | met |",
+        "|---|---|---|---|",
+        f"| compiling: first call + backward | ≤ 3 s at 1,000, 10,000 and 100,000 points | "
+        f"{compiling[0]} | {compiling[1]} |",
+        f"| the step ÷ the hand-written NumPy step | ≤ 1.3× at 10,000 and 100,000 points | "
+        f"{step[0]} | {step[1]} |",
+        f"| peak memory growth (compiling and steps) | ≤ 800 MB at 100,000 points | "
+        f"{memory[0]} | {memory[1]} |",
+        f"| the loss and every gradient vs the NumPy step | equal to 1e-9 (absolute; relative "
+        f"above 1) | {equal[0]} | {equal[1]} |",
+        f"| GPT, `--batch-size 32`: names per second ÷ today's compiled trainer (one name per "
+        f"step) | ≥ 10× | {batch[0]} | {batch[1]} |",
+    ]
+
+
+def vmap(rounds: int, sizes: list[int], names: int, timeout: float) -> str:
+    """Issue 19's section: its tables and its targets."""
+    mlp = vmap_mlp(rounds, sizes, timeout)
+    gpt = vmap_gpt(rounds, names, timeout)
+    return "\n".join([vmap_table(mlp, gpt, names), "", *vmap_targets(mlp, gpt)])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (3)")
     parser.add_argument("--write", type=Path, help="also write the results to this file")
+    parser.add_argument(
+        "--only", choices=["vmap"], help="measure only this section (vmap: issue 19's targets)"
+    )
+    parser.add_argument(
+        "--vmap-points",
+        type=int,
+        nargs="+",
+        default=VMAP_POINTS,
+        help="the vmap section's sizes (1000 10000 100000)",
+    )
+    parser.add_argument(
+        "--gpt-names", type=int, default=6400, help="the vmap section's GPT names (6400)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=900, help="seconds a vmap process may take (900)"
+    )
     args = parser.parse_args()
+
+    vmap_section = vmap(args.rounds, args.vmap_points, args.gpt_names, args.timeout)
+    print(vmap_section)
+    if args.write:
+        write_block(args.write, "vmap", header(args), vmap_section)
+        print(f"wrote {args.write}")
+    if args.only == "vmap":
+        return
 
     step, eager_losses = demo(args.rounds)
     compiled_table, compiled_targets = compiled(args.rounds, step["torch"], eager_losses)
@@ -358,10 +649,28 @@ def main() -> None:
     table = "\n".join(rows)
     print(table)
     if args.write:
-        command = f"python bench/run.py --rounds {args.rounds} --write bench/RESULTS.md"
-        header = f"{machine()}\nCommand: `make bench` (`{command}`).\n"
-        write_block(args.write, "results", header, table)
+        write_block(args.write, "results", header(args), table)
         print(f"wrote {args.write}")
+
+
+MAKE = {  # the Makefile's commands, named by their targets in the file
+    "python bench/run.py --rounds 3 --write bench/RESULTS.md": "make bench",
+    "python bench/run.py --rounds 3 --only vmap --write bench/RESULTS.md": "make bench-vmap",
+}
+
+
+def header(args: argparse.Namespace) -> str:
+    """The block's first lines: the machine, the commit and the command that measured it."""
+    command = f"python bench/run.py --rounds {args.rounds}"
+    if args.only:
+        command += f" --only {args.only}"
+    if args.vmap_points != VMAP_POINTS:
+        command += " --vmap-points " + " ".join(map(str, args.vmap_points))
+    if args.gpt_names != 6400:
+        command += f" --gpt-names {args.gpt_names}"
+    command += f" --write {args.write}"
+    named = f"`{MAKE[command]}` (`{command}`)" if command in MAKE else f"`{command}`"
+    return f"{machine()}\nCommand: {named}.\n"
 
 
 if __name__ == "__main__":
