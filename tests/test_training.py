@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -23,6 +24,7 @@ from chainrule.training import (
     run,
     train,
 )
+from chainrule.training.run import Run, measure
 
 
 def test_reference_demo_reaches_full_training_accuracy() -> None:
@@ -101,14 +103,16 @@ def test_held_out_evaluations_every_k_steps_and_the_last() -> None:
     assert ev["step"] == [10, 20, 25]
     assert all(len(ev[key]) == 3 for key in ev)
     assert metrics["stopped_early"] is False and metrics["best_step"] in ev["step"]
-    # the last evaluation is the final model's, computed here independently (no L2 term)
+    # the last evaluation is the final model's, computed here independently (no L2 term),
+    # eagerly: the compiled run's evaluation equals it to rounding (it adds in another order)
     task, model = result.task, result.model
     for X, y, kind in ((result.X, result.y, "train"), (result.X_test, result.y_test, "test")):
         with no_grad():
             outputs = [model(x) for x in X]
             loss = task.loss_value(outputs, task.targets(y)).data
         right = sum(task.predict(o)[0] == c for o, c in zip(outputs, y, strict=True))
-        assert ev[f"{kind}_loss"][-1] == loss and ev[f"{kind}_accuracy"][-1] == right / len(y)
+        assert ev[f"{kind}_loss"][-1] == pytest.approx(loss, rel=1e-12)
+        assert ev[f"{kind}_accuracy"][-1] == right / len(y)
     assert (metrics["test_loss"], metrics["test_accuracy"]) == (
         ev["test_loss"][-1],
         ev["test_accuracy"][-1],
@@ -205,8 +209,9 @@ def test_fused_engine_matches_the_reference_implementation_on_the_demo() -> None
         ),
         TrainConfig(loss="bce", samples=60, hidden=(8, 8), steps=30, test_fraction=0.25),
         TrainConfig(loss="mse", activation="tanh", samples=50, hidden=(6,), steps=30, lr=0.1),
+        TrainConfig(samples=40, hidden=(8, 8), steps=20, batch_size=9, test_fraction=0.2),
     ],
-    ids=["spiral-softmax-minibatch", "bce-held-out", "mse-tanh"],
+    ids=["spiral-softmax-minibatch", "bce-held-out", "mse-tanh", "hinge-minibatch-held-out"],
 )
 def test_compiled_training_equals_eager_within_1e_9(config: TrainConfig) -> None:
     compiled = train(config)
@@ -220,6 +225,22 @@ def test_compiled_training_equals_eager_within_1e_9(config: TrainConfig) -> None
     assert compiled.history.accuracy == eager.history.accuracy
     for p, q in zip(compiled.model.parameters(), eager.model.parameters(), strict=True):
         assert abs(p.data - q.data) <= 1e-9 * max(1.0, abs(q.data))
+
+
+def test_a_compiled_run_traces_one_example_for_every_batch_and_evaluation() -> None:
+    """The step's loss is written for one example and vmapped: one program serves the
+    mini-batches, and one the evaluations of the training and test sets (two sizes)."""
+    run = Run(TrainConfig(samples=50, hidden=(8, 8), steps=6, batch_size=7, test_fraction=0.2))
+    for _ in range(6):
+        run.step()
+    assert run.evaluate() is False
+    assert len(run.compiled._programs) == 1 and len(run._measure._programs) == 1
+    assert "traced 1 example:" in run.compiled.explain()
+    eager = Run(replace(run.config, compiled=False))
+    for p, q in zip(eager.params, run.params, strict=True):
+        p.data = q.data
+    train_loss, _ = measure(eager.model, eager.task, eager.X, eager.y)
+    assert run.evaluations.train_loss[-1] == pytest.approx(train_loss, rel=1e-12)
 
 
 # -- divergence, bad configurations, tasks from model files -------------------------------

@@ -369,7 +369,8 @@ class _BMatMul(BatchKernel):
         return [self.rows]
 
     def forward(self) -> None:
-        w = self.wv = self.weights.get()
+        # a small copy of the weights, so that BLAS takes them whatever their strides
+        w = self.wv = np.ascontiguousarray(self.weights.get())
         x = self.xv = self.rows.get()
         np.matmul(w, x, out=self.out)
         if self.add_bias:

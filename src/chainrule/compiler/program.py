@@ -25,7 +25,6 @@ from chainrule.compiler.kernels import Kernel, groups_of, plan
 from chainrule.compiler.ops import Array
 from chainrule.compiler.tracing import (
     Tracer,
-    aux_values,
     check,
     fingerprint,
     graph_of,
@@ -363,11 +362,13 @@ class _Program:
         self.levels = max((node.level for node in analysis.nodes), default=0)
         groups = groups_of(analysis)
         # Replay pays per kernel call and per element, eager per node: a narrow graph
-        # (a long chain: one node per level) runs eagerly, and keeps no program.
-        elements = sum(len(n.inputs) for n in analysis.nodes)
+        # (a long chain: one node per level) runs eagerly, and keeps no program. A
+        # batched node counts once per example of the traced batch (eager loops over it).
+        n = arrays[self.mapped[0]].shape[0] if self.mapped else 1
+        elements = sum(len(x.inputs) * (n if x.batched else 1) for x in analysis.nodes)
         replay = 2 * len(groups) * _REPLAY_PER_KERNEL + elements * _REPLAY_PER_ELEMENT
-        eager = self.traced_nodes * _EAGER_PER_NODE
-        if replay > eager and owner.allow_fallback and not self.mapped:
+        eager = (self.traced_nodes + self.batched_nodes * (n - 1)) * _EAGER_PER_NODE
+        if replay > eager and owner.allow_fallback:
             self.fallback = (
                 f"runs eagerly: {len(groups)} kernels for {self.traced_nodes} nodes "
                 f"(a narrow graph; replay would take ~{replay * 1e3:.2f} ms against "
@@ -463,21 +464,43 @@ class _Program:
             bvals[row] = a.reshape(n, -1)[:, j]
 
     def _bind_batch(self, n: int) -> None:
-        need = 2 * 8 * self.batch_rows * n  # values and gradients, one row per batched node
+        # values (and, for a loss, gradients): one row of n numbers per batched node
+        need = (1 if self.forward_only else 2) * 8 * self.batch_rows * n
         available = _available_memory()
         if available is not None and need > available:
             raise BatchTooLargeError(
                 f"compile: a batch of {n:,} examples needs {need / 1e9:.1f} GB for the "
-                f"{self.batch_rows:,} per-example values of {self.owner.__name__} (values "
-                f"and gradients), more than the {available / 1e9:.1f} GB of memory "
-                "available; use smaller batches"
+                f"{self.batch_rows:,} per-example values of {self.owner.__name__}, more "
+                f"than the {available / 1e9:.1f} GB of memory available; use smaller batches"
             )
         self.bvals = self.bgrads = np.zeros((0, 0))  # the old ones go first
         self.bvals = np.zeros((self.batch_rows, n))
-        self.bgrads = np.empty((self.batch_rows, n))
+        # The gradients' buffer comes with the first backward pass (a call whose loss is
+        # only read, such as an evaluation, never needs one); until then the kernels'
+        # gradient views point into the values, and are never written.
+        self.bgrads = self.bvals
+        self._bind_kernels()
+
+    def _bind_kernels(self) -> None:
         for kernel in self.kernels:
             if kernel.batched:
                 kernel.bind_batch(self.bvals, self.bgrads)
+
+    def _batch_gradients(self) -> Array:
+        """The batch buffer's gradients, allocated (and bound) on first use."""
+        if self.bgrads is self.bvals and self.bvals.size:
+            n = self.bvals.shape[1]
+            need = 8 * self.batch_rows * n
+            available = _available_memory()
+            if available is not None and need > available:
+                raise BatchTooLargeError(
+                    f"compile: the gradients of a batch of {n:,} examples need "
+                    f"{need / 1e9:.1f} GB, more than the {available / 1e9:.1f} GB of memory "
+                    "available; use smaller batches"
+                )
+            self.bgrads = np.empty_like(self.bvals)
+            self._bind_kernels()
+        return self.bgrads
 
     def accepts(self, arrays: list[Array]) -> bool:
         """Whether these input arrays fit this program: the traced shapes, but for the
@@ -496,7 +519,7 @@ class _Program:
     def _backward(self) -> Array:
         grads = self.grads
         grads.fill(0.0)
-        bgrads = self.bgrads
+        bgrads = self._batch_gradients()
         for start, stop in self.zero_rows:  # the rest are assigned before they are read
             bgrads[start:stop] = 0.0
         pos = self.outputs[0][1]
@@ -572,8 +595,7 @@ class _Program:
             return np.array(_nested_data(out), dtype=np.float64)
         if self.has_aux:
             loss, aux = out
-            floats = iter(v.data for v in aux_values(aux, self.owner.__name__))
-            return loss, rebuild_aux(aux, floats)
+            return loss, _floats_like(self.aux, aux)
         return out
 
     def _eager_gradients(
@@ -634,6 +656,19 @@ def _input_counts(read: list[int], arrays: list[Array]) -> list[int]:
     for k in np.searchsorted(ends, read, side="right").tolist():
         counts[k] += 1
     return counts
+
+
+def _floats_like(traced: Any, aux: Any) -> Any:
+    """An eager run's ``aux`` as the compiled call returns it: Values as floats, and
+    where the trace had a batch (a vmapped call's results), its list as an array."""
+    if isinstance(traced, Batched):
+        return np.array(_nested_data(aux), dtype=np.float64)
+    if isinstance(aux, Value):
+        return aux.data
+    items = [_floats_like(t, a) for t, a in zip(traced, aux, strict=True)]
+    if isinstance(aux, tuple) and hasattr(aux, "_fields"):  # a namedtuple: fields by position
+        return type(aux)(*items)
+    return type(aux)(items)
 
 
 def _nested_data(x: Any) -> Any:

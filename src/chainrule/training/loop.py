@@ -146,7 +146,7 @@ def train(
                 raise TrainingInterrupted(last, guard.requested)
         if not paused:
             run.keep_best()
-        final_accuracy = evaluate(run.model, run.task, run.X, run.y)  # the model computes
+        final_accuracy = evaluate(run.model, run.task, run.X, run.y, run.measure_of)
     except (ArithmeticError, DomainError) as exc:  # overflow, inf - inf, ... in the numbers
         if isinstance(exc, DivergedError) or not run.history.loss:
             raise  # already explained, or the first loss failed: not a divergence

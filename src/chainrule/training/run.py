@@ -23,13 +23,14 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from chainrule import data as datasets
 from chainrule import losses
 from chainrule.core import Value, no_grad
+from chainrule.core.vmap import vmap
 from chainrule.errors import DivergedError
 from chainrule.nn import MLP
 from chainrule.optim import make_schedule
@@ -59,6 +60,31 @@ __all__ = [
 #: this many times its first value (or 1, whichever is larger): the losses here start
 #: near 1 (hinge, mse) or log(classes) (cross-entropy), so such a loss has blown up.
 DIVERGENCE_FACTOR = 1e6
+
+
+#: How a compiled run measures a model on points at once: ``(X, y) -> (loss, accuracy)``.
+MeasureOf = Callable[[Sequence[Sequence[float]], Sequence[int]], tuple[float, float]]
+
+
+def _as_arrays(task: Task, X: Sequence[Sequence[float]], y: Sequence[int]) -> tuple[Any, ...]:
+    """Points, targets and labels as arrays for a compiled program: the targets as
+    :meth:`Task.example_loss` takes them (one-hot rows for softmax: a compiled
+    function's inputs cannot index)."""
+    import numpy as np
+
+    labels = np.asarray(y, dtype=np.int64)
+    if task.loss == "softmax":
+        targets = np.eye(task.classes)[labels]
+    else:
+        targets = np.asarray(task.targets(y), dtype=np.float64)
+    return np.asarray(X, dtype=np.float64), targets, labels
+
+
+def _accuracy(outputs: Any, labels: Any) -> float:
+    """The fraction of outputs (an array) whose class, as :meth:`Task.predict` gives it
+    (the largest logit, or ``z > 0``), is the label."""
+    classes = outputs.argmax(axis=1) if outputs.ndim == 2 else outputs > 0.0
+    return float((classes == labels).mean())
 
 
 @dataclass(frozen=True)
@@ -112,10 +138,16 @@ class Run:
         self.earlier_seconds = 0.0  # training time in earlier sessions
         self.resumed_at: list[int] = []
         self.compiled: Any = None  # the compiled loss (chainrule.compile), if compiled
+        #: ``(X, y) -> (loss, accuracy)`` by a compiled program, if compiled; else None
+        #: and :func:`measure` runs the model on Values, point by point
+        self.measure_of: MeasureOf | None = None
+        self._arrays: tuple[Any, ...] = ()  # X and the targets as arrays, see _batch_arrays
         if config.compiled:
             from chainrule.compiler import compile
 
-            self.compiled = compile(self._loss, self.params, has_aux=True)
+            self.compiled = compile(self._batch_loss, self.params, has_aux=True)
+            self._measure = compile(self._mean_loss, self.params, has_aux=True)
+            self.measure_of = self._measure_compiled
         if checkpoint is not None:
             self._restore(checkpoint)
         self.started = time.perf_counter()
@@ -172,26 +204,60 @@ class Run:
             loss = loss + self.config.l2 * losses.l2(self.params)
         return loss, outputs
 
-    def _batch(self) -> list[int]:
+    def _mean_loss(self, X: Any, targets: Any) -> tuple[Value, Any]:
+        """The loss of one example, mapped over the batch with :func:`chainrule.vmap`
+        (traced once, replayed over any batch size) and averaged; and the outputs."""
+        outputs = vmap(self.model)(X)
+        return vmap(self.task.example_loss, reduce="mean")(outputs, targets), outputs
+
+    def _batch_loss(self, X: Any, targets: Any) -> tuple[Value, Any]:
+        """The compiled step's loss: :meth:`_mean_loss` plus the L2 term, and the
+        outputs. The numbers of :meth:`_loss`."""
+        loss, outputs = self._mean_loss(X, targets)
+        if self.config.l2:
+            loss = loss + self.config.l2 * losses.l2(self.params)
+        return loss, outputs
+
+    def _batch_arrays(self, idx: Sequence[int]) -> tuple[Any, Any, Any]:
+        """The points ``idx``, their targets and their labels, as arrays (see
+        :func:`_as_arrays`). The whole data's arrays are kept while :attr:`X` and
+        :attr:`y` are the same lists of the same lengths."""
+        key = (id(self.X), len(self.X), id(self.y), len(self.y))
+        if not self._arrays or self._arrays[0] != key:
+            self._arrays = (key, *_as_arrays(self.task, self.X, self.y))
+        _, X, targets, labels = self._arrays
+        if len(idx) == len(X) and idx == range(len(X)):
+            return X, targets, labels
+        at = list(idx)
+        return X[at], targets[at], labels[at]
+
+    def _measure_compiled(
+        self, X: Sequence[Sequence[float]], y: Sequence[int]
+    ) -> tuple[float, float]:
+        """:func:`measure` by the compiled program: the mean loss and the accuracy."""
+        arrays = _as_arrays(self.task, X, y)
+        loss, outputs = self._measure(*arrays[:2])
+        return loss.data, _accuracy(outputs, arrays[2])
+
+    def _batch(self) -> Sequence[int]:
         """The indices of the next batch: every point, or ``batch_size`` drawn."""
         size, batch_size = len(self.X), self.config.batch_size
         if batch_size is None or batch_size >= size:
-            return list(range(size))
+            return range(size)
         return self.batch_rng.sample(range(size), batch_size)
 
-    def _forward(self, idx: Sequence[int]) -> tuple[Value, Any]:
-        """The loss and outputs of the points ``idx``: eager (a graph of Values) or by
-        the compiled program (labels as probability rows for softmax: inputs can't index)."""
-        labels = [self.y[i] for i in idx]
+    def _forward(self, idx: Sequence[int]) -> tuple[Value, float]:
+        """The loss and accuracy of the points ``idx``: eager (a graph of Values) or by
+        the compiled program."""
         if self.compiled is None:
+            labels = [self.y[i] for i in idx]
             rows = [[Value(v) for v in self.X[i]] for i in idx]
-            return self._loss(rows, self.task.targets(labels))
-        task = self.task
-        targets: list[Any] = task.targets(labels)
-        if task.loss == "softmax":
-            targets = [[float(c == label) for c in range(task.classes)] for label in labels]
-        loss, outputs = self.compiled([self.X[i] for i in idx], targets)
-        return loss, outputs
+            loss, outputs = self._loss(rows, self.task.targets(labels))
+            predicted = [self.task.predict(o)[0] for o in outputs]
+            return loss, losses.accuracy(predicted, labels)
+        X, targets, labels = self._batch_arrays(idx)
+        loss, outputs = self.compiled(X, targets)
+        return loss, _accuracy(outputs, labels)
 
     def step(self) -> StepResult:
         """One gradient step on the next batch; raises
@@ -199,10 +265,8 @@ class Run:
         not finite or has blown up (:data:`DIVERGENCE_FACTOR`)."""
         k = self.done
         idx = self._batch()
-        loss, outputs = self._forward(idx)
+        loss, accuracy = self._forward(idx)
         check_loss(loss.data, self.history.loss, k, self.config.lr)
-        predicted = [self.task.predict(o)[0] for o in outputs]
-        accuracy = losses.accuracy(predicted, [self.y[i] for i in idx])
         optimizer = self.optimizer
         optimizer.zero_grad()
         loss.backward()
@@ -226,8 +290,9 @@ class Run:
         :attr:`evaluations` and keep the best test loss's weights; True when
         ``patience`` evaluations have passed without a better one (the run has then
         stopped early)."""
-        train_loss, train_acc = measure(self.model, self.task, self.X, self.y)
-        test_loss, test_acc = measure(self.model, self.task, self.X_test, self.y_test)
+        of = self.measure_of
+        train_loss, train_acc = measure(self.model, self.task, self.X, self.y, of)
+        test_loss, test_acc = measure(self.model, self.task, self.X_test, self.y_test, of)
         ev = self.evaluations
         ev.step.append(self.done)
         ev.train_loss.append(train_loss)
@@ -292,6 +357,7 @@ class Run:
             checkpoint=last,
             resumed_at=self.resumed_at,
             fell_back=compiled is not None and compiled.fell_back,
+            measure_of=self.measure_of,
         )
 
 
@@ -374,12 +440,14 @@ class TrainResult:
     # the best weights were put back)
     resumed_at: list[int] = field(default_factory=list)  # steps at which it was resumed
     fell_back: bool = False  # compiled, but the compiler ran the step eagerly
+    #: ``(X, y) -> (loss, accuracy)`` by a compiled program (a compiled run's), else None
+    measure_of: MeasureOf | None = field(default=None, repr=False, compare=False)
 
     def metrics(self) -> dict[str, Any]:
         """The run's figures, JSON-ready: final loss and accuracy, steps, time, config."""
         accuracy = self.accuracy
         if accuracy is None:
-            accuracy = evaluate(self.model, self.task, self.X, self.y)
+            accuracy = evaluate(self.model, self.task, self.X, self.y, self.measure_of)
         out: dict[str, Any] = {
             "loss": self.history.loss[-1],
             "accuracy": accuracy,
@@ -393,7 +461,9 @@ class TrainResult:
         if self.resumed_at:
             out["resumed_at"] = self.resumed_at
         if self.X_test:
-            test_loss, test_accuracy = measure(self.model, self.task, self.X_test, self.y_test)
+            test_loss, test_accuracy = measure(
+                self.model, self.task, self.X_test, self.y_test, self.measure_of
+            )
             out["test_loss"] = test_loss
             out["test_accuracy"] = test_accuracy
             out["evaluations"] = asdict(self.evaluations)
@@ -409,17 +479,33 @@ def engine_name(compiled: bool, fell_back: bool) -> str:
     return "compiled (fell back to eager)" if fell_back else "compiled"
 
 
-def evaluate(model: MLP, task: Task, X: Sequence[Sequence[float]], y: Sequence[int]) -> float:
-    """The fraction of ``X`` that ``model`` classifies as ``y`` (no graph recorded)."""
+def evaluate(
+    model: MLP,
+    task: Task,
+    X: Sequence[Sequence[float]],
+    y: Sequence[int],
+    measure_of: MeasureOf | None = None,
+) -> float:
+    """The fraction of ``X`` that ``model`` classifies as ``y`` (no graph recorded);
+    by ``measure_of`` (a compiled run's) where given."""
+    if measure_of is not None and X:
+        return measure_of(X, y)[1]
     with no_grad():
         predicted = [task.predict(model(x))[0] for x in X]
     return losses.accuracy(predicted, list(y))
 
 
 def measure(
-    model: MLP, task: Task, X: Sequence[Sequence[float]], y: Sequence[int]
+    model: MLP,
+    task: Task,
+    X: Sequence[Sequence[float]],
+    y: Sequence[int],
+    measure_of: MeasureOf | None = None,
 ) -> tuple[float, float]:
-    """The loss (without L2) and the accuracy of ``model`` on ``X``, no graph recorded."""
+    """The loss (without L2) and the accuracy of ``model`` on ``X``, no graph recorded;
+    by ``measure_of`` (a compiled run's) where given."""
+    if measure_of is not None and X:
+        return measure_of(X, y)
     with no_grad():
         outputs = [model(x) for x in X]
         loss = task.loss_value(outputs, task.targets(y)).data
