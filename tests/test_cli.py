@@ -745,7 +745,8 @@ def test_a_header_line_and_labels_of_minus_1_and_1_train_the_same_model(tmp_path
         folder = tmp_path / f"{bool(header)}{signed}"
         folder.mkdir()
         points = write_points(folder / "points.csv", 60, header=header, signed=signed)
-        assert main(["train", "--data", str(points), *CSV_RUN, "--out", str(folder / "run")]) == 0
+        flags = [*CSV_TINY, "--batch-size", "8", "--out", str(folder / "run")]
+        assert main(["train", "--data", str(points), *flags]) == 0
         models.append((folder / "run" / "model.json").read_bytes())
     assert models[0] == models[1] == models[2]
 

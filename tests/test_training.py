@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -402,6 +403,7 @@ def test_a_config_on_a_data_file_takes_its_points_classes_and_features(tmp_path)
     assert result.metrics()["test_accuracy"] >= 0.9
     (tmp_path / "clusters.csv").unlink()  # a config read back does not read the file
     assert TrainConfig.from_json(config.to_json()) == config
+    assert replace(config, data=tmp_path / "clusters.csv").data == config.data  # a Path: str
 
 
 def test_a_config_on_a_data_file_refuses_the_settings_of_generated_data(tmp_path) -> None:
@@ -427,10 +429,10 @@ def test_100000_rows_of_a_csv_file_are_read_and_trained_in_minibatches(tmp_path)
     X = np.random.default_rng(0).normal(size=(100_000, 2))
     labels = (X[:, 0] > X[:, 1]).astype(float)
     np.savetxt(tmp_path / "big.csv", np.column_stack([X, labels]), delimiter=",", fmt="%.17g")
-    config = TrainConfig(data=str(tmp_path / "big.csv"), hidden=(4,), batch_size=64, steps=3)
+    facts = {"samples": 100_000, "classes": 2, "features": 2}  # given: the run reads it once
+    config = TrainConfig(data=str(tmp_path / "big.csv"), **facts, hidden=(4,), batch_size=64)
     config.compiled = False
-    assert (config.samples, config.classes, config.features) == (100_000, 2, 2)
-    run_ = training.Run(config)
+    run_ = training.Run(config)  # refuses a file without the facts given
     assert run_.X[12_345] == X[12_345].tolist() and run_.y[:5] == labels[:5].tolist()
     steps = [run_.step() for _ in range(3)]
     assert all(math.isfinite(s.loss) and s.batch_size == 64 for s in steps)

@@ -9,6 +9,7 @@ Standard library only (the explorer runs it in the browser).
 from __future__ import annotations
 
 import math
+import os
 import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
@@ -233,6 +234,8 @@ class TrainConfig:
         ``data``, the file's (read here, with :class:`~chainrule.io.csvrows.RowsError`
         naming a bad line)."""
         if self.data is not None:
+            if isinstance(self.data, os.PathLike):  # a Path: kept as the str JSON can hold
+                self.data = os.fspath(self.data)
             self._fill_in_from_the_file(self.data)
             return
         if self.dataset is _DATASET_DEFAULT:
@@ -361,8 +364,8 @@ class TrainConfig:
 
     def _validate_data_file(self) -> None:
         """A run on the file ``data`` has dataset "csv", no noise, at least 1 feature."""
-        if not self.data:
-            raise ConfigError("data must name a CSV file, got an empty name")
+        if not isinstance(self.data, str) or not self.data:
+            raise ConfigError(f"data must name a CSV file, got {self.data!r:.40}")
         if self.dataset != DATA_FILE:
             raise ConfigError(
                 f"dataset {self.dataset!r} and data {self.data!r}: a run trains on a "
