@@ -204,6 +204,12 @@ def tamper(doc: dict[str, Any], change: Any) -> dict[str, Any]:
         (lambda d: d["schedule"].update(position=3), "its schedule"),
         (lambda d: d["best"].update(weights=[1.0]), "best weights must be a list of"),
         (lambda d: d.pop("seconds"), "the checkpoint lacks 'seconds'"),
+        (lambda d: d["config"].update(features=3), "the generated datasets have 2 features"),
+        (lambda d: d["config"].update(data="p.csv"), "its config: the config lacks features"),
+        (
+            lambda d: d["config"].update(data="p.csv", features=2),
+            "dataset 'moons' and data 'p.csv': a run trains on a generated dataset or on a",
+        ),
     ],
 )
 def test_a_tampered_checkpoint_is_refused_naming_the_file_and_entry(
@@ -216,6 +222,30 @@ def test_a_tampered_checkpoint_is_refused_naming_the_file_and_entry(
     assert words in str(caught.value)
     with pytest.raises(CheckpointError, match=r"c\.json: "):
         train(resume_from=path)
+
+
+#: The config entries of a checkpoint of a generated dataset, as they have been since
+#: the first checkpoints: a run on a data file adds ``data`` and ``features``, this not.
+FIRST_CONFIG_ENTRIES = [
+    "dataset", "samples", "noise", "classes", "hidden", "activation", "init", "loss", "l2",
+    "optimizer", "lr", "momentum", "schedule", "steps", "batch_size", "seed",
+    "test_fraction", "eval_every", "patience", "compiled",
+]  # fmt: skip
+
+
+def test_a_generated_datasets_checkpoint_keeps_the_entries_it_always_had(
+    good: dict[str, Any], tmp_path: Path
+) -> None:
+    """Its config is written as before data files came, and read back from that form
+    or with the data file's entries named as a generated dataset has them."""
+    assert list(good["config"]) == FIRST_CONFIG_ENTRIES
+    (tmp_path / "old.json").write_text(json.dumps(good))
+    named = tamper(good, lambda d: d["config"].update(data=None, features=2))
+    (tmp_path / "named.json").write_text(json.dumps(named))
+    config = load_checkpoint(tmp_path / "old.json").config
+    assert load_checkpoint(tmp_path / "named.json").config == config
+    assert (config.data, config.features) == (None, 2)
+    assert load_checkpoint(tmp_path / "old.json").dumps() == json.dumps(good, separators=(",", ":"))
 
 
 def test_missing_truncated_and_non_finite_checkpoints(good: dict[str, Any], tmp_path: Path) -> None:

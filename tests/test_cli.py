@@ -688,3 +688,151 @@ def test_help_lists_what_expr_graph_and_export_define(capsys, monkeypatch) -> No
     shown = " ".join(capsys.readouterr().out.split())
     assert "--format {safetensors,onnx,npz}" in shown
     assert "safetensors or onnx or npz (from the output's suffix" in shown
+
+
+# -- chainrule train --data: a user's own points ------------------------------------------
+
+
+def write_points(
+    path: Path, n: int, features: int = 2, header: str = "", signed: bool = False
+) -> Path:
+    """``n`` points of ``features`` normal numbers; class 1 where their sum is positive
+    (linearly separable), labelled 0/1 or, ``signed``, -1/1; a ``header`` line if given."""
+    X = np.random.default_rng(0).normal(size=(n, features))
+    y = (X.sum(axis=1) > 0).astype(int)
+    y = 2 * y - 1 if signed else y
+    np.savetxt(path, np.column_stack([X, y]), delimiter=",", fmt="%.17g", header=header)
+    if header:  # numpy writes "# x1,x2": a header line is the names alone
+        path.write_text(path.read_text().removeprefix("# "))
+    return path
+
+
+CSV_RUN = ["--layers", "8", "--steps", "60", "--batch-size", "32", "--no-progress"]
+CSV_TINY = ["--layers", "4", "--steps", "3", "--no-progress"]  # no --samples: the file's
+
+
+def test_train_on_a_csv_file_writes_the_run_and_predict_takes_its_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    points, out = write_points(tmp_path / "points.csv", 200), tmp_path / "run"
+    assert main(["train", "--data", str(points), *CSV_RUN, "--out", str(out)]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoint.json",
+        "decision_boundary.png",
+        "loss.png",
+        "metrics.json",
+        "model.json",
+    ]
+    assert_real_plot(out / "loss.png")
+    assert_real_plot(out / "decision_boundary.png")
+    metrics = json.loads((out / "metrics.json").read_text())
+    config = metrics["config"]
+    assert (config["data"], config["dataset"]) == (os.path.abspath(points), "csv")
+    assert (config["samples"], config["classes"], config["features"]) == (200, 2, 2)
+    assert len(metrics["evaluations"]["step"]) == 6  # held out, as for a generated set
+    assert metrics["test_accuracy"] >= 0.9  # a separable set: far above chance (0.5)
+    model = str(out / "model.json")
+    assert main(["predict", "--model", model, "--input", "2,1", "--input=-1,-2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("class 1 ") and lines[1].startswith("class 0 ")
+
+
+def test_a_header_line_and_labels_of_minus_1_and_1_train_the_same_model(tmp_path: Path) -> None:
+    """The header is optional, and -1/1 labels are 0/1: the same points train alike."""
+    models = []
+    for header, signed in [("", False), ("x1,x2,label", False), ("a,b,c", True)]:
+        folder = tmp_path / f"{bool(header)}{signed}"
+        folder.mkdir()
+        points = write_points(folder / "points.csv", 60, header=header, signed=signed)
+        flags = [*CSV_TINY, "--batch-size", "8", "--out", str(folder / "run")]
+        assert main(["train", "--data", str(points), *flags]) == 0
+        models.append((folder / "run" / "model.json").read_bytes())
+    assert models[0] == models[1] == models[2]
+
+
+def test_points_of_3_features_train_a_3_input_model_and_no_decision_boundary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    points, out = write_points(tmp_path / "p3.csv", 200, features=3, signed=True), tmp_path / "r"
+    assert main(["train", "--data", str(points), *CSV_RUN, "--eager", "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "no decision_boundary.png: the points have 3 features" in said
+    assert "decision_boundary.png," not in said.splitlines()[1]  # the files written
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoint.json",
+        "loss.png",
+        "metrics.json",
+        "model.json",
+    ]
+    assert json.loads((out / "metrics.json").read_text())["test_accuracy"] >= 0.9
+    model = str(out / "model.json")
+    assert main(["predict", "--model", model, "--input", "1,1,1", "--input=-1,-1,0"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("class 1 ") and lines[1].startswith("class 0 ")
+    assert main(["predict", "--model", model, "--input", "1,1"]) == 2  # its width is 3
+    assert "the model takes 3 numbers, got 2" in capsys.readouterr().err
+
+
+BAD_DATA = {
+    "empty": (b"", "bad.csv line 1: the file ends with no rows"),
+    "header only": (b"x1,x2,label\n", "bad.csv line 2: the file ends after the header"),
+    "one column": (b"1\n0\n", "bad.csv line 1: one number a line; expected the features"),
+    "ragged": (b"1,2,0\n\n1,2\n", "bad.csv line 3: expected 3 numbers as on line 1, got '1,2'"),
+    "wider than the header": (
+        b"x,y,label\n1,2,0\n1,2,1,4\n",
+        "bad.csv line 3: expected 3 numbers as the header on line 1 names, got '1,2,1,4' (4 ",
+    ),
+    "not a number": (b"1,2,0\n1,a,1\n", "bad.csv line 2: expected 3 numbers as on line 1, got"),
+    "nan": (b"1,2,0\nnan,2,1\n", "line 2: expected 3 numbers as on line 1, got 'nan,2,1' ('nan"),
+    "inf": (b"1,2,0\n1,2,1\n1,-inf,1\n", "line 3: expected 3 numbers as on line 1, got '1,-inf"),
+    "not UTF-8": (b"1,2,0\n1,\xff,1\n", "bad.csv line 2: not UTF-8 text"),
+    "label not whole": (b"1,2,0\n1,2,0.5\n", "bad.csv line 2: label 0.5 is not a whole number"),
+    "labels 0 and -1": (b"1,2,1\n1,2,0\n3,4,-1\n", "line 2: label 0, but line 3 has label -1"),
+    "negative label": (b"1,2,0\n1,2,1\n1,2,-2\n", "bad.csv line 3: label -2 is not a class"),
+    "one class": (b"1,2,1\n3,4,1\n", "bad.csv line 1: label 1, as on every line; a classifier"),
+    "labels from 1": (b"1,2,1\n3,4,2\n5,6,3\n", "line 3: label 3, but no line has label 0: each"),
+    "a label skipped": (b"1,2,0\n3,4,3\n5,6,1\n", "line 2: label 3, but no line has label 2: ea"),
+}
+
+
+@pytest.mark.parametrize(("content", "words"), BAD_DATA.values(), ids=BAD_DATA.keys())
+def test_a_bad_data_file_is_one_line_naming_its_line_and_writes_nothing(
+    content: bytes, words: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "bad.csv").write_bytes(content)
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "bad.csv"), *CSV_TINY, "--out", str(out)]) == 2
+    assert words in one_error_line(capsys.readouterr().err, "train")
+    assert not out.exists()
+
+
+def test_a_data_file_that_is_missing_or_a_folder_is_one_line(tmp_path: Path, capsys) -> None:
+    for path, words in [
+        (tmp_path / "none.csv", f"--data {tmp_path / 'none.csv'} does not exist"),
+        (tmp_path, f"--data {tmp_path} is a folder; name a CSV file"),
+    ]:
+        assert main(["train", "--data", str(path), "--no-progress"]) == 2
+        assert words in one_error_line(capsys.readouterr().err, "train")
+
+
+@pytest.mark.parametrize(
+    "flag", [["--dataset", "moons"], ["--samples", "50"], ["--noise", "0.1"], ["--classes", "3"]]
+)
+def test_data_and_a_generated_datasets_flags_are_refused_together(
+    flag: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    points = write_points(tmp_path / "points.csv", 20)
+    assert main(["train", "--data", str(points), *flag, *CSV_TINY]) == 2
+    err = one_error_line(capsys.readouterr().err, "train")
+    assert f"--data and {flag[0]} do not go together: --data trains on the points" in err
+
+
+def test_train_help_says_what_a_data_file_holds(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "--data FILE.csv train on your own points instead of a generated dataset" in shown
+    assert "its features then its label" in shown and "is a header" in shown
+    assert "0 and 1 or -1 and 1 for two classes, 0..k-1 for k classes" in shown
+    assert "decision_boundary.png only for points of 2 features" in shown

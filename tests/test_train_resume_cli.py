@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shlex
 import signal
 import subprocess
@@ -234,3 +235,77 @@ def test_a_run_killed_with_sigkill_resumes_and_its_leftovers_go(
     assert sorted(os.listdir(tmp_path)) == sorted(["run", live.name])
     assert sorted(os.listdir(out)) == ["checkpoint.json", "decision_boundary.png", "loss.png",
                                        "metrics.json", "model.json"]  # fmt: skip
+
+
+# -- a run on a CSV file (--data) ---------------------------------------------------------
+
+CSV_RUN = ["train", "--layers", "8", "--optimizer", "adam", "--batch-size", "8",
+           "--eval-every", "5", "--no-progress"]  # fmt: skip
+
+
+def write_points(path: Path, n: int = 40) -> Path:
+    """``n`` points in two classes (by the sign of x + y), labels 0 and 1."""
+    rng = random.Random(0)
+    rows = [(rng.gauss(0, 1), rng.gauss(0, 1)) for _ in range(n)]
+    path.write_text("".join(f"{x!r},{y!r},{int(x + y > 0)}\n" for x, y in rows))
+    return path
+
+
+def test_a_run_on_a_csv_file_resumed_from_another_folder_equals_the_run_that_never_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--data given as a relative path is saved absolute: the resumed run finds it."""
+    monkeypatch.chdir(tmp_path)
+    write_points(tmp_path / "points.csv")
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert main([*CSV_RUN, "--data", "points.csv", "--steps", "30", "--out", str(straight)]) == 0
+    flags = ["--data", "points.csv", "--steps", "30", "--stop-after", "12", "--out", str(split)]
+    assert main([*CSV_RUN, *flags]) == 0
+    said = capsys.readouterr().out.strip()
+    assert os.listdir(split) == ["checkpoint.json"]
+    monkeypatch.chdir(tmp_path / "straight")
+    assert main([*resume_command(said), "--no-progress"]) == 0
+    assert "resumed at step 12" in capsys.readouterr().out
+    assert results(split) == results(straight)  # every loss and weight, bit for bit
+    saved = load_checkpoint(split / "checkpoint.json").config
+    assert saved.data == str(tmp_path / "points.csv") and saved.features == 2
+
+
+def test_resuming_a_run_whose_data_file_changed_or_went_is_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    points, out = write_points(tmp_path / "points.csv"), tmp_path / "run"
+    assert main([*CSV_RUN, "--data", str(points), "--steps", "9", "--stop-after", "3",
+                 "--out", str(out)]) == 0  # fmt: skip
+    checkpoint = (out / "checkpoint.json").read_bytes()
+    original = points.read_text()
+    lines = original.splitlines(keepends=True)
+    for changed, words in [
+        (
+            "".join(["0.5," + lines[0].split(",", 1)[1], *lines[1:]]),  # a number edited
+            f"the data file {points} has changed since the run trained on it (its points are",
+        ),
+        ("".join(lines[1:]), f"{points} now holds 39 points of 2 features in 2 classes, not "),
+        (
+            original + "1,2\n",
+            f"the data file {points} has changed since the run trained on it "
+            "(now line 41: expected 3 numbers as on line 1",
+        ),
+        (None, f"the run trained on {points}, which cannot be read now (No such file"),
+    ]:
+        if changed is None:
+            points.unlink()
+        else:
+            points.write_text(changed)
+        capsys.readouterr()
+        assert main(["train", "--resume", str(out), "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and words in err, err
+        assert os.listdir(out) == ["checkpoint.json"]
+        assert (out / "checkpoint.json").read_bytes() == checkpoint  # untouched
+    points.write_text(original)  # put back: the run goes on
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+    assert main(["train", "--resume", str(out), "--data", str(tmp_path / "other.csv")]) == 2
+    assert f"--data conflicts with the run being resumed (--data {points})" in (
+        capsys.readouterr().err
+    )

@@ -388,3 +388,71 @@ def test_the_engine_reported_is_the_compilers_own_fell_back() -> None:
     assert not wide.fell_back and wide.metrics()["engine"] == "compiled"
     eager = train(TrainConfig(samples=20, hidden=(4,), steps=2, compiled=False))
     assert eager.metrics()["engine"] == "eager"
+
+
+# -- a run on a data file (TrainConfig.data) ---------------------------------------------
+
+
+def write_clusters(path, n: int = 90, features: int = 3) -> list[list[float]]:
+    """``n`` points, class c (0, 1, 2 in turn) around 2 on axis c; returns the rows."""
+    rng = random.Random(0)
+    rows = []
+    for i in range(n):
+        c = i % 3
+        rows.append([rng.gauss(2.0 * (k == c), 0.3) for k in range(features)] + [float(c)])
+    path.write_text("".join(",".join(map(repr, row)) + "\n" for row in rows))
+    return rows
+
+
+def test_a_config_on_a_data_file_takes_its_points_classes_and_features(tmp_path) -> None:
+    rows = write_clusters(tmp_path / "clusters.csv")
+    config = TrainConfig(
+        data=str(tmp_path / "clusters.csv"),
+        hidden=(8,),
+        optimizer="adam",
+        lr=0.05,
+        steps=60,
+        test_fraction=0.2,
+    )
+    facts = (config.dataset, config.samples, config.classes, config.features, config.noise)
+    assert facts == ("csv", 90, 3, 3, 0.0)
+    result = train(config)
+    assert result.task.loss == "softmax" and result.model.nin == 3
+    assert sorted(result.X + result.X_test) == sorted(row[:-1] for row in rows)
+    assert sorted(result.y + result.y_test) == sorted(int(row[-1]) for row in rows)
+    assert result.metrics()["test_accuracy"] >= 0.9
+    (tmp_path / "clusters.csv").unlink()  # a config read back does not read the file
+    assert TrainConfig.from_json(config.to_json()) == config
+    assert replace(config, data=tmp_path / "clusters.csv").data == config.data  # a Path: str
+
+
+def test_a_config_on_a_data_file_refuses_the_settings_of_generated_data(tmp_path) -> None:
+    write_clusters(tmp_path / "c.csv", features=2)
+    path = str(tmp_path / "c.csv")
+    for config, words in [
+        (TrainConfig(data=path, dataset="moons"), "a generated dataset or on a data file, not"),
+        (TrainConfig(data=path, noise=0.1), "noise 0.1 applies to generated datasets"),
+        (TrainConfig(features=3), "the generated datasets have 2 features, not 3"),
+    ]:
+        with pytest.raises(ConfigError, match=words):
+            config.validate()
+    wrong = TrainConfig(data=path, classes=4, steps=1)  # the file has 3
+    with pytest.raises(ConfigError, match="holds 90 points of 2 features in 3 classes, not the"):
+        train(wrong)
+
+
+def test_100000_rows_of_a_csv_file_are_read_and_trained_in_minibatches(tmp_path) -> None:
+    """A big file is read in one pass and trains a few mini-batch steps (no full-batch
+    step, no evaluation of 100,000 points: those are the slow parts, not the reading)."""
+    import numpy as np
+
+    X = np.random.default_rng(0).normal(size=(100_000, 2))
+    labels = (X[:, 0] > X[:, 1]).astype(float)
+    np.savetxt(tmp_path / "big.csv", np.column_stack([X, labels]), delimiter=",", fmt="%.17g")
+    facts = {"samples": 100_000, "classes": 2, "features": 2}  # given: the run reads it once
+    config = TrainConfig(data=str(tmp_path / "big.csv"), **facts, hidden=(4,), batch_size=64)
+    config.compiled = False
+    run_ = training.Run(config)  # refuses a file without the facts given
+    assert run_.X[12_345] == X[12_345].tolist() and run_.y[:5] == labels[:5].tolist()
+    steps = [run_.step() for _ in range(3)]
+    assert all(math.isfinite(s.loss) and s.batch_size == 64 for s in steps)

@@ -1,9 +1,10 @@
 """Small classification datasets, generated in code (no downloads), seeded.
 
 Every generator returns ``(X, y)``: ``X`` a list of rows of floats, ``y`` a list of
-integer class labels ``0 .. k-1``. Use :func:`to_signed` for the ±1 labels that the
-hinge loss wants, and :func:`train_test_split` to hold data out. :data:`DEFAULTS` holds
-each generated dataset's default size, noise and number of classes, for every tool.
+integer class labels ``0 .. k-1``; so does :func:`read_csv`, for a user's own points in
+a CSV file. Use :func:`to_signed` for the ±1 labels that the hinge loss wants, and
+:func:`train_test_split` to hold data out. :data:`DEFAULTS` holds each generated
+dataset's default size, noise and number of classes, for every tool.
 
 ``moons`` reproduces scikit-learn's ``make_moons`` point for point (same algorithm and
 the same random stream), so ``moons(100, noise=0.1, seed=1337)`` is the reference demo's
@@ -25,13 +26,17 @@ licence and the exact transformation in ``datasets/NAMES-SOURCE.md`` beside the 
 
 from __future__ import annotations
 
+import itertools
 import math
 import operator
+import os
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import TypeVar
+
+from chainrule.io.csvrows import RowsError, numbered_rows
 
 __all__ = [
     "DATASETS",
@@ -47,6 +52,7 @@ __all__ = [
     "make",
     "moons",
     "names",
+    "read_csv",
     "spiral",
     "to_signed",
     "train_test_split",
@@ -54,6 +60,7 @@ __all__ = [
 ]
 
 Dataset = tuple[list[list[float]], list[int]]
+Rows = list[tuple[int, list[float]]]  # a CSV file's rows: (line number, numbers)
 _T = TypeVar("_T")
 
 
@@ -336,6 +343,86 @@ def lecture() -> tuple[list[list[float]], list[float]]:
     X = [[2.0, 3.0, -1.0], [3.0, -1.0, 0.5], [0.5, 1.0, 1.0], [1.0, 1.0, -1.0]]
     y = [1.0, -1.0, -1.0, 1.0]
     return X, y
+
+
+def read_csv(path: str | os.PathLike[str]) -> Dataset:
+    """Labelled points from the CSV file ``path``: one a line, the features then the label.
+
+    Every line holds the same number of numbers (the first line's), at least two; a
+    first line with no number in it (``x1,x2,label``) is a header, and empty lines are
+    skipped, as :func:`chainrule.io.csvrows.read_rows` reads them. The label, the last
+    number, is a whole number (``1`` or ``1.0``): two classes are ``0`` and ``1``, or
+    ``-1`` and ``1`` (the hinge loss's convention, read as 0 and 1); ``k`` classes are
+    ``0 .. k-1``, each the label of at least one point. Returns ``(X, y)`` with ``y`` in
+    ``0 .. k-1``, as the generators do.
+
+    Raises :class:`~chainrule.io.csvrows.RowsError` at the first bad line, naming the
+    file and line (``points.csv line 17: expected 3 numbers as on line 1, got '1,2'
+    (2 values)``), and :class:`OSError` for a file that cannot be opened.
+    """
+    name = os.fspath(path)
+    with open(path, "rb") as f:  # decoded line by line, so a bad byte names its line
+        rows = list(numbered_rows(f, None, name))
+    first, row = rows[0]
+    if len(row) < 2:
+        raise RowsError(
+            f"{name} line {first}: one number a line; expected the features, then the "
+            "label: at least 2 numbers a line"
+        )
+    return [row[:-1] for _, row in rows], _classes(rows, name)
+
+
+def _classes(rows: Rows, name: str) -> list[int]:
+    """Each row's label (its last number) as a class 0..k-1; a -1 among them makes the
+    labels -1 and 1. The labels are checked as a set (a big file's are mostly alike);
+    only a bad one is looked for line by line, to name its line."""
+    labels = [row[-1] for _, row in rows]
+    seen = set(labels)
+    signed = -1.0 in seen
+    if any(not x.is_integer() for x in seen):
+        where = _first(rows, name, lambda x: not x.is_integer())
+        raise RowsError(f"{where} is not a whole number; {_LABELS}")
+    if signed and not seen <= {-1.0, 1.0}:
+        where = _first(rows, name, lambda x: x not in (-1.0, 1.0))
+        minus = _line(rows, lambda x: x == -1.0)
+        raise RowsError(f"{where}, but line {minus} has label -1; {_LABELS}, not a mix")
+    if (min(seen) < 0 and not signed) or min(seen) < -1.0:
+        raise RowsError(f"{_first(rows, name, lambda x: x < 0)} is not a class; {_LABELS}")
+    classes = [int(x > 0) for x in labels] if signed else [int(x) for x in labels]
+    _check_every_class_used(rows, name, {int(x > 0) if signed else int(x) for x in seen})
+    return classes
+
+
+#: What :func:`read_csv` takes as labels, for its messages.
+_LABELS = "the labels of k classes are 0..k-1, or -1 and 1 for two classes"
+
+
+def _line(rows: Rows, bad: Callable[[float], bool]) -> int:
+    """The line of the first row whose label is ``bad``."""
+    return next(line for line, row in rows if bad(row[-1]))
+
+
+def _first(rows: Rows, name: str, bad: Callable[[float], bool]) -> str:
+    """``points.csv line 7: label 0.5``: the first row whose label is ``bad``."""
+    line, label = next((line, row[-1]) for line, row in rows if bad(row[-1]))
+    shown = str(int(label)) if label.is_integer() and abs(label) < 1e15 else repr(label)
+    return f"{name} line {line}: label {shown}"
+
+
+def _check_every_class_used(rows: Rows, name: str, used: set[int]) -> None:
+    """Refuse fewer than 2 classes, or a class of 0..k-1 that no point has."""
+    if len(used) < 2:
+        where = _first(rows, name, lambda x: True)
+        raise RowsError(f"{where}, as on every line; a classifier needs at least 2 classes")
+    top = max(used)
+    if len(used) <= top:  # a gap, and the first ones lie below len(used) + 3: soon found
+        missing = list(itertools.islice((c for c in range(top) if c not in used), 3))
+        hint = " (counted from 1? subtract 1)" if missing == [0] else ""
+        raise RowsError(
+            f"{_first(rows, name, lambda x: x == top)}, but no line has label "
+            f"{' or '.join(map(str, missing))}: each of k classes 0..k-1 must label a "
+            f"point{hint}"
+        )
 
 
 def names() -> list[str]:

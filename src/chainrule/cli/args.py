@@ -239,6 +239,16 @@ def _data_flags(p: argparse.ArgumentParser, held_out: bool) -> None:
 
     d = TrainConfig()
     g = p.add_argument_group("data")
+    g.add_argument(
+        "--data",
+        metavar="FILE.csv",
+        help="train on your own points instead of a generated dataset: a CSV file, one "
+        "point a line, its features then its label (0.5,-1.2,1); a first line with no "
+        "number in it (x1,x2,label) is a header. Labels are whole numbers: 0 and 1 or -1 "
+        "and 1 for two classes, 0..k-1 for k classes (each the label of a point). The "
+        "model takes as many inputs as there are features; a bad line is refused, named. "
+        "Not with --dataset, --samples, --noise or --classes",
+    )
     g.add_argument("--dataset", choices=tuple(DATASETS), help=f"{d.dataset}")
     g.add_argument("--samples", type=count(2), help=f"points ({_per_dataset('samples')})")
     g.add_argument("--noise", type=non_negative, help=f"noise ({_per_dataset('noise')})")
@@ -392,14 +402,38 @@ def train_config(args: argparse.Namespace) -> Any:
     from chainrule.training import DEFAULT_LR, TrainConfig
 
     given = given_settings(args)
+    if "data" in given:
+        _check_data_file(given)
     optimizer = given.get("optimizer", TrainConfig().optimizer)
     defaults: dict[str, Any] = {
         "lr": DEFAULT_LR[optimizer],
         "test_fraction": DEFAULT_TEST_FRACTION,
     }
-    config = TrainConfig(**{**defaults, **given})
+    config = TrainConfig(**{**defaults, **given})  # reads --data, naming it as given
     config.compiled = not args.eager
+    if config.data is not None:
+        config.data = os.path.abspath(config.data)  # so that the run resumes from anywhere
     return config
+
+
+#: The settings of a generated dataset, by flag: --data replaces them.
+_GENERATED = ("--dataset", "--samples", "--noise", "--classes")
+
+
+def _check_data_file(given: Mapping[str, Any]) -> None:
+    """Refuse --data (in the settings ``given``) with a generated dataset's flags, or
+    naming no file; the file's lines are checked as the run's config reads it."""
+    clash = [flag for flag in _GENERATED if flag[2:] in given]
+    if clash:
+        raise UsageError(
+            f"--data and {clash[0]} do not go together: --data trains on the points of a "
+            "file, --dataset, --samples, --noise and --classes make a generated dataset"
+        )
+    path = Path(given["data"])
+    if path.is_dir():
+        raise UsageError(f"--data {path} is a folder; name a CSV file")
+    if not path.exists():
+        raise UsageError(f"--data {path} does not exist; name a CSV file")
 
 
 def out_folder(args: argparse.Namespace) -> Path:

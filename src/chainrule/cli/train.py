@@ -8,6 +8,7 @@ A new run takes its settings from the flags (:func:`~chainrule.cli.args.train_co
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,9 @@ def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "train",
         help="train a classifier with every choice a flag",
-        description="Train an MLP classifier on a generated 2-D dataset. Multi-class data "
-        "uses softmax cross-entropy. Writes the same files as `demo`.",
+        description="Train an MLP classifier on a generated 2-D dataset, or on your own "
+        "points (--data FILE.csv). Multi-class data uses softmax cross-entropy. Writes the "
+        "same files as `demo` (decision_boundary.png only for points of 2 features).",
     )
     training_flags(p, "runs/train")
     g = p.add_argument_group(
@@ -103,6 +105,8 @@ def _resume_training(args: argparse.Namespace) -> int:
         raise UsageError("--force starts a new run; --resume goes on with the one in its folder")
     given = given_settings(args)
     given.pop("steps", None)
+    if "data" in given:  # as the run saved it: absolute
+        given["data"] = os.path.abspath(given["data"])
     if args.eager:
         given["compiled"] = False
     checkpoint, config = resume_settings(folder, given, args.steps)

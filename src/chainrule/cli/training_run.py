@@ -105,6 +105,7 @@ def run_training(
             if not result.finished:
                 raise _Paused  # the checkpoint alone, as after Ctrl-C
             metrics = _write_results(result, config, staging, checkpoints)
+            files = _run_files(config, checkpoints)
     except _Paused:
         print(
             f"stopped after step {writer.step if writer else 0} of {config.steps}; the checkpoint "
@@ -115,8 +116,21 @@ def run_training(
         if writer is None or writer.step is None:
             raise  # nothing saved: the usual "interrupted"
         return _report_interrupted(exc, writer.step, config, out)
-    _report(metrics, result, out, TRAIN_RUN_FILES if checkpoints else RUN_FILES)
+    _report(metrics, result, out, files)
+    if config.features != 2:
+        print(
+            f"no decision_boundary.png: the points have {config.features} features, and the "
+            "decision boundary is drawn for 2 (loss.png has the loss and accuracy curves)"
+        )
     return 0
+
+
+def _run_files(config: Any, checkpoints: bool) -> tuple[str, ...]:
+    """The files a run writes: :data:`RUN_FILES` (with ``checkpoints``, also the
+    checkpoint), but no decision boundary for points of other than 2 features."""
+    files = TRAIN_RUN_FILES if checkpoints else RUN_FILES
+    drawn = config.features == 2
+    return tuple(name for name in files if drawn or name != "decision_boundary.png")
 
 
 def _resume_line(out: Path) -> str:
@@ -133,7 +147,7 @@ def _write_results(result: Any, config: Any, staging: Path, checkpoints: bool) -
     nn.save(
         result.model,
         staging / "model.json",
-        metadata={"task": result.task.to_json(), "dataset": config.dataset},
+        metadata={"task": result.task.to_json(), "dataset": config.data_name()},
     )
     _plot(result, config, metrics, staging)
     if checkpoints and result.checkpoint is not None:
@@ -142,7 +156,7 @@ def _write_results(result: Any, config: Any, staging: Path, checkpoints: bool) -
 
 
 def _plot(result: Any, config: Any, metrics: Any, staging: Path) -> None:
-    """Draw loss.png and decision_boundary.png into ``staging``."""
+    """Draw loss.png and, for points of 2 features, decision_boundary.png into ``staging``."""
     from chainrule.plots import plot_decision_boundary, plot_history
 
     ev = result.evaluations if result.X_test else None
@@ -150,11 +164,13 @@ def _plot(result: Any, config: Any, metrics: Any, staging: Path) -> None:
         result.history.loss,
         result.history.accuracy,
         staging / "loss.png",
-        title=config.dataset,
+        title=config.data_name(),
         lr=result.history.lr,
         evaluations=ev,
         step_label="train (each step's batch" + (", + L2)" if config.l2 else ")"),
     )
+    if config.features != 2:
+        return
     accuracy = f"train accuracy {metrics['accuracy']:.1%}"
     if "test_accuracy" in metrics:
         accuracy += f", test accuracy {metrics['test_accuracy']:.1%}"
@@ -163,7 +179,7 @@ def _plot(result: Any, config: Any, metrics: Any, staging: Path) -> None:
         result.X,
         result.y,
         staging / "decision_boundary.png",
-        title=f"{config.dataset}: {accuracy}",
+        title=f"{config.data_name()}: {accuracy}",
         X_test=result.X_test,
         y_test=result.y_test,
         classes=result.task.classes,

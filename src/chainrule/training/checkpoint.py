@@ -122,9 +122,10 @@ class Checkpoint:
     mini-batches, the history, the held-out evaluations and the early-stopping
     bookkeeping. The schedule's position is ``step``. The data, the held-out split and
     the initial weights come from ``config.seed`` and are drawn again on resume (their
-    generators keep no state into the loop); ``data_sha256`` proves they came out the
-    same. :meth:`save` writes it as JSON (never pickle), :func:`load_checkpoint`
-    reads it back with every entry checked.
+    generators keep no state into the loop), or the data are read again from the
+    config's data file; ``data_sha256`` proves they came out the same. :meth:`save`
+    writes it as JSON (never pickle), :func:`load_checkpoint` reads it back with every
+    entry checked.
     """
 
     config: TrainConfig
@@ -240,7 +241,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
 def _model_with(config: TrainConfig, weights: Sequence[float] | None = None) -> MLP:
     """The model of ``config``, holding ``weights`` (in ``parameters()`` order) if given."""
     model = MLP(
-        2,
+        config.features,
         [*config.hidden, config.task().outputs],
         activation=config.activation,  # type: ignore[arg-type]
         rng=random.Random(0),  # the weights are set below, or only the shape matters

@@ -9,9 +9,11 @@ Standard library only (the explorer runs it in the browser).
 from __future__ import annotations
 
 import math
+import os
 import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
+from pathlib import PurePath
 from typing import Any
 
 from chainrule import data as datasets
@@ -30,6 +32,7 @@ from chainrule.optim import SCHEDULES, SGD, Adam, Optimizer
 
 __all__ = [
     "ADAM_MAX_LR",
+    "DATA_FILE",
     "DEFAULT_LR",
     "LOSSES",
     "MAX_SEED",
@@ -40,7 +43,9 @@ __all__ = [
     "TrainConfig",
     "build",
     "check_seed",
+    "data_facts",
     "demo_config",
+    "load_data",
     "make_optimizer",
 ]
 
@@ -174,7 +179,8 @@ def _float(v: Value | float) -> float:
 
 
 class _DatasetDefault:
-    """The default of ``samples``, ``noise`` and ``classes``: the dataset's own."""
+    """The default of ``dataset``, ``samples``, ``noise``, ``classes`` and ``features``:
+    the dataset's own, or the data file's."""
 
     def __repr__(self) -> str:
         return "<the dataset's default>"
@@ -183,15 +189,33 @@ class _DatasetDefault:
 _DATASET_DEFAULT: Any = _DatasetDefault()
 
 
+#: The name :attr:`TrainConfig.dataset` has in a run on a data file.
+DATA_FILE = "csv"
+
+#: The fields added to :class:`TrainConfig` since the first checkpoints, with the value
+#: each has for a generated dataset: :meth:`TrainConfig.to_json` leaves them out there
+#: (so such a run's config and checkpoint are what they always were, byte for byte)
+#: and :meth:`TrainConfig.from_json` reads a config without them as that value.
+_ADDED_FIELDS: dict[str, object] = {"data": None, "features": 2}
+
+
 @dataclass
 class TrainConfig:
     """Every choice of a training run; the defaults are the reference demo's.
 
     ``samples``, ``noise`` and ``classes`` not given are the dataset's own
     (:data:`chainrule.data.DEFAULTS`), as in ``chainrule train`` and the explorer.
+
+    ``data``, the path of a CSV file (:func:`chainrule.data.read_csv`: one point a
+    line, the features then the label), trains on its points instead of a generated
+    dataset. ``dataset`` is then ``"csv"``, ``noise`` 0, and ``samples``, ``classes``
+    and ``features`` (the model's inputs; 2 for every generated dataset) are the
+    file's: left out, they are read from it here, and a run refuses a file that no
+    longer has them (it has changed since). The path is kept as given; ``chainrule
+    train --data`` makes it absolute, so that a run resumes from any folder.
     """
 
-    dataset: str = "moons"
+    dataset: str = _DATASET_DEFAULT
     samples: int = _DATASET_DEFAULT
     noise: float = _DATASET_DEFAULT
     classes: int = _DATASET_DEFAULT
@@ -213,22 +237,53 @@ class TrainConfig:
     eval_every: int = 10  # with held-out data: evaluate after every this many steps and the last
     patience: int | None = None  # stop after this many evaluations without a better test loss
     compiled: bool = True  # replay the step with chainrule.compile; False: the eager engine
+    data: str | None = None  # a CSV file of points to train on, instead of `dataset`
+    features: int = _DATASET_DEFAULT  # numbers per point, the model's inputs
 
     def __post_init__(self) -> None:
         """Fill in the dataset's own ``samples``, ``noise`` and ``classes`` where not given
-        (an unknown dataset gets moons' here; :meth:`validate` refuses its name)."""
+        (an unknown dataset gets moons' here; :meth:`validate` refuses its name), or, with
+        ``data``, the file's (read here, with :class:`~chainrule.io.csvrows.RowsError`
+        naming a bad line)."""
+        if self.data is not None:
+            if isinstance(self.data, os.PathLike):  # a Path: kept as the str JSON can hold
+                self.data = os.fspath(self.data)
+            self._fill_in_from_the_file(self.data)
+            return
+        if self.dataset is _DATASET_DEFAULT:
+            self.dataset = "moons"
         own = datasets.DEFAULTS.get(self.dataset, datasets.DEFAULTS["moons"])
         for name in ("samples", "noise", "classes"):
             if getattr(self, name) is _DATASET_DEFAULT:
                 setattr(self, name, getattr(own, name))
+        if self.features is _DATASET_DEFAULT:
+            self.features = 2
+
+    def _fill_in_from_the_file(self, path: str) -> None:
+        """``dataset``, ``noise``, ``samples``, ``classes`` and ``features`` of a run on
+        the file ``path``, where not given (the file is read only if one is missing)."""
+        if self.dataset is _DATASET_DEFAULT:
+            self.dataset = DATA_FILE
+        if self.noise is _DATASET_DEFAULT:
+            self.noise = 0.0
+        facts = ("samples", "classes", "features")
+        if any(getattr(self, name) is _DATASET_DEFAULT for name in facts):
+            found = data_facts(*datasets.read_csv(path))
+            for name, value in zip(facts, found, strict=True):
+                if getattr(self, name) is _DATASET_DEFAULT:
+                    setattr(self, name, value)
+
+    def data_name(self) -> str:
+        """What the run trains on, for titles: the dataset, or the data file's name."""
+        return PurePath(self.data).name if self.data is not None else self.dataset
 
     def validate(self) -> None:  # long: one check after another, each a line or two
         """Raise :class:`ConfigError` (a ``ValueError``) naming the first bad choice.
 
         Everything a run could trip over is checked here, before any work is done.
         """
+        self._validate_data()
         choices: dict[str, tuple[str, Sequence[str]]] = {
-            "dataset": (self.dataset, tuple(datasets.DATASETS)),
             "activation": (self.activation, ACTIVATIONS),
             "init": (self.init, INITS),
             "loss": (self.loss, LOSSES),
@@ -273,15 +328,6 @@ class TrainConfig:
                 raise ConfigError(
                     "patience watches the held-out loss: it needs a test fraction above 0"
                 )
-        if not (math.isfinite(self.noise) and self.noise >= 0):
-            raise ConfigError(f"noise must be a number >= 0, got {self.noise}")
-        if self.classes < 2:
-            raise ConfigError(f"classes must be at least 2, got {self.classes}")
-        if self.classes != 2 and self.dataset not in datasets.MULTICLASS:
-            raise ConfigError(
-                f"dataset {self.dataset!r} has 2 classes; --classes applies to "
-                f"{' and '.join(sorted(datasets.MULTICLASS))}"
-            )
         if self.samples < max(2, self.classes):
             raise ConfigError(
                 f"{self.samples} samples are too few: need at least {max(2, self.classes)}"
@@ -297,11 +343,52 @@ class TrainConfig:
         if multiclass and self.loss not in ("auto", "softmax"):
             raise ConfigError(f"{self.classes} classes need the softmax loss, not {self.loss!r}")
         check_parameter_count(
-            count_parameters(2, [*self.hidden, self.task().outputs]),
+            count_parameters(self.features, [*self.hidden, self.task().outputs]),
             "the model would have",
             ConfigError,
             hint="; choose smaller hidden layers",
         )
+
+    def _validate_data(self) -> None:
+        """The checks of :meth:`validate` on what the run trains on: a generated
+        dataset and its noise and classes, or a data file's points."""
+        if self.classes < 2:
+            raise ConfigError(f"classes must be at least 2, got {self.classes}")
+        if self.data is not None:
+            self._validate_data_file()
+            return
+        if self.dataset not in datasets.DATASETS:
+            raise ConfigError(
+                f"unknown dataset {self.dataset!r}; choose one of {', '.join(datasets.DATASETS)}"
+            )
+        if not (math.isfinite(self.noise) and self.noise >= 0):
+            raise ConfigError(f"noise must be a number >= 0, got {self.noise}")
+        if self.classes != 2 and self.dataset not in datasets.MULTICLASS:
+            raise ConfigError(
+                f"dataset {self.dataset!r} has 2 classes; --classes applies to "
+                f"{' and '.join(sorted(datasets.MULTICLASS))}"
+            )
+        if self.features != 2:
+            raise ConfigError(
+                f"the generated datasets have 2 features, not {self.features}; more "
+                "features come from a data file (data)"
+            )
+
+    def _validate_data_file(self) -> None:
+        """A run on the file ``data`` has dataset "csv", no noise, at least 1 feature."""
+        if not isinstance(self.data, str) or not self.data:
+            raise ConfigError(f"data must name a CSV file, got {self.data!r:.40}")
+        if self.dataset != DATA_FILE:
+            raise ConfigError(
+                f"dataset {self.dataset!r} and data {self.data!r}: a run trains on a "
+                f"generated dataset or on a data file, not both (its dataset is {DATA_FILE!r})"
+            )
+        if self.noise != 0:
+            raise ConfigError(
+                f"noise {self.noise} applies to generated datasets, not to a data file"
+            )
+        if self.features < 1:
+            raise ConfigError(f"features must be at least 1, got {self.features}")
 
     def task(self) -> Task:
         loss = self.loss
@@ -310,15 +397,24 @@ class TrainConfig:
         return Task(loss, self.classes)
 
     def to_json(self) -> dict[str, Any]:
-        """Every field, JSON-ready (``hidden`` as a list)."""
-        return {**asdict(self), "hidden": list(self.hidden)}
+        """Every field, JSON-ready (``hidden`` as a list); for a generated dataset, those
+        of a data file (``data``, ``features``) are left out, so that its config reads
+        as it always has."""
+        doc = {**asdict(self), "hidden": list(self.hidden)}
+        if self.data is None:
+            for name in _ADDED_FIELDS:
+                del doc[name]
+        return doc
 
     @classmethod
     def from_json(cls, data: object) -> TrainConfig:
         """The config :meth:`to_json` wrote: every field present, of its type, and valid.
 
         Raises :class:`ConfigError` naming the first field that is missing, unknown,
-        of the wrong type (a whole number where one is due, ...) or invalid.
+        of the wrong type (a whole number where one is due, ...) or invalid. A config
+        without the fields of a data file is one of a generated dataset (as
+        :meth:`to_json` writes it, and as every config did before they came). The
+        data file is not read.
         """
         if not isinstance(data, dict):
             raise ConfigError(f"a config must be an object, got {data!r:.40}")
@@ -326,6 +422,8 @@ class TrainConfig:
         unknown = sorted(str(k) for k in data if k not in names)
         if unknown:
             raise ConfigError(f"unknown config entries: {', '.join(unknown[:5])}")
+        if data.get("data") is None:
+            data = {**_ADDED_FIELDS, **data}
         missing = [name for name in names if name not in data]
         if missing:
             raise ConfigError(f"the config lacks {', '.join(missing)}")
@@ -371,13 +469,42 @@ def demo_config() -> TrainConfig:
     return TrainConfig(test_fraction=0.0)
 
 
+def data_facts(X: Sequence[Sequence[float]], y: Sequence[int]) -> tuple[int, int, int]:
+    """``(samples, classes, features)`` of the points ``X`` with classes ``y`` (0..k-1)."""
+    return len(X), max(y) + 1, len(X[0])
+
+
+def load_data(config: TrainConfig) -> tuple[list[list[float]], list[int]]:
+    """The points of a run: drawn from its dataset, or read from its data file, which
+    must still hold the samples, classes and features of the config (else
+    :class:`ConfigError`: the file has changed since the config was made from it)."""
+    if config.data is None:
+        return datasets.make(
+            config.dataset, config.samples, config.noise, config.seed, config.classes
+        )
+    X, y = datasets.read_csv(config.data)
+    found = data_facts(X, y)
+    expected = (config.samples, config.classes, config.features)
+    if found != expected:
+        raise ConfigError(
+            f"{config.data} now holds {_facts(found)}, not the {_facts(expected)} of the run's "
+            "config; it has changed since the config was made from it"
+        )
+    return X, y
+
+
+def _facts(facts: tuple[int, int, int]) -> str:
+    samples, classes, features = facts
+    return f"{samples} points of {features} features in {classes} classes"
+
+
 def build(config: TrainConfig) -> tuple[MLP, Task, list[list[float]], list[int]]:
     """The dataset and the freshly initialised model of a run."""
     config.validate()
-    X, y = datasets.make(config.dataset, config.samples, config.noise, config.seed, config.classes)
+    X, y = load_data(config)
     task = config.task()
     model = MLP(
-        2,
+        config.features,
         [*config.hidden, task.outputs],
         activation=config.activation,  # type: ignore[arg-type]
         init=config.init,  # type: ignore[arg-type]

@@ -32,6 +32,7 @@ from chainrule import losses
 from chainrule.core import Value, no_grad
 from chainrule.core.vmap import vmap
 from chainrule.errors import DivergedError
+from chainrule.io.csvrows import RowsError
 from chainrule.nn import MLP
 from chainrule.optim import make_schedule
 from chainrule.training.checkpoint import (
@@ -50,6 +51,7 @@ __all__ = [
     "StepResult",
     "TrainResult",
     "check_loss",
+    "data_changed",
     "diverged",
     "engine_name",
     "evaluate",
@@ -103,18 +105,19 @@ class Run:
     ``Run(config, checkpoint)`` (or :meth:`resume`) goes on from a checkpoint, with
     ``config`` checked by :func:`resume_config` (only ``steps`` may differ).
 
-    A new run draws its data, held-out split and initial weights from ``config.seed``
-    and its mini-batches from ``random.Random(seed + 1)``. :attr:`X` and :attr:`y`
+    A new run draws its data (or reads them from ``config.data``), held-out split and
+    initial weights from ``config.seed`` and its mini-batches from
+    ``random.Random(seed + 1)``. :attr:`X` and :attr:`y`
     (the training points) are read afresh at every step, so a caller may add or
     remove points between steps (the explorer does). Raises :class:`ConfigError` for
     a bad config and :class:`CheckpointError` for a checkpoint whose data are not
-    what its config draws.
+    what its config draws (or whose data file is gone or has changed).
     """
 
     def __init__(self, config: TrainConfig, checkpoint: Checkpoint | None = None) -> None:
         if checkpoint is not None:
             config = resume_config(checkpoint, config)  # the saved one, but for steps
-        model, task, X, y = build(config)  # validates config
+        model, task, X, y = _build(config, resuming=checkpoint is not None)  # validates config
         X_test: list[list[float]] = []
         y_test: list[int] = []
         if config.test_fraction:
@@ -162,6 +165,8 @@ class Run:
 
     def _restore(self, saved: Checkpoint) -> None:
         if saved.data_sha256 != self.data_sha256:
+            if self.config.data is not None:
+                raise data_changed(self.config.data, "its points are not those it trained on")
             raise CheckpointError(
                 "the data drawn from the checkpoint's config differ from the data it was "
                 "trained on (another version of chainrule or NumPy?); it cannot be "
@@ -359,6 +364,35 @@ class Run:
             fell_back=compiled is not None and compiled.fell_back,
             measure_of=self.measure_of,
         )
+
+
+def _build(config: TrainConfig, resuming: bool) -> tuple[MLP, Task, list[list[float]], list[int]]:
+    """:func:`build`; but resuming a run on a data file, a file that is gone or has
+    changed is a :class:`CheckpointError` saying so."""
+    if not resuming or config.data is None:
+        return build(config)
+    config.validate()  # a bad config is a ConfigError, as ever; the rest is the file's
+    try:
+        return build(config)
+    except OSError as exc:
+        raise CheckpointError(
+            f"the run trained on {config.data}, which cannot be read now "
+            f"({exc.strerror or exc}); put it back to resume the run"
+        ) from None
+    except RowsError as exc:  # "PATH line 3: ...": now a bad line
+        raise data_changed(config.data, "now " + str(exc).removeprefix(f"{config.data} ")) from None
+    except ConfigError as exc:  # load_data's: other samples, classes or features
+        raise CheckpointError(
+            f"{exc}; put back the file the run trained on to resume it, or start a new run"
+        ) from None
+
+
+def data_changed(path: str, how: str) -> CheckpointError:
+    """The error of a run resumed on the data file ``path``, which has changed: ``how``."""
+    return CheckpointError(
+        f"the data file {path} has changed since the run trained on it ({how}); put back "
+        "the file it trained on to resume the run, or start a new one"
+    )
 
 
 class ResumeConflict(ConfigError):
