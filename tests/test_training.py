@@ -243,6 +243,11 @@ def test_a_compiled_run_traces_one_example_for_every_batch_and_evaluation() -> N
     assert run.evaluations.train_loss[-1] == pytest.approx(train_loss, rel=1e-12)
 
 
+def test_a_generated_dataset_larger_than_max_samples_is_refused_before_any_work() -> None:
+    with pytest.raises(ConfigError, match=r"10,000,001 samples are more than chainrule generates"):
+        TrainConfig(samples=training.MAX_SAMPLES + 1).validate()
+
+
 # -- divergence, bad configurations, tasks from model files -------------------------------
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "DATA_FILE",
     "DEFAULT_LR",
     "LOSSES",
+    "MAX_SAMPLES",
     "MAX_SEED",
     "MAX_STEPS",
     "OPTIMIZERS",
@@ -59,6 +60,9 @@ DEFAULT_LR: dict[str, float] = {"sgd": 1.0, "adam": 0.05}
 
 #: Adam's step is about ``lr`` in every weight: from this rate up it only jumps about.
 ADAM_MAX_LR = 1.0
+
+#: The most points a generated dataset may have: they are made in Python, one list each.
+MAX_SAMPLES = 10_000_000
 
 #: The largest seed (the smallest is 0): the datasets draw from NumPy's ``RandomState``
 #: stream (:mod:`chainrule.data`), which takes a seed of 32 bits.
@@ -331,6 +335,11 @@ class TrainConfig:
         if self.samples < max(2, self.classes):
             raise ConfigError(
                 f"{self.samples} samples are too few: need at least {max(2, self.classes)}"
+            )
+        if self.samples > MAX_SAMPLES and self.data is None:
+            raise ConfigError(
+                f"{self.samples:,} samples are more than chainrule generates "
+                f"({MAX_SAMPLES:,}, chainrule.training.MAX_SAMPLES)"
             )
         if not 0 <= self.test_fraction < 1:
             raise ConfigError(f"test fraction must be in [0, 1), got {self.test_fraction}")
