@@ -10,7 +10,10 @@ import random
 import numpy as np
 import pytest
 import sources
+import test_compile as compile_tests
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import chainrule
 from chainrule import CompileError, Value, dot, logsumexp, vmap
@@ -335,3 +338,54 @@ def test_a_batch_too_large_for_memory_is_refused_before_allocating(monkeypatch) 
     with pytest.raises(BatchTooLargeError, match=r"a batch of 60 examples needs .* use smaller"):
         step(*moons_batch(60))
     assert math.isfinite(step(X, y).data)  # the traced size still works
+
+
+# -- random per-example graphs -------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.floats(0.3, 1.5), min_size=1, max_size=3),
+    st.lists(compile_tests.instruction, min_size=1, max_size=20),
+    st.integers(2, 9),
+    st.integers(0, 2**32),
+)
+def test_random_per_example_graphs_replayed_over_a_batch_equal_the_loop(
+    values, program, n, seed
+) -> None:
+    """Each example's graph mixes parameters and the example's numbers, reusing nodes; the
+    compiled vmap over batches of two sizes equals the eager loop, or the engine's own
+    error is raised."""
+    params = [Value(v) for v in values]
+    rng = random.Random(seed)
+    X = np.array([[rng.uniform(0.5, 1.5), rng.uniform(-1.5, -0.5)] for _ in range(n)])
+    chosen = []
+    rows = [list(params) + list(map(Value, row)) for row in X.tolist()]
+    for op, i, j in program:  # each op where it is defined at every example, chosen here
+        k = len(rows[0])
+        ok = all(compile_tests.in_domain(op, r[i % k].data, r[j % k].data) for r in rows)
+        op = op if ok else "add"
+        chosen.append((op, i % k, j % k))
+        for r in rows:
+            r.append(compile_tests.apply(op, r[i % k], r[j % k]))
+
+    def per_example(x):
+        made = [*params, *(v if isinstance(v, Value) else Value(v) for v in x)]
+        for op, i, j in chosen:
+            made.append(compile_tests.apply(op, made[i], made[j]))
+        return made[-1] * made[len(made) // 2] + made[-1]
+
+    loss = lambda X: vmap(per_example, reduce="sum")(X)  # noqa: E731
+    step = chainrule.compile(loss, params, fallback=False)
+    for batch in (X, X[: max(1, n // 2)]):
+        try:
+            expected = eager(loss, params, batch)
+        except (ArithmeticError, ValueError) as exc:
+            with pytest.raises(type(exc)):  # the engine's own error, never a wrong number
+                step.value_and_grad(batch)
+            continue
+        value, grads = step.value_and_grad(batch)
+        assert math.isclose(value, expected[0], rel_tol=1e-10, abs_tol=1e-11)
+        for g, e in zip(grads.tolist(), expected[1], strict=True):
+            assert math.isclose(g, e, rel_tol=1e-9, abs_tol=1e-10 * (1 + abs(e)))
+    assert len(step._programs) == 1
