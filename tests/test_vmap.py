@@ -389,3 +389,11 @@ def test_random_per_example_graphs_replayed_over_a_batch_equal_the_loop(
         for g, e in zip(grads.tolist(), expected[1], strict=True):
             assert math.isclose(g, e, rel_tol=1e-9, abs_tol=1e-10 * (1 + abs(e)))
     assert len(step._programs) == 1
+
+
+def test_an_example_outside_an_ops_domain_raises_the_engines_own_error() -> None:
+    w = Value(1.0)
+    step = chainrule.compile(lambda X: vmap(lambda x: (w * x[0]).log(), reduce="sum")(X), [w])
+    assert step(np.array([[1.0, 2.0], [2.0, 3.0]])).data == math.log(2.0)
+    with pytest.raises(chainrule.DomainError, match=r"log\(-2.0\)"):
+        step(np.array([[1.0, 2.0], [-2.0, 3.0]]))
