@@ -12,6 +12,7 @@ the whole batch: ``W @ X``, with X the batch buffer's rows.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,15 +27,42 @@ __all__ = ["BatchKernel", "BatchLayout", "batch_kernels", "plan_gradients"]
 
 
 class BatchLayout:
-    """Rows of the batch buffer: the batch leaves first, then computed nodes."""
+    """Rows of the batch buffer: the batch leaves first, then computed nodes.
 
-    def __init__(self, n_leaves: int) -> None:
+    ``uses`` counts, per batched node, the nodes that take it as an input (and twice
+    for an output of the program): a relu whose input rows nothing else reads is
+    computed in place, on those rows (see :class:`_BElementwise`)."""
+
+    def __init__(self, n_leaves: int, analysis: Any) -> None:
         self.next = n_leaves
+        self.uses: Counter[Any] = Counter(
+            x for node in analysis.nodes if node.batched for x in node.inputs if x.batched
+        )
+        self.uses.update(x for x in analysis.outputs for _ in range(2))
+
+    def in_place(self, op: str, nodes: Sequence[Node]) -> bool:
+        """Whether ``nodes`` (a group of one-input ``op``) may overwrite their inputs'
+        rows: a relu whose inputs are computed by kernels that never read their own
+        results again (dots, sums), used by nothing else, and laid out as one block."""
+        if op != "relu":
+            return False
+        ins = [node.inputs[0] for node in nodes]
+        if not all(
+            isinstance(x, Node) and x.op in _OUT_UNREAD and x.batched and self.uses[x] == 1
+            for x in ins
+        ):
+            return False
+        rows = sorted(x.pos for x in ins)
+        return rows == list(range(rows[0], rows[0] + len(rows)))
 
     def place(self, nodes: Sequence[Node]) -> None:
         for row, node in enumerate(nodes, self.next):
             node.pos = row
         self.next += len(nodes)
+
+
+#: The ops whose kernels' backward passes never read their own results (``out``).
+_OUT_UNREAD = ("dot", "lin")
 
 
 def _batched(x: Any) -> bool:
@@ -194,7 +222,15 @@ class _BElementwise(BatchKernel):
         self, op: str, k: Any, nodes: list[Node], layout: BatchLayout, flat: Layout
     ) -> None:
         _sort(nodes)
-        layout.place(nodes)
+        #: Computed on its input's rows, which nothing else reads: relu's mask is then
+        #: taken from its result (x > 0 exactly where relu(x) > 0), and its gradient
+        #: turned into the input's in place.
+        self.in_place = layout.in_place(op, nodes)
+        if self.in_place:
+            for node in nodes:
+                node.pos = node.inputs[0].pos
+        else:
+            layout.place(nodes)
         self.kind, self.k, self.size, self.start = op, k, len(nodes), nodes[0].pos
         self.needs_grad = nodes[0].needs_grad
         arity = len(nodes[0].inputs)
@@ -213,8 +249,14 @@ class _BElementwise(BatchKernel):
         else:
             self.out[...] = self.fn(self.xs, self.k)
 
+    def grad_slots(self) -> list[_BSlot]:
+        return [] if self.in_place else super().grad_slots()
+
     def backward(self) -> None:
         g = self.gout
+        if self.in_place:  # the input's gradient, on the same rows
+            np.multiply(g, self.out > 0.0, out=g)
+            return
         if self.kind == "relu":  # the mask itself: one pass fewer than 1.0 * (x > 0)
             slot = self.ins[0]
             target = slot.target()

@@ -470,7 +470,7 @@ def plan(
             from chainrule.compiler.batch_kernels import BatchLayout, batch_kernels
 
             if batch_layout is None:
-                batch_layout = BatchLayout(len(analysis.batch_leaves))
+                batch_layout = BatchLayout(len(analysis.batch_leaves), analysis)
             kernels.extend(batch_kernels(op, nodes[0].arg, nodes, batch_layout, layout))
         elif op == "lin":
             kernels.append(_Sum(nodes, layout))
