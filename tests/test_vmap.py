@@ -397,3 +397,30 @@ def test_an_example_outside_an_ops_domain_raises_the_engines_own_error() -> None
     assert step(np.array([[1.0, 2.0], [2.0, 3.0]])).data == math.log(2.0)
     with pytest.raises(chainrule.DomainError, match=r"log\(-2.0\)"):
         step(np.array([[1.0, 2.0], [-2.0, 3.0]]))
+
+
+def test_a_relu_runs_in_place_only_where_nothing_else_reads_its_input() -> None:
+    """A layer's relu overwrites the rows of its dots (half the memory), unless another
+    node reads them too; both replays equal the loop."""
+    model, params, loss = model_and_loss(width=8)
+    step = chainrule.compile(loss, params)
+    X, y = moons_batch(20)
+    assert_equal(compiled(step, params, X, y), eager(loss, params, X, y))
+    (program,) = step._programs.values()
+    assert program.batch_rows < program.batched_nodes - 16  # two layers' relus in place
+
+    def reread(X, y):  # the first layer's dots are read again, after their relu
+        def per_example(x, t):
+            xs = [Value(0.0) + x[0], Value(0.0) + x[1]]
+            dots = [dot(n.w, xs, n.b) for n in model.layers[0].neurons]
+            hidden = model.layers[1].forward([d.relu() for d in dots])
+            return (1 - t * hidden[0]).relu() + dots[0] * 0.5
+
+        return vmap(per_example, reduce="mean")(X, y)
+
+    step = chainrule.compile(reread, params)
+    assert_equal(compiled(step, params, X, y), eager(reread, params, X, y))
+    (program,) = step._programs.values()
+    relus = [(k.size, k.in_place) for k in program.kernels if k.kind == "relu"]
+    # the first layer's dots are kept; the relus of the output neuron and the hinge not
+    assert relus == [(8, False), (1, True), (1, True)]
